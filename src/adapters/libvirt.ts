@@ -1,0 +1,94 @@
+/** virsh, for what Vagrant does not show: leftovers, networks, volumes, snapshots. */
+import { KlabError, tail } from '../core/errors.js';
+import { runProcess } from './process.js';
+
+const URI = 'qemu:///system';
+
+async function virsh(args: readonly string[], allowFailure = false) {
+  const result = await runProcess(['virsh', '-c', URI, ...args], { timeoutMs: 120_000 });
+  if (result.notFound) {
+    throw new KlabError('KLAB_TOOL_MISSING', 'virsh is not installed', {
+      hint: 'Install libvirt: sudo apt-get install libvirt-daemon-system libvirt-clients qemu-system-x86',
+    });
+  }
+  if (result.exitCode !== 0 && !allowFailure) {
+    throw new KlabError('KLAB_VAGRANT_FAILED', `virsh ${args.join(' ')} failed`, {
+      command: ['virsh', ...args],
+      outputTail: tail(`${result.stdout}\n${result.stderr}`),
+    });
+  }
+  return result;
+}
+
+function names(text: string): string[] {
+  return text
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line.length > 0);
+}
+
+/** `virsh vol-list` table -> volume names. */
+export function parseVolumeList(text: string): string[] {
+  return text
+    .split('\n')
+    .slice(2)
+    .map((line) => line.trim().split(/\s+/)[0] ?? '')
+    .filter((name) => name.length > 0);
+}
+
+export function parseNetInfoBridge(text: string): string | undefined {
+  return /^Bridge:\s+(\S+)/m.exec(text)?.[1];
+}
+
+export const libvirt = {
+  async reachable(): Promise<{ ok: boolean; detail: string }> {
+    const result = await virsh(['version'], true);
+    return {
+      ok: result.exitCode === 0,
+      detail: result.exitCode === 0 ? tail(result.stdout, 1) : tail(result.stderr, 2),
+    };
+  },
+  async domains(): Promise<string[]> {
+    return names((await virsh(['list', '--all', '--name'])).stdout);
+  },
+  async domainState(domain: string): Promise<string | undefined> {
+    const result = await virsh(['domstate', domain], true);
+    return result.exitCode === 0 ? result.stdout.trim() : undefined;
+  },
+  async networks(): Promise<string[]> {
+    return names((await virsh(['net-list', '--all', '--name'])).stdout);
+  },
+  async networkBridge(network: string): Promise<string | undefined> {
+    const result = await virsh(['net-info', network], true);
+    return result.exitCode === 0 ? parseNetInfoBridge(result.stdout) : undefined;
+  },
+  async volumes(pool = 'default'): Promise<string[]> {
+    const result = await virsh(['vol-list', pool], true);
+    return result.exitCode === 0 ? parseVolumeList(result.stdout) : [];
+  },
+  async snapshots(domain: string): Promise<string[]> {
+    const result = await virsh(['snapshot-list', domain, '--name'], true);
+    return result.exitCode === 0 ? names(result.stdout) : [];
+  },
+  async deleteSnapshot(domain: string, snapshot: string): Promise<void> {
+    await virsh(['snapshot-delete', domain, snapshot]);
+  },
+  /** Remove a domain klab owns, whatever state it is in (for leftovers of interrupted runs). */
+  async removeDomain(domain: string): Promise<void> {
+    for (const snapshot of await this.snapshots(domain)) {
+      await virsh(['snapshot-delete', domain, snapshot, '--metadata'], true);
+    }
+    await virsh(['destroy', domain], true);
+    await virsh(['undefine', domain, '--remove-all-storage', '--nvram'], true);
+    await virsh(['undefine', domain, '--remove-all-storage'], true);
+  },
+  async removeNetwork(network: string): Promise<void> {
+    await virsh(['net-destroy', network], true);
+    await virsh(['net-undefine', network], true);
+  },
+  async removeVolume(volume: string, pool = 'default'): Promise<void> {
+    await virsh(['vol-delete', '--pool', pool, volume], true);
+  },
+};
+
+export type Libvirt = typeof libvirt;

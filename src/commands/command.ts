@@ -1,0 +1,25 @@
+/** What every command file exports: its yargs shape and one call into core. */
+import type { Argv } from 'yargs';
+import type { Reporter } from '../ui/reporter.js';
+
+export interface CommandIo {
+  reporter: Reporter;
+  stdinIsTty: boolean;
+  /** Ask a yes/no question on the terminal. */
+  confirm(question: string): Promise<boolean>;
+}
+
+export interface GlobalArgs {
+  dir: string;
+  verbose: boolean;
+  quiet: boolean;
+}
+
+export interface KlabCommand {
+  command: string;
+  describe: string;
+  builder: (yargs: Argv) => Argv;
+  /** Whether the run's log belongs in the lab directory (else in the user cache). */
+  logsInLab: 'always' | 'if-lab' | 'never';
+  run(args: Record<string, unknown> & GlobalArgs, io: CommandIo): Promise<number>;
+}

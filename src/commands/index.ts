@@ -1,0 +1,24 @@
+/** Every command klab has, in the order --help lists them. */
+import type { KlabCommand } from './command.js';
+import { boxCommand, doctorCommand } from './host.js';
+import {
+  createCommand,
+  destroyCommand,
+  haltCommand,
+  initCommand,
+  sshCommand,
+  statusCommand,
+  upCommand,
+} from './lab.js';
+
+export const COMMANDS: readonly KlabCommand[] = [
+  initCommand,
+  createCommand,
+  statusCommand,
+  sshCommand,
+  haltCommand,
+  upCommand,
+  destroyCommand,
+  doctorCommand,
+  boxCommand,
+];

@@ -1,0 +1,474 @@
+/**
+ * The lab's lifecycle: init, create (resumable), up, halt, destroy, status.
+ * Commands call exactly one of these; adapters do the spawning.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { libvirt } from '../adapters/libvirt.js';
+import { findExecutable, runProcess } from '../adapters/process.js';
+import { Vagrant } from '../adapters/vagrant.js';
+import { renderKlabYaml } from '../render/klab-yaml.js';
+import { renderVagrantfile } from '../render/vagrantfile.js';
+import { desiredDefaultRoute, parseDefaultRoutes } from '../steps/default-route/index.js';
+import { provisioningSteps } from '../steps/index.js';
+import type { StepContext } from '../steps/step.js';
+import {
+  type BoxDeps,
+  boxBuildPaths,
+  ensureLocalBox,
+  FALLBACK_BOX,
+  FALLBACK_STACK,
+  LOCAL_BOXES,
+  localRecipe,
+} from './boxes.js';
+import { KlabError, tail } from './errors.js';
+import { type EventSink, systemClock, task } from './events.js';
+import type { HypervisorChoice } from './hypervisor.js';
+import { detectHypervisor } from './hypervisor-detect.js';
+import { type LabPaths, labPaths, libvirtNames } from './lab.js';
+import { packagePath } from './package-root.js';
+import { runSteps } from './pipeline.js';
+import {
+  assertNoFailures,
+  checkLibvirt,
+  checkResources,
+  checkSubnets,
+  checkTools,
+  checkVagrantLibvirt,
+} from './preflight.js';
+import { connectAll, type HostPool } from './session.js';
+import type { LabSpec } from './spec.js';
+import { loadSpec, type SpecOverrides } from './spec-file.js';
+import { type LabState, loadState, saveState } from './state.js';
+
+export interface LabOptions extends SpecOverrides {
+  dir: string;
+}
+
+export interface Lab {
+  paths: LabPaths;
+  spec: LabSpec;
+  state: LabState;
+  vagrant: Vagrant;
+  sink: EventSink;
+}
+
+export async function openLab(options: LabOptions, sink: EventSink): Promise<Lab> {
+  const paths = labPaths(options.dir);
+  const spec = await loadSpec(paths.dir, options);
+  const state = await loadState(paths.stateFile);
+  const vagrant = new Vagrant(paths.dir, {
+    onLine: (line) => sink.emit({ kind: 'output', source: 'vagrant', line }),
+  });
+  return { paths, spec, state, vagrant, sink };
+}
+
+/** A lab exists once klab rendered its Vagrantfile. */
+function requireCreated(lab: Lab): void {
+  if (!existsSync(lab.paths.vagrantfile)) {
+    throw new KlabError('KLAB_NO_LAB', `no lab in ${lab.paths.dir}`, {
+      hint: 'Create one with "klab create" (or point at it with --dir).',
+    });
+  }
+}
+
+export function boxDeps(sink: EventSink, vagrant: Vagrant): BoxDeps {
+  return {
+    sink,
+    async runBuildScript(argv, onLine) {
+      const result = await runProcess(argv, { onLine: (line) => onLine(line) });
+      return { exitCode: result.exitCode, tail: tail(`${result.stdout}\n${result.stderr}`) };
+    },
+    isRoot: () => process.getuid?.() === 0,
+    async missingTools(tools) {
+      const missing: string[] = [];
+      for (const tool of tools) if (!(await findExecutable(tool))) missing.push(tool);
+      return missing;
+    },
+    async installedBoxes() {
+      return (await vagrant.boxList()).filter((b) => b.provider === 'libvirt').map((b) => b.name);
+    },
+    async addBox(name, file) {
+      const result = await vagrant.boxAdd(name, file, 30 * 60_000);
+      return { ok: result.exitCode === 0, tail: tail(`${result.stdout}\n${result.stderr}`) };
+    },
+  };
+}
+
+/** Directories that may hold a kernel for the KVM probe: those of locally built boxes. */
+async function probeKernelDirs(): Promise<string[]> {
+  const dirs: string[] = [];
+  for (const recipe of LOCAL_BOXES) dirs.push((await boxBuildPaths(recipe)).dir);
+  return dirs;
+}
+
+export async function chooseLabHypervisor(lab: Lab): Promise<HypervisorChoice> {
+  const choice = await detectHypervisor(lab.spec.hypervisor, lab.sink, await probeKernelDirs());
+  if (choice.notice) lab.sink.emit({ kind: 'notice', level: 'warn', text: choice.notice });
+  return choice;
+}
+
+const BOX_DOWNLOAD_TIMEOUT_MS = 10 * 60_000;
+
+/**
+ * The box to boot: the one the lab already uses, the spec's if Vagrant has it, a local
+ * build for klab/* boxes, a download otherwise; and when that fails and the user did not
+ * insist on the box, the locally built Debian box plus the mirror-only stack.
+ */
+export async function resolveBox(lab: Lab): Promise<{ box: string; stack: string }> {
+  const { spec, state, sink, vagrant } = lab;
+  if (state.box && existsSync(lab.paths.vagrantfile) && !spec.insisted.box) {
+    return { box: state.box, stack: state.stack ?? spec.stack };
+  }
+  const installed = await boxDeps(sink, vagrant).installedBoxes();
+  const recipe = localRecipe(spec.box);
+  if (installed.includes(spec.box) && !recipe) return { box: spec.box, stack: spec.stack };
+  if (recipe) {
+    await ensureLocalBox(recipe, boxDeps(sink, vagrant));
+    return { box: spec.box, stack: spec.stack };
+  }
+  const added = await task(sink, `Download box ${spec.box}`, async () =>
+    vagrant.boxAdd(spec.box, spec.box, BOX_DOWNLOAD_TIMEOUT_MS),
+  ).catch((error: unknown) => ({
+    exitCode: 1,
+    stdout: '',
+    stderr: String(error),
+    timedOut: false,
+  }));
+  if (added.exitCode === 0 && !added.timedOut) return { box: spec.box, stack: spec.stack };
+
+  const why = tail(`${added.stdout}\n${added.stderr}`, 3) || 'no answer';
+  if (spec.insisted.box) {
+    throw new KlabError('KLAB_BOX_UNAVAILABLE', `the box ${spec.box} cannot be downloaded`, {
+      outputTail: why,
+      hint: `Build one locally instead: "sudo klab box build" and set "box: ${FALLBACK_BOX}" in klab.yaml.`,
+    });
+  }
+  const stack = spec.insisted.stack ? spec.stack : FALLBACK_STACK;
+  const message =
+    `The default box ${spec.box} cannot be downloaded from this host, so klab falls back to ` +
+    `a locally built ${FALLBACK_BOX} box` +
+    (stack === FALLBACK_STACK && spec.stack !== FALLBACK_STACK
+      ? ` and the mirror-only "${FALLBACK_STACK}" stack (Kubernetes 1.20 from Debian sources instead of ${spec.stack}).`
+      : '.') +
+    ' Set box/stack in klab.yaml to choose yourself.';
+  sink.emit({ kind: 'notice', level: 'warn', text: message });
+  state.fallbacks = [...(state.fallbacks ?? []), message];
+  const fallback = localRecipe(FALLBACK_BOX);
+  if (!fallback) throw new KlabError('KLAB_INTERNAL', `no recipe for ${FALLBACK_BOX}`);
+  await ensureLocalBox(fallback, boxDeps(sink, vagrant));
+  return { box: FALLBACK_BOX, stack };
+}
+
+async function writeIfChanged(file: string, content: string): Promise<boolean> {
+  const current = await readFile(file, 'utf8').catch(() => undefined);
+  if (current === content) return false;
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(file, content);
+  return true;
+}
+
+export async function renderLabVagrantfile(
+  lab: Lab,
+  hypervisor: HypervisorChoice,
+  box: string,
+): Promise<boolean> {
+  await mkdir(lab.paths.logDir, { recursive: true });
+  return writeIfChanged(
+    lab.paths.vagrantfile,
+    renderVagrantfile(lab.spec, hypervisor.settings, box),
+  );
+}
+
+/** First VM alone (it uploads the box into the storage pool), then the rest. */
+export function bootOrder(
+  vms: readonly string[],
+  accelerator: 'kvm' | 'tcg',
+  cores: number,
+): { vms: string[]; parallel: boolean }[] {
+  const [first, ...rest] = vms;
+  if (!first) return [];
+  const batches = [{ vms: [first], parallel: false }];
+  if (rest.length > 0) {
+    // Under TCG every vCPU is a busy host thread; booting in parallel on a small host
+    // only makes every VM slower.
+    batches.push({ vms: rest, parallel: accelerator === 'kvm' || cores >= 4 });
+  }
+  return batches;
+}
+
+async function bootVms(lab: Lab, accelerator: 'kvm' | 'tcg'): Promise<void> {
+  const batches = bootOrder(
+    lab.spec.vms.map((vm) => vm.name),
+    accelerator,
+    os.cpus().length,
+  );
+  for (const batch of batches) {
+    await task(
+      lab.sink,
+      `Boot ${batch.vms.join(', ')}${batch.parallel ? ' (in parallel)' : ''}`,
+      () =>
+        lab.vagrant.up(batch.vms, batch.parallel, lab.spec.timeouts.boot * 1000 * batch.vms.length),
+    );
+  }
+}
+
+function stepContext(lab: Lab, pool: HostPool): StepContext {
+  return {
+    spec: lab.spec,
+    sink: lab.sink,
+    clock: systemClock,
+    host: (vm) => pool.get(vm),
+    provisionFile: (...parts) => readFile(packagePath('provision', ...parts), 'utf8'),
+  };
+}
+
+async function withHosts<T>(lab: Lab, fn: (pool: HostPool) => Promise<T>): Promise<T> {
+  const pool = await task(lab.sink, 'Connect to every VM over SSH', () =>
+    connectAll(
+      lab.vagrant,
+      lab.spec.vms.map((vm) => vm.name),
+      lab.sink,
+      lab.spec.timeouts.ssh * 1000,
+    ),
+  );
+  try {
+    return await fn(pool);
+  } finally {
+    await pool.closeAll();
+  }
+}
+
+async function preflight(lab: Lab): Promise<void> {
+  const findings = await task(lab.sink, 'Check the host', async () => {
+    const tools = await checkTools();
+    const results = [...tools];
+    if (tools.every((finding) => finding.status === 'ok')) {
+      results.push(await checkVagrantLibvirt(), await checkLibvirt());
+    }
+    results.push(await checkSubnets(lab.spec), ...(await checkResources(lab.spec)));
+    return results;
+  });
+  for (const finding of findings.filter((f) => f.status === 'warn')) {
+    lab.sink.emit({ kind: 'notice', level: 'warn', text: `${finding.check}: ${finding.detail}` });
+  }
+  assertNoFailures(findings);
+}
+
+export async function initLab(options: LabOptions, sink: EventSink): Promise<string[]> {
+  const paths = labPaths(options.dir);
+  await mkdir(paths.dir, { recursive: true });
+  const written: string[] = [];
+  if (!existsSync(paths.specFile)) {
+    const lab = await openLab(options, sink);
+    await writeFile(paths.specFile, renderKlabYaml(lab.spec));
+    written.push(paths.specFile);
+  }
+  const lab = await openLab(options, sink);
+  const hypervisor = await chooseLabHypervisor(lab);
+  if (await renderLabVagrantfile(lab, hypervisor, lab.state.box ?? lab.spec.box)) {
+    written.push(paths.vagrantfile);
+  }
+  return written;
+}
+
+export async function createLab(options: LabOptions, sink: EventSink): Promise<void> {
+  const lab = await openLab(options, sink);
+  const started = Date.now();
+  await preflight(lab);
+  const hypervisor = await chooseLabHypervisor(lab);
+  const { box, stack } = await resolveBox(lab);
+  lab.state.box = box;
+  lab.state.stack = stack;
+  lab.state.accelerator = hypervisor.accelerator;
+  lab.state.createdAt ??= new Date().toISOString();
+  await renderLabVagrantfile(lab, hypervisor, box);
+  await saveState(lab.paths.stateFile, lab.state);
+
+  await bootVms(lab, hypervisor.accelerator);
+  await withHosts(lab, async (pool) => {
+    await runSteps(provisioningSteps(lab.spec), stepContext(lab, pool), lab.state, {
+      afterStep: () => saveState(lab.paths.stateFile, lab.state),
+    });
+  });
+  await saveState(lab.paths.stateFile, lab.state);
+  const seconds = Math.round((Date.now() - started) / 1000);
+  sink.emit({
+    kind: 'result',
+    text:
+      `Lab "${lab.spec.name}" is ready: ${lab.spec.vms.map((vm) => `${vm.name} ${vm.ip}`).join(', ')} ` +
+      `(${seconds} s, box ${box}, stack ${stack}, ${hypervisor.accelerator.toUpperCase()}).\n` +
+      `Next: klab status, klab ssh ${lab.spec.vms[0]?.name ?? 'master'}`,
+  });
+}
+
+/** Start a halted lab and check that what provisioning did survived the reboot. */
+export async function upLab(options: LabOptions, sink: EventSink): Promise<void> {
+  const lab = await openLab(options, sink);
+  requireCreated(lab);
+  await bootVms(lab, lab.state.accelerator ?? 'tcg');
+  await withHosts(lab, async (pool) => {
+    const ctx = stepContext(lab, pool);
+    const drifted: string[] = [];
+    await task(sink, 'Check that every provisioning step survived the restart', async () => {
+      for (const step of provisioningSteps(lab.spec)) {
+        for (const vm of lab.spec.vms) {
+          if (!lab.state.steps[vm.name]?.[step.id]) continue;
+          if (!(await step.check(ctx, vm))) drifted.push(`${vm.name}: ${step.id}`);
+        }
+      }
+    });
+    if (drifted.length > 0) {
+      sink.emit({
+        kind: 'notice',
+        level: 'warn',
+        text: `Not as provisioned after the restart: ${drifted.join(', ')}. Run "klab create" to repair.`,
+      });
+    }
+  });
+  sink.emit({ kind: 'result', text: `Lab "${lab.spec.name}" is up.` });
+}
+
+export async function haltLab(options: LabOptions, sink: EventSink): Promise<void> {
+  const lab = await openLab(options, sink);
+  requireCreated(lab);
+  await task(sink, `Halt ${lab.spec.vms.map((vm) => vm.name).join(', ')}`, () =>
+    lab.vagrant.halt(),
+  );
+}
+
+/** Destroy everything the lab made in libvirt; klab.yaml stays. */
+export async function destroyLab(options: LabOptions, sink: EventSink): Promise<string[]> {
+  const lab = await openLab(options, sink);
+  const names = libvirtNames(lab.spec);
+  const ours = (name: string) => name.startsWith(names.domainPrefix);
+  const removed: string[] = [];
+  const domains = (await libvirt.domains()).filter(ours);
+
+  await task(sink, 'Delete snapshots (libvirt keeps domains that still have some)', async () => {
+    for (const domain of domains) {
+      for (const snapshot of await libvirt.snapshots(domain)) {
+        await libvirt.deleteSnapshot(domain, snapshot);
+      }
+    }
+  });
+  if (existsSync(lab.paths.vagrantfile)) {
+    await task(sink, 'Destroy the VMs', () => lab.vagrant.destroy());
+  }
+  await task(sink, 'Remove what is left in libvirt', async () => {
+    for (const domain of (await libvirt.domains()).filter(ours)) {
+      await libvirt.removeDomain(domain);
+      removed.push(`domain ${domain}`);
+    }
+    for (const volume of (await libvirt.volumes()).filter(ours)) {
+      await libvirt.removeVolume(volume);
+      removed.push(`volume ${volume}`);
+    }
+    const networks = await libvirt.networks();
+    for (const network of [names.network, names.managementNetwork]) {
+      if (networks.includes(network)) {
+        await libvirt.removeNetwork(network);
+        removed.push(`network ${network}`);
+      }
+    }
+  });
+  await rm(lab.paths.stateFile, { force: true });
+  await rm(path.join(lab.paths.dir, '.vagrant'), { recursive: true, force: true });
+  sink.emit({
+    kind: 'result',
+    text: `Lab "${lab.spec.name}" destroyed; klab.yaml and logs are kept.`,
+  });
+  return removed;
+}
+
+export interface VmStatus {
+  name: string;
+  state: string;
+  ip: string;
+  defaultRoute: string;
+  steps: string;
+}
+
+export async function labStatus(options: LabOptions, sink: EventSink): Promise<VmStatus[]> {
+  const lab = await openLab(options, sink);
+  const states = existsSync(lab.paths.vagrantfile)
+    ? await lab.vagrant.status()
+    : new Map<string, string>();
+  const steps = provisioningSteps(lab.spec);
+  const want = desiredDefaultRoute(lab.spec);
+  return Promise.all(
+    lab.spec.vms.map(async (vm): Promise<VmStatus> => {
+      const state = states.get(vm.name) ?? 'not_created';
+      const done = steps.filter((step) => lab.state.steps[vm.name]?.[step.id]).length;
+      let route = '-';
+      if (state === 'running') {
+        route = await routeOf(lab, vm.name).catch(
+          (error: unknown) => `unreachable (${(error as Error).message})`,
+        );
+        if (route === `via ${want.via} dev ${want.dev}`) route += ' (ok)';
+      }
+      return {
+        name: vm.name,
+        state,
+        ip: vm.ip,
+        defaultRoute: route,
+        steps: `${done}/${steps.length}`,
+      };
+    }),
+  );
+}
+
+async function routeOf(lab: Lab, vm: string): Promise<string> {
+  const pool = await connectAll(lab.vagrant, [vm], lab.sink, 20_000);
+  try {
+    const result = await pool.get(vm).run(['ip', '-4', 'route', 'show', 'default']);
+    const routes = parseDefaultRoutes(result.stdout);
+    if (routes.length === 0) return 'none';
+    return routes.map((route) => `via ${route.via} dev ${route.dev}`).join(', ');
+  } finally {
+    await pool.closeAll();
+  }
+}
+
+/** argv for the system ssh client to a lab VM (interactive or one command). */
+export async function sshArgv(
+  options: LabOptions,
+  sink: EventSink,
+  vm: string,
+  command: readonly string[],
+) {
+  const lab = await openLab(options, sink);
+  requireCreated(lab);
+  if (!lab.spec.vms.some((entry) => entry.name === vm)) {
+    throw new KlabError('KLAB_VM_UNKNOWN', `there is no VM "${vm}" in this lab`, {
+      hint: `The lab's VMs are: ${lab.spec.vms.map((entry) => entry.name).join(', ')}.`,
+    });
+  }
+  if (!(await findExecutable('ssh'))) {
+    throw new KlabError('KLAB_TOOL_MISSING', 'the ssh client is not installed', {
+      hint: 'sudo apt-get install openssh-client',
+    });
+  }
+  const config = await lab.vagrant.sshConfig(vm);
+  const { quote } = await import('./shell.js');
+  return [
+    'ssh',
+    ...(command.length === 0 ? ['-t'] : []),
+    '-i',
+    config.identityFile,
+    '-p',
+    String(config.port),
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'LogLevel=ERROR',
+    `${config.user}@${config.hostName}`,
+    ...(command.length > 0 ? ['--', command.map(quote).join(' ')] : []),
+  ];
+}

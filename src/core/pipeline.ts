@@ -1,0 +1,57 @@
+/** Runs the ordered steps: one step at a time, on all its VMs in parallel. */
+import type { Step, StepContext } from '../steps/step.js';
+import { task } from './events.js';
+import { type LabState, markStepDone } from './state.js';
+
+export interface PipelineHooks {
+  /** After a step succeeded on every VM (state is saved here; checkpoints go here later). */
+  afterStep?(step: Step): Promise<void>;
+}
+
+export interface StepOutcome {
+  step: string;
+  vm: string;
+  result: 'applied' | 'already-done';
+}
+
+export async function runSteps(
+  steps: readonly Step[],
+  ctx: StepContext,
+  state: LabState,
+  hooks: PipelineHooks = {},
+): Promise<StepOutcome[]> {
+  const outcomes: StepOutcome[] = [];
+  for (const step of steps) {
+    const vms = step.targets ? step.targets(ctx.spec) : ctx.spec.vms;
+    const results = await task(
+      ctx.sink,
+      step.title,
+      async (update) => {
+        const settled = await Promise.allSettled(
+          vms.map(async (vm): Promise<StepOutcome> => {
+            if (await step.check(ctx, vm)) {
+              await step.verify(ctx, vm);
+              return { step: step.id, vm: vm.name, result: 'already-done' };
+            }
+            update(`${vm.name}: applying`);
+            await step.apply(ctx, vm);
+            await step.verify(ctx, vm);
+            return { step: step.id, vm: vm.name, result: 'applied' };
+          }),
+        );
+        const failure = settled.find((entry) => entry.status === 'rejected');
+        if (failure) throw (failure as PromiseRejectedResult).reason;
+        return settled.map((entry) => (entry as PromiseFulfilledResult<StepOutcome>).value);
+      },
+      (done) => {
+        const applied = done.filter((entry) => entry.result === 'applied').length;
+        return applied === 0 ? 'already done' : `${applied}/${done.length} VMs changed`;
+      },
+    );
+    const now = new Date(ctx.clock.now());
+    for (const outcome of results) markStepDone(state, outcome.vm, step.id, now);
+    outcomes.push(...results);
+    await hooks.afterStep?.(step);
+  }
+  return outcomes;
+}

@@ -1,0 +1,31 @@
+/** What steps see of a VM: run argv, move files. Implemented by adapters/ssh.ts and by test fakes. */
+export interface RemoteResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RemoteRunOptions {
+  sudo?: boolean;
+  env?: Record<string, string>;
+  stdin?: string;
+  /** Return a non-zero exit instead of throwing KLAB_STEP_FAILED. */
+  allowFailure?: boolean;
+  timeoutMs?: number;
+}
+
+export interface RemoteFileOptions {
+  /** Octal permission bits, e.g. 0o644. */
+  mode?: number;
+  /** Write as root (via a temporary upload and sudo cp). */
+  sudo?: boolean;
+}
+
+export interface RemoteHost {
+  /** The lab VM's name (master, node1, ...). */
+  readonly name: string;
+  run(argv: readonly string[], options?: RemoteRunOptions): Promise<RemoteResult>;
+  writeFile(path: string, content: string | Buffer, options?: RemoteFileOptions): Promise<void>;
+  readFile(path: string, options?: { sudo?: boolean }): Promise<string>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,272 @@
+/**
+ * The lab spec: what `klab.yaml` may say, its defaults (the tutorial's lab), and the
+ * plan derived from it. The schema is the single source of the TypeScript types.
+ */
+import { z } from 'zod';
+import { cidrContains, cidrSize, cidrsOverlap, hostAddress, ipToInt, parseCidr } from './net.js';
+
+export const DEFAULT_BOX = 'generic/ubuntu1804';
+export const DEFAULT_STACK = 'v1.11.1';
+export const STACKS = ['v1.11.1', 'debian'] as const;
+export type StackName = (typeof STACKS)[number];
+
+export const DEFAULT_NODE = { memory: 2048, cpus: 2, disk: 30 } as const;
+export const DEFAULT_NODES = [
+  { name: 'master', role: 'master' },
+  { name: 'node1', role: 'node' },
+  { name: 'node2', role: 'node' },
+  { name: 'node3', role: 'node' },
+] as const;
+
+/** Node addresses start here inside the private subnet: master .10, node1 .11, ... */
+export const FIRST_NODE_HOST = 10;
+
+const NAME = /^[a-z][a-z0-9-]{0,30}$/;
+
+const cidr = (what: string) =>
+  z
+    .string({ error: `must be a CIDR such as 192.168.56.0/24 (${what})` })
+    .refine((text) => parseCidr(text) !== undefined, {
+      error: `must be an IPv4 network in CIDR form with a /8../30 prefix, e.g. 192.168.56.0/24`,
+    });
+
+const seconds = (fallback: number) =>
+  z
+    .number({ error: 'must be a number of seconds' })
+    .int({ error: 'must be a whole number of seconds' })
+    .min(10, { error: 'must be >= 10' })
+    .max(86400, { error: 'must be <= 86400' })
+    .default(fallback);
+
+const NodeSchema = z.strictObject({
+  name: z.string({ error: 'must be a string' }).regex(NAME, {
+    error: 'must be lower-case letters, digits and "-", starting with a letter (max 31)',
+  }),
+  role: z.enum(['master', 'node'], { error: 'must be "master" or "node"' }).default('node'),
+  memory: z
+    .number({ error: 'must be a number (MB)' })
+    .int({ error: 'must be a whole number of MB' })
+    .min(1024, { error: 'must be >= 1024' })
+    .max(65536, { error: 'must be <= 65536' })
+    .default(DEFAULT_NODE.memory),
+  cpus: z
+    .number({ error: 'must be a number' })
+    .int({ error: 'must be a whole number' })
+    .min(1, { error: 'must be >= 1' })
+    .max(32, { error: 'must be <= 32' })
+    .default(DEFAULT_NODE.cpus),
+  disk: z
+    .number({ error: 'must be a number (GB)' })
+    .int({ error: 'must be a whole number of GB' })
+    .min(10, { error: 'must be >= 10' })
+    .max(2048, { error: 'must be <= 2048' })
+    .default(DEFAULT_NODE.disk),
+  ip: z
+    .string({ error: 'must be an IPv4 address' })
+    .regex(/^\d{1,3}(\.\d{1,3}){3}$/, { error: 'must be an IPv4 address' })
+    .optional(),
+});
+
+export const SpecSchema = z
+  .strictObject({
+    name: z
+      .string({ error: 'must be a string' })
+      .regex(NAME, { error: 'must be lower-case letters, digits and "-", starting with a letter' })
+      .optional(),
+    box: z
+      .string({ error: 'must be a box name' })
+      .min(1, { error: 'must not be empty' })
+      .optional(),
+    stack: z.enum(STACKS, { error: `must be one of: ${STACKS.join(', ')}` }).optional(),
+    hypervisor: z
+      .enum(['auto', 'kvm', 'qemu'], { error: 'must be "auto", "kvm" or "qemu"' })
+      .default('auto'),
+    network: z
+      .strictObject({
+        subnet: cidr('the private lab network').default('192.168.56.0/24'),
+        managementSubnet: cidr('the Vagrant management network').default('192.168.121.0/24'),
+        serviceCidr: cidr('Kubernetes services').default('10.254.0.0/16'),
+        podCidr: cidr('pod network').default('172.30.0.0/16'),
+        clusterDomain: z
+          .string({ error: 'must be a DNS domain' })
+          .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/, {
+            error: 'must be a DNS domain such as cluster.local',
+          })
+          .default('cluster.local'),
+      })
+      .prefault({}),
+    nodes: z
+      .array(NodeSchema, { error: 'must be a list of VMs' })
+      .min(1, { error: 'must list at least one VM' })
+      .max(16, { error: 'must list at most 16 VMs' })
+      .prefault(DEFAULT_NODES.map((node) => ({ ...node }))),
+    timeouts: z
+      .strictObject({
+        boot: seconds(1800),
+        ssh: seconds(300),
+        command: seconds(1800),
+      })
+      .prefault({}),
+    snapshots: z
+      .strictObject({ automatic: z.boolean({ error: 'must be true or false' }).default(true) })
+      .prefault({}),
+  })
+  .superRefine((spec, ctx) => {
+    const names = new Map<string, number>();
+    spec.nodes.forEach((node, index) => {
+      const first = names.get(node.name);
+      if (first !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['nodes', index, 'name'],
+          message: `duplicate VM name "${node.name}" (also nodes[${first}])`,
+        });
+      } else {
+        names.set(node.name, index);
+      }
+    });
+    if (!spec.nodes.some((node) => node.role === 'master')) {
+      ctx.addIssue({ code: 'custom', path: ['nodes'], message: 'needs one VM with role: master' });
+    }
+
+    const nets = {
+      subnet: parseCidr(spec.network.subnet),
+      managementSubnet: parseCidr(spec.network.managementSubnet),
+      serviceCidr: parseCidr(spec.network.serviceCidr),
+      podCidr: parseCidr(spec.network.podCidr),
+    };
+    const keys = Object.keys(nets) as (keyof typeof nets)[];
+    keys.forEach((a, i) => {
+      for (const b of keys.slice(i + 1)) {
+        const na = nets[a];
+        const nb = nets[b];
+        if (na && nb && cidrsOverlap(na, nb)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['network', b],
+            message: `overlaps network.${a} (${spec.network[a]})`,
+          });
+        }
+      }
+    });
+
+    const subnet = nets.subnet;
+    if (!subnet) return;
+    if (cidrSize(subnet) < FIRST_NODE_HOST + spec.nodes.length + 2) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['network', 'subnet'],
+        message: `is too small for ${spec.nodes.length} VMs starting at .${FIRST_NODE_HOST}`,
+      });
+      return;
+    }
+    const ips = new Map<string, number>();
+    spec.nodes.forEach((node, index) => {
+      const ip = node.ip ?? hostAddress(subnet, FIRST_NODE_HOST + index);
+      if (node.ip !== undefined) {
+        const bad = ip.split('.').some((octet) => Number(octet) > 255);
+        if (bad) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['nodes', index, 'ip'],
+            message: 'must be an IPv4 address',
+          });
+          return;
+        }
+        if (!cidrContains(subnet, ip)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['nodes', index, 'ip'],
+            message: `must be inside network.subnet (${spec.network.subnet})`,
+          });
+          return;
+        }
+        const offset = ipToInt(ip) - subnet.network;
+        if (offset <= 1 || offset === cidrSize(subnet) - 1) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['nodes', index, 'ip'],
+            message: 'must not be the network, gateway (.1) or broadcast address',
+          });
+          return;
+        }
+      }
+      const other = ips.get(ip);
+      if (other !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['nodes', index, 'ip'],
+          message: `${ip} is already used by nodes[${other}]`,
+        });
+      } else {
+        ips.set(ip, index);
+      }
+    });
+  });
+
+export type RawSpec = z.input<typeof SpecSchema>;
+export type ParsedSpec = z.output<typeof SpecSchema>;
+export type NodeRole = 'master' | 'node';
+
+export interface VmPlan {
+  name: string;
+  role: NodeRole;
+  memory: number;
+  cpus: number;
+  disk: number;
+  /** Address on the private lab network (eth1). */
+  ip: string;
+}
+
+/** The validated spec with every default filled in and every derived value computed. */
+export interface LabSpec {
+  name: string;
+  box: string;
+  stack: StackName;
+  /** Which of box/stack the user set explicitly (klab.yaml or a flag): no fallback for those. */
+  insisted: { box: boolean; stack: boolean };
+  hypervisor: 'auto' | 'kvm' | 'qemu';
+  network: ParsedSpec['network'] & { gateway: string; managementGateway: string };
+  vms: VmPlan[];
+  timeouts: ParsedSpec['timeouts'];
+  snapshots: ParsedSpec['snapshots'];
+}
+
+export function planLab(parsed: ParsedSpec, defaultName: string): LabSpec {
+  const subnet = parseCidr(parsed.network.subnet);
+  const management = parseCidr(parsed.network.managementSubnet);
+  if (!subnet || !management) throw new Error('planLab called with an unvalidated spec');
+  return {
+    name: parsed.name ?? defaultName,
+    box: parsed.box ?? DEFAULT_BOX,
+    stack: parsed.stack ?? DEFAULT_STACK,
+    insisted: { box: parsed.box !== undefined, stack: parsed.stack !== undefined },
+    hypervisor: parsed.hypervisor,
+    network: {
+      ...parsed.network,
+      gateway: hostAddress(subnet, 1),
+      managementGateway: hostAddress(management, 1),
+    },
+    vms: parsed.nodes.map((node, index) => ({
+      name: node.name,
+      role: node.role,
+      memory: node.memory,
+      cpus: node.cpus,
+      disk: node.disk,
+      ip: node.ip ?? hostAddress(subnet, FIRST_NODE_HOST + index),
+    })),
+    timeouts: parsed.timeouts,
+    snapshots: parsed.snapshots,
+  };
+}
+
+/** A directory name turned into a valid lab name ("My Lab_2" -> "my-lab-2"). */
+export function labNameFromDir(dirName: string): string {
+  const cleaned = dirName
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^[^a-z]+/, '')
+    .replace(/-+$/, '')
+    .slice(0, 31);
+  return cleaned.length > 0 ? cleaned : 'lab';
+}

@@ -1,0 +1,160 @@
+/**
+ * klab's entry point: yargs setup, logging, and the only place where errors become
+ * exit codes and printed messages. Returns the exit code; never calls process.exit().
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline/promises';
+import yargs from 'yargs';
+import type { CommandIo, GlobalArgs, KlabCommand } from './commands/command.js';
+import { COMMANDS } from './commands/index.js';
+import { cachePath } from './core/cache.js';
+import { isKlabError, KlabError } from './core/errors.js';
+import { labPaths } from './core/lab.js';
+import { Reporter } from './ui/reporter.js';
+
+export interface MainIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  stdin: NodeJS.ReadableStream & { isTTY?: boolean };
+  isTty: boolean;
+}
+
+function defaultIo(): MainIo {
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+    isTty: Boolean(process.stderr.isTTY) && process.env.CI !== 'true',
+  };
+}
+
+function logFileFor(command: KlabCommand, name: string, dir: string): string | undefined {
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const file = `${stamp}-${name}.log`;
+  const paths = labPaths(dir);
+  const isLab = existsSync(paths.specFile) || existsSync(paths.klabDir);
+  if (command.logsInLab === 'always' || (command.logsInLab === 'if-lab' && isLab)) {
+    return path.join(paths.logDir, file);
+  }
+  if (command.logsInLab === 'never' && name === 'ssh') return undefined;
+  return cachePath('logs', file);
+}
+
+export function formatError(error: KlabError, logPath: string | undefined): string {
+  const lines = [`error[${error.code}]: ${error.message}`];
+  for (const detail of error.details) lines.push(`  ${detail}`);
+  if (error.vm) lines.push(`  on VM: ${error.vm}`);
+  if (error.command) lines.push(`  command: ${error.command.join(' ')}`);
+  if (error.outputTail) {
+    lines.push('  last output:');
+    for (const line of error.outputTail.split('\n')) lines.push(`    | ${line}`);
+  }
+  if (error.hint) lines.push(`hint: ${error.hint}`);
+  if (logPath) lines.push(`full log: ${logPath}`);
+  return lines.join('\n');
+}
+
+export async function main(argv: readonly string[], io: MainIo = defaultIo()): Promise<number> {
+  let exitCode = 0;
+  const wantsVerbose = argv.includes('--verbose') || argv.includes('-v');
+  const wantsQuiet = argv.includes('--quiet') || argv.includes('-q');
+  const reporter = new Reporter({
+    tty: io.isTty && !wantsQuiet,
+    verbose: wantsVerbose,
+    quiet: wantsQuiet,
+    stdout: io.stdout,
+    stderr: io.stderr,
+  });
+  const commandIo: CommandIo = {
+    reporter,
+    stdinIsTty: Boolean(io.stdin.isTTY),
+    async confirm(question) {
+      const rl = createInterface({ input: io.stdin, output: io.stderr });
+      try {
+        const answer = await rl.question(`${question} [y/N] `);
+        return /^y(es)?$/i.test(answer.trim());
+      } finally {
+        rl.close();
+      }
+    },
+  };
+
+  const parser = yargs([...argv])
+    .scriptName('klab')
+    .usage(
+      'klab: a Kubernetes-from-scratch learning lab on one Linux host\n\nUsage: $0 <command> [options]',
+    )
+    .parserConfiguration({ 'populate--': true })
+    .option('dir', {
+      alias: 'C',
+      type: 'string',
+      default: '.',
+      describe: 'lab directory (holds klab.yaml, Vagrantfile and .klab/)',
+      global: true,
+    })
+    .option('verbose', {
+      alias: 'v',
+      type: 'boolean',
+      default: false,
+      describe: 'stream VM and tool output',
+      global: true,
+    })
+    .option('quiet', {
+      alias: 'q',
+      type: 'boolean',
+      default: false,
+      describe: 'only results, warnings and errors',
+      global: true,
+    })
+    .strict()
+    .demandCommand(1, 'Name a command; "klab --help" lists them.')
+    .recommendCommands()
+    .exitProcess(false)
+    .showHelpOnFail(false)
+    .fail((message, error) => {
+      if (error) throw error;
+      throw new KlabError('KLAB_USAGE', message, {
+        hint: 'See "klab --help" or "klab <command> --help".',
+      });
+    })
+    .epilogue(
+      'Docs: README.md, docs/architecture.md, docs/troubleshooting.md (one entry per error code).',
+    )
+    .wrap(Math.min(110, (io.stdout as NodeJS.WriteStream).columns ?? 100));
+
+  for (const command of COMMANDS) {
+    const name = command.command.split(' ')[0] ?? command.command;
+    parser.command(command.command, command.describe, command.builder, async (args) => {
+      const globals = args as unknown as GlobalArgs & Record<string, unknown>;
+      const logFile = logFileFor(command, name, globals.dir);
+      if (logFile) reporter.setLogFile(logFile);
+      reporter.log(`klab ${argv.join(' ')}`);
+      exitCode = await command.run(globals, commandIo);
+    });
+  }
+
+  try {
+    await parser.parseAsync();
+  } catch (error) {
+    reporter.close();
+    if (isKlabError(error)) {
+      reporter.log(
+        `error ${error.code}: ${error.message}\n${error.details.join('\n')}\n${error.outputTail ?? ''}`,
+      );
+      io.stderr.write(`${formatError(error, reporter.logPath)}\n`);
+      exitCode = error.exitCode;
+    } else {
+      const err = error instanceof Error ? error : new Error(String(error));
+      reporter.log(`internal error: ${err.stack ?? err.message}`);
+      io.stderr.write(
+        `error[KLAB_INTERNAL]: ${err.message}\n${err.stack ?? ''}\n` +
+          `This is a bug in klab; please report it with the log${reporter.logPath ? `: ${reporter.logPath}` : '.'}\n`,
+      );
+      exitCode = 1;
+    }
+  } finally {
+    reporter.close();
+  }
+  return exitCode;
+}

@@ -1,0 +1,60 @@
+/** Vagrantfile.ejs -> Vagrantfile. Pure: data in, string out (golden-tested). */
+import { readFileSync } from 'node:fs';
+import ejs from 'ejs';
+import { consoleLogPath, libvirtNames } from '../core/lab.js';
+import { netmask, parseCidr } from '../core/net.js';
+import { packagePath } from '../core/package-root.js';
+import type { LabSpec } from '../core/spec.js';
+import { rubyString } from './ruby.js';
+
+export interface HypervisorSettings {
+  /** libvirt domain type: kvm (hardware) or qemu (TCG software emulation). */
+  driver: 'kvm' | 'qemu';
+  cpuMode: 'host-model' | 'host-passthrough' | 'custom';
+  cpuModel?: string | undefined;
+}
+
+let template: string | undefined;
+
+function loadTemplate(): string {
+  template ??= readFileSync(packagePath('Vagrantfile.ejs'), 'utf8');
+  return template;
+}
+
+export function renderVagrantfile(
+  spec: LabSpec,
+  hypervisor: HypervisorSettings,
+  box: string = spec.box,
+): string {
+  const names = libvirtNames(spec);
+  const subnet = parseCidr(spec.network.subnet);
+  if (!subnet) throw new Error(`invalid subnet ${spec.network.subnet}`);
+  const options = {
+    strict: true,
+    async: false,
+    localsName: 'it',
+    destructuredLocals: ['lab', 'hypervisor', 'network', 'vms', 'rb', 'consoleLogPath'],
+  } satisfies ejs.Options & { async: false };
+  return ejs.render(
+    loadTemplate(),
+    {
+      lab: {
+        name: spec.name,
+        box,
+        domainPrefix: names.domainPrefix,
+        bootTimeout: spec.timeouts.boot,
+      },
+      hypervisor,
+      network: {
+        name: names.network,
+        netmask: netmask(subnet),
+        managementName: names.managementNetwork,
+        managementSubnet: spec.network.managementSubnet,
+      },
+      vms: spec.vms,
+      rb: rubyString,
+      consoleLogPath,
+    },
+    options,
+  ) as string;
+}

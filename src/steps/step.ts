@@ -1,0 +1,30 @@
+/**
+ * A provisioning step: check (already done?) -> apply -> verify, on each of its VMs.
+ * Steps are idempotent, so re-running `klab create` resumes where it stopped.
+ */
+import type { Clock, EventSink } from '../core/events.js';
+import type { RemoteHost } from '../core/remote.js';
+import type { LabSpec, VmPlan } from '../core/spec.js';
+
+export interface StepContext {
+  spec: LabSpec;
+  sink: EventSink;
+  clock: Clock;
+  /** An open connection to any lab VM. */
+  host(vm: string): RemoteHost;
+  /** Read a file shipped under provision/ (guest-side scripts and templates). */
+  provisionFile(...parts: string[]): Promise<string>;
+}
+
+export interface Step {
+  /** Stable id: used for state, checkpoints (`after-<id>`) and lessons. */
+  id: string;
+  title: string;
+  /** Which VMs it runs on; all VMs when omitted. */
+  targets?(spec: LabSpec): VmPlan[];
+  /** True when the VM already is in the state this step produces. */
+  check(ctx: StepContext, vm: VmPlan): Promise<boolean>;
+  apply(ctx: StepContext, vm: VmPlan): Promise<void>;
+  /** Throws a KlabError (KLAB_STEP_FAILED) when the result is not what it should be. */
+  verify(ctx: StepContext, vm: VmPlan): Promise<void>;
+}

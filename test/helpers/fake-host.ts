@@ -1,0 +1,62 @@
+import { KlabError } from '../../src/core/errors.js';
+import type {
+  RemoteFileOptions,
+  RemoteHost,
+  RemoteResult,
+  RemoteRunOptions,
+} from '../../src/core/remote.js';
+
+export type Handler = (
+  argv: readonly string[],
+  options: RemoteRunOptions,
+) => Partial<RemoteResult> | undefined;
+
+/**
+ * A recording RemoteHost for unit tests: files live in a Map, commands are answered by
+ * a handler (cat of a known file is built in), every call is recorded.
+ */
+export class FakeHost implements RemoteHost {
+  readonly calls: { argv: readonly string[]; sudo: boolean }[] = [];
+  readonly files = new Map<string, string>();
+  readonly writes: { path: string; mode: number | undefined; sudo: boolean }[] = [];
+
+  constructor(
+    readonly name: string,
+    private readonly handler: Handler = () => undefined,
+  ) {}
+
+  async run(argv: readonly string[], options: RemoteRunOptions = {}): Promise<RemoteResult> {
+    this.calls.push({ argv, sudo: options.sudo ?? false });
+    let answer = this.handler(argv, options);
+    if (!answer && argv[0] === 'cat') {
+      const file = argv[argv.length - 1] ?? '';
+      const content = this.files.get(file);
+      answer =
+        content === undefined ? { exitCode: 1, stderr: 'No such file' } : { stdout: content };
+    }
+    const result = { exitCode: 0, stdout: '', stderr: '', ...answer };
+    if (result.exitCode !== 0 && !options.allowFailure) {
+      throw new KlabError('KLAB_STEP_FAILED', `fake: ${argv.join(' ')} failed`, { vm: this.name });
+    }
+    return result;
+  }
+
+  async writeFile(
+    path: string,
+    content: string | Buffer,
+    options: RemoteFileOptions = {},
+  ): Promise<void> {
+    this.files.set(path, content.toString());
+    this.writes.push({ path, mode: options.mode, sudo: options.sudo ?? false });
+  }
+
+  async readFile(path: string): Promise<string> {
+    return (await this.run(['cat', '--', path])).stdout;
+  }
+
+  async close(): Promise<void> {}
+
+  commands(): string[] {
+    return this.calls.map((call) => `${call.sudo ? 'sudo ' : ''}${call.argv.join(' ')}`);
+  }
+}

@@ -1,0 +1,173 @@
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { KlabError } from '../../../src/core/errors.js';
+import { labNameFromDir } from '../../../src/core/spec.js';
+import { loadSpec, parseSpecText } from '../../../src/core/spec-file.js';
+import { defaultSpec } from '../../helpers/specs.js';
+
+function problems(yaml: string): string[] {
+  try {
+    parseSpecText(yaml, 'lab', 'klab.yaml');
+  } catch (error) {
+    expect(error).toBeInstanceOf(KlabError);
+    const klab = error as KlabError;
+    expect(klab.fault).toBe('user');
+    expect(klab.exitCode).toBe(2);
+    return [...klab.details];
+  }
+  throw new Error('expected the spec to be rejected');
+}
+
+describe('lab spec defaults', () => {
+  it('is the tutorial lab: master + node1..3, 2048 MB, 30 GB, 2 vCPUs, ubuntu1804, v1.11.1', () => {
+    const spec = defaultSpec();
+    expect(spec.vms.map((vm) => [vm.name, vm.role, vm.ip])).toEqual([
+      ['master', 'master', '192.168.56.10'],
+      ['node1', 'node', '192.168.56.11'],
+      ['node2', 'node', '192.168.56.12'],
+      ['node3', 'node', '192.168.56.13'],
+    ]);
+    for (const vm of spec.vms) expect([vm.memory, vm.cpus, vm.disk]).toEqual([2048, 2, 30]);
+    expect(spec.box).toBe('generic/ubuntu1804');
+    expect(spec.stack).toBe('v1.11.1');
+    expect(spec.insisted).toEqual({ box: false, stack: false });
+    expect(spec.network.managementGateway).toBe('192.168.121.1');
+    expect(spec.hypervisor).toBe('auto');
+  });
+
+  it('fills per-node defaults when only names are given', () => {
+    const spec = parseSpecText(
+      'nodes:\n  - name: master\n    role: master\n  - name: w1\n',
+      'x',
+      'f',
+    );
+    expect(spec.vms[1]).toMatchObject({
+      name: 'w1',
+      role: 'node',
+      memory: 2048,
+      cpus: 2,
+      disk: 30,
+    });
+    expect(spec.name).toBe('x');
+  });
+
+  it('records which of box and stack the user insisted on', () => {
+    const spec = parseSpecText('box: klab/debian-12\n', 'x', 'f');
+    expect(spec.insisted).toEqual({ box: true, stack: false });
+  });
+});
+
+describe('lab spec validation', () => {
+  it('reports nodes[2].memory: must be >= 1024', () => {
+    const yaml = `nodes:
+  - {name: master, role: master}
+  - {name: node1}
+  - {name: node2, memory: 512}
+`;
+    expect(problems(yaml)).toEqual(['nodes[2].memory: must be >= 1024']);
+  });
+
+  it('reports every problem at once, each with its path', () => {
+    const yaml = `stack: v9
+hypervisor: vmware
+colour: blue
+network:
+  subnet: 10.0.0.0/33
+nodes:
+  - {name: Master, role: boss, cpus: 0}
+  - {name: node1, disk: "big"}
+`;
+    expect(problems(yaml).sort()).toEqual(
+      [
+        'colour: unknown setting',
+        'hypervisor: must be "auto", "kvm" or "qemu"',
+        'network.subnet: must be an IPv4 network in CIDR form with a /8../30 prefix, e.g. 192.168.56.0/24',
+        'nodes[0].cpus: must be >= 1',
+        'nodes[0].name: must be lower-case letters, digits and "-", starting with a letter (max 31)',
+        'nodes[0].role: must be "master" or "node"',
+        'nodes[1].disk: must be a number (GB)',
+        'stack: must be one of: v1.11.1, debian',
+      ].sort(),
+    );
+  });
+
+  it('rejects duplicate names, a missing master, and IPs outside the subnet or reserved', () => {
+    const yaml = `nodes:
+  - {name: a, ip: 192.168.56.1}
+  - {name: a, ip: 10.1.1.1}
+  - {name: b, ip: 192.168.56.20}
+  - {name: c, ip: 192.168.56.20}
+`;
+    expect(problems(yaml).sort()).toEqual(
+      [
+        'nodes: needs one VM with role: master',
+        'nodes[0].ip: must not be the network, gateway (.1) or broadcast address',
+        'nodes[1].ip: must be inside network.subnet (192.168.56.0/24)',
+        'nodes[1].name: duplicate VM name "a" (also nodes[0])',
+        'nodes[3].ip: 192.168.56.20 is already used by nodes[2]',
+      ].sort(),
+    );
+  });
+
+  it('rejects overlapping lab networks', () => {
+    expect(problems('network:\n  podCidr: 192.168.0.0/16\n')).toEqual([
+      'network.podCidr: overlaps network.subnet (192.168.56.0/24)',
+      'network.podCidr: overlaps network.managementSubnet (192.168.121.0/24)',
+    ]);
+  });
+
+  it('rejects a subnet too small for the VMs', () => {
+    expect(problems('network:\n  subnet: 192.168.56.0/29\n')).toEqual([
+      'network.subnet: is too small for 4 VMs starting at .10',
+    ]);
+  });
+
+  it('reports YAML syntax errors as KLAB_SPEC_PARSE', () => {
+    try {
+      parseSpecText('nodes:\n  - name: master\n   role: x\n', 'lab', 'klab.yaml');
+      expect.unreachable();
+    } catch (error) {
+      expect((error as KlabError).code).toBe('KLAB_SPEC_PARSE');
+      expect((error as KlabError).details.length).toBeGreaterThan(0);
+    }
+  });
+
+  it('rejects a document that is not a mapping', () => {
+    expect(() => parseSpecText('- a\n- b\n', 'lab', 'klab.yaml')).toThrow(/must be a mapping/);
+  });
+});
+
+describe('loadSpec', () => {
+  it('uses defaults without klab.yaml and names the lab after the directory', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab My_Lab-'));
+    const spec = await loadSpec(dir);
+    expect(spec.name).toBe(labNameFromDir(path.basename(dir)));
+    expect(spec.vms).toHaveLength(4);
+  });
+
+  it('lets flags override box and stack, and marks them insisted', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-'));
+    await writeFile(path.join(dir, 'klab.yaml'), 'name: t\n');
+    const spec = await loadSpec(dir, { box: 'klab/debian-12', stack: 'debian' });
+    expect([spec.box, spec.stack, spec.insisted.box, spec.insisted.stack]).toEqual([
+      'klab/debian-12',
+      'debian',
+      true,
+      true,
+    ]);
+  });
+
+  it('touches nothing when the file is broken', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-'));
+    await writeFile(path.join(dir, 'klab.yaml'), 'nodes: 3\n');
+    await expect(loadSpec(dir)).rejects.toThrow(/problem/);
+    expect(await readdir(dir)).toEqual(['klab.yaml']);
+  });
+
+  it('turns directory names into lab names', () => {
+    expect(labNameFromDir('My Lab_2')).toBe('my-lab-2');
+    expect(labNameFromDir('123')).toBe('lab');
+  });
+});
