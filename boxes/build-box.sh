@@ -80,7 +80,7 @@ in_root() { chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive "$@"; }
 
 if [ -s "$rootfs_tar" ]; then
   progress "reusing root filesystem $rootfs_tar"
-  tar -C "$root" -xpf "$rootfs_tar"
+  tar -C "$root" --xattrs --xattrs-include='*' -xpf "$rootfs_tar"
 else
   progress "debootstrap $suite from $mirror (about 5 minutes)"
   include=$(IFS=,; echo "${packages[*]}")
@@ -127,7 +127,8 @@ EOF
 
   progress "saving root filesystem $rootfs_tar"
   mkdir -p "$(dirname "$rootfs_tar")"
-  tar -C "$root" --numeric-owner -cpf "$rootfs_tar.partial" .
+  # --xattrs keeps file capabilities (ping needs cap_net_raw to run as a normal user).
+  tar -C "$root" --numeric-owner --xattrs --xattrs-include='*' -cpf "$rootfs_tar.partial" .
   mv "$rootfs_tar.partial" "$rootfs_tar"
 fi
 

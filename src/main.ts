@@ -109,7 +109,6 @@ export async function main(argv: readonly string[], io: MainIo = defaultIo()): P
     })
     .strict()
     .demandCommand(1, 'Name a command; "klab --help" lists them.')
-    .recommendCommands()
     .exitProcess(false)
     .showHelpOnFail(false)
     .fail((message, error) => {
@@ -135,7 +134,12 @@ export async function main(argv: readonly string[], io: MainIo = defaultIo()): P
   }
 
   try {
-    await parser.parseAsync();
+    // With a callback, yargs hands over --help/--version text instead of printing it.
+    let output = '';
+    await parser.parseAsync([...argv], {}, (_error, _args, text) => {
+      output = text;
+    });
+    if (output) io.stdout.write(`${output}\n`);
   } catch (error) {
     reporter.close();
     if (isKlabError(error)) {

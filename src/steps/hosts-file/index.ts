@@ -1,6 +1,7 @@
 /**
- * /etc/hosts on every VM names every lab VM by its private IP, and no longer maps the
- * VM's own hostname to 127.0.1.1 (which makes etcd and the apiserver advertise loopback).
+ * /etc/hosts on every VM names every lab VM by its private IP, and maps lab names to
+ * nothing else: a `127.0.1.1 node1` line makes etcd and the apiserver advertise loopback,
+ * and a management-network line would make them talk over the NAT network.
  */
 import { KlabError } from '../../core/errors.js';
 import type { Step } from '../step.js';
@@ -33,8 +34,9 @@ export function renderHostsFile(current: string, entries: readonly HostsEntry[])
     }
     const fields = line.trim().split(/\s+/);
     const address = fields[0] ?? '';
-    if (/^127\./.test(address) && address !== '127.0.0.1') {
-      // e.g. "127.0.1.1 node1 node1": drop the lab names; keep the line if others remain.
+    if (!line.trim().startsWith('#') && fields.length > 1) {
+      // Any other mapping of a lab name (127.0.1.1 node1, or a management-network address
+      // some guests add) would win over the block below: drop the name, keep the rest.
       const others = fields.slice(1).filter((name) => !names.has(name));
       if (others.length < fields.length - 1) {
         if (others.length > 0) kept.push(`${address}\t${others.join(' ')}`);

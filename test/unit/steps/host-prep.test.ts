@@ -62,6 +62,13 @@ describe('hosts file', () => {
     expect(changed).not.toContain('10.77.0.50');
   });
 
+  it('drops lab names mapped to any other address (e.g. the management network)', () => {
+    const docker = '127.0.0.1\tlocalhost\n172.17.0.2\tmaster\n# 10.0.0.1 master (comment)\n';
+    expect(renderHostsFile(docker, entries)).toBe(
+      `127.0.0.1\tlocalhost\n# 10.0.0.1 master (comment)\n\n${BEGIN}\n10.77.0.10\tmaster\n10.77.0.50\tnode1\n${END}\n`,
+    );
+  });
+
   it('keeps other names on a loopback line', () => {
     expect(renderHostsFile('127.0.1.1 node1 other\n', entries)).toMatch(/^127\.0\.1\.1\tother\n/);
   });

@@ -1,0 +1,161 @@
+/**
+ * The host-preparation steps over real SSH into real systemd + sshd containers:
+ * default-route injection (and its boot-time unit), /etc/hosts, machine-id.
+ */
+import { readFile } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SshHost } from '../../src/adapters/ssh.js';
+import { nullSink, systemClock } from '../../src/core/events.js';
+import { packagePath } from '../../src/core/package-root.js';
+import { runSteps } from '../../src/core/pipeline.js';
+import { validateSpec } from '../../src/core/spec-file.js';
+import { emptyState } from '../../src/core/state.js';
+import { parseDefaultRoutes } from '../../src/steps/default-route/index.js';
+import { HOST_PREP_STEPS } from '../../src/steps/index.js';
+import type { StepContext } from '../../src/steps/step.js';
+import {
+  createNetwork,
+  type SystemdNode,
+  startSystemdNode,
+  systemdImage,
+  type TestNetwork,
+} from '../helpers/systemd-container.js';
+
+// The containers' eth0 network plays the lab's management network: its .1 is the gateway.
+const spec = validateSpec(
+  {
+    name: 'ct',
+    network: { subnet: '10.213.0.0/24', managementSubnet: '10.214.0.0/24' },
+    nodes: [
+      { name: 'master', role: 'master', memory: 1024 },
+      { name: 'node1', memory: 1024 },
+    ],
+  },
+  'ct',
+  'test',
+);
+
+let network: TestNetwork;
+const nodes: Record<string, SystemdNode> = {};
+const hosts: Record<string, SshHost> = {};
+
+function context(): StepContext {
+  return {
+    spec,
+    sink: nullSink,
+    clock: systemClock,
+    host: (vm) => {
+      const host = hosts[vm];
+      if (!host) throw new Error(`no host ${vm}`);
+      return host;
+    },
+    provisionFile: (...parts) => readFile(packagePath('provision', ...parts), 'utf8'),
+  };
+}
+
+async function sh(vm: string, script: string): Promise<string> {
+  const host = hosts[vm];
+  if (!host) throw new Error(`no host ${vm}`);
+  return (await host.run(['sh', '-c', script], { sudo: true })).stdout;
+}
+
+async function routes(vm: string) {
+  return parseDefaultRoutes(await sh(vm, 'ip -4 route show default'));
+}
+
+describe('host preparation over SSH in systemd containers', () => {
+  beforeAll(async () => {
+    const image = await systemdImage();
+    network = await createNetwork('klab-ct-mgmt', '10.214.0.0/24', '10.214.0.1');
+    for (const name of ['master', 'node1']) {
+      const node = await startSystemdNode(image, name, network);
+      nodes[name] = node;
+      hosts[name] = await node.connect();
+    }
+  });
+
+  afterAll(async () => {
+    for (const host of Object.values(hosts)) await host.close();
+    for (const node of Object.values(nodes)) await node.container.stop({ timeout: 5 });
+    await network?.remove();
+  });
+
+  it('starts from a broken state: no default route, a loopback hostname line, a shared machine-id', async () => {
+    for (const vm of ['master', 'node1']) {
+      await sh(vm, 'ip -4 route del default || true');
+      await sh(vm, `printf '127.0.1.1\\t%s %s\\n' "$(hostname)" "$(hostname)" >> /etc/hosts`);
+      await sh(vm, 'echo 0123456789abcdef0123456789abcdef > /etc/machine-id');
+      expect(await routes(vm)).toEqual([]);
+    }
+  });
+
+  it('runs the steps: every one applies on both VMs and verifies', async () => {
+    const outcomes = await runSteps(HOST_PREP_STEPS, context(), emptyState());
+    expect(outcomes.map((o) => `${o.step}@${o.vm}:${o.result}`)).toEqual([
+      'default-route@master:applied',
+      'default-route@node1:applied',
+      'hosts-file@master:applied',
+      'hosts-file@node1:applied',
+      'machine-id@master:applied',
+      'machine-id@node1:applied',
+    ]);
+  });
+
+  it('leaves exactly one default route via the management gateway', async () => {
+    for (const vm of ['master', 'node1']) {
+      expect(await routes(vm)).toEqual([{ via: '10.214.0.1', dev: 'eth0' }]);
+    }
+  });
+
+  it('the boot-time unit removes a rogue second default route and restores a deleted one', async () => {
+    await sh('node1', 'ip -4 route add default via 10.214.0.254 dev eth0 metric 50');
+    expect(await routes('node1')).toHaveLength(2);
+    await sh('node1', 'systemctl restart klab-default-route.service');
+    expect(await routes('node1')).toEqual([{ via: '10.214.0.1', dev: 'eth0' }]);
+    await sh('node1', 'ip -4 route del default');
+    await sh('node1', 'systemctl restart klab-default-route.service');
+    expect(await routes('node1')).toEqual([{ via: '10.214.0.1', dev: 'eth0' }]);
+    expect((await sh('node1', 'systemctl is-enabled klab-default-route.service')).trim()).toBe(
+      'enabled',
+    );
+  });
+
+  it('writes /etc/hosts (a bind mount in Docker) with every lab VM and no loopback hostname', async () => {
+    const text = await sh('master', 'cat /etc/hosts');
+    expect(text).toContain('10.213.0.10\tmaster\n10.213.0.11\tnode1\n');
+    expect(text).not.toMatch(/^127\.0\.1\.1/m);
+    expect((await sh('node1', 'getent ahostsv4 master')).split(/\s+/)[0]).toBe('10.213.0.10');
+  });
+
+  it('gives each VM its own machine-id', async () => {
+    const a = (await sh('master', 'cat /etc/machine-id')).trim();
+    const b = (await sh('node1', 'cat /etc/machine-id')).trim();
+    expect(a).toMatch(/^[0-9a-f]{32}$/);
+    expect(a).not.toBe(b);
+    expect(a).not.toBe('0123456789abcdef0123456789abcdef');
+  });
+
+  it('is idempotent: a second run changes nothing', async () => {
+    const outcomes = await runSteps(HOST_PREP_STEPS, context(), emptyState());
+    expect(outcomes.every((o) => o.result === 'already-done')).toBe(true);
+  });
+
+  it('enforces the route again when the container restarts (systemd boots the unit)', async () => {
+    const node = nodes.node1;
+    if (!node) throw new Error('no node1');
+    await hosts.node1?.close();
+    await node.container.restart({ timeout: 10 });
+    hosts.node1 = await node.connect();
+    let state = '';
+    for (let i = 0; i < 30 && state !== 'active'; i += 1) {
+      state = (
+        await hosts.node1.run(['systemctl', 'is-active', 'klab-default-route.service'], {
+          allowFailure: true,
+        })
+      ).stdout.trim();
+      if (state !== 'active') await new Promise((r) => setTimeout(r, 1000));
+    }
+    expect(state).toBe('active');
+    expect(await routes('node1')).toEqual([{ via: '10.214.0.1', dev: 'eth0' }]);
+  });
+});

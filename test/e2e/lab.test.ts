@@ -1,0 +1,148 @@
+/**
+ * Real VMs through Vagrant + libvirt (TCG on hosts where KVM cannot boot guests).
+ * One 2-VM lab is shared by every test in this file, in order: CI has 90 minutes.
+ */
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { klab, ok } from '../helpers/cli.js';
+import { libvirtObjects, removeLeftovers } from '../helpers/libvirt.js';
+
+const LAB = 'e2e';
+const PREFIX = `klab-${LAB}`;
+const DIR = `/var/tmp/klab-e2e-lab`;
+const MASTER_IP = '192.168.213.10';
+const NODE1_IP = '192.168.213.11';
+const MGMT_GW = '192.168.214.1';
+
+const SPEC = `name: ${LAB}
+box: klab/debian-12
+stack: debian
+network:
+  subnet: 192.168.213.0/24
+  managementSubnet: 192.168.214.0/24
+nodes:
+  - name: master
+    role: master
+    memory: 1024
+  - name: node1
+    memory: 1024
+`;
+
+async function defaultRoutes(vm: string): Promise<string[]> {
+  const result = ok(await klab(['ssh', vm, '--', 'ip', '-4', 'route', 'show', 'default'], DIR));
+  return result.stdout
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line.startsWith('default'));
+}
+
+describe('a 2-VM lab on real VMs', () => {
+  beforeAll(async () => {
+    await removeLeftovers(PREFIX);
+    await rm(DIR, { recursive: true, force: true });
+    await mkdir(DIR, { recursive: true });
+    await writeFile(`${DIR}/klab.yaml`, SPEC);
+  });
+
+  afterAll(async () => {
+    // Whatever happened, leave no VM running behind.
+    await klab(['destroy', '--yes'], DIR);
+    await removeLeftovers(PREFIX);
+  });
+
+  it('klab doctor finds the host ready', async () => {
+    const result = await klab(['doctor'], DIR);
+    expect(result.stdout).toContain('The host is ready for klab.');
+    expect(result.exitCode).toBe(0);
+  });
+
+  it('klab create boots both VMs from a locally built box and prepares them', async () => {
+    const result = ok(await klab(['create'], DIR));
+    expect(result.stdout).toContain(
+      `Lab "${LAB}" is ready: master ${MASTER_IP}, node1 ${NODE1_IP}`,
+    );
+    expect(result.stderr).toMatch(/ok Default route .*2\/2 VMs changed/);
+    expect(result.stderr).toMatch(/ok \/etc\/hosts entries/);
+  });
+
+  it('the VMs reach each other on the private network, by name too', async () => {
+    ok(await klab(['ssh', 'master', '--', 'ping', '-c', '2', '-W', '5', NODE1_IP], DIR));
+    ok(await klab(['ssh', 'node1', '--', 'ping', '-c', '2', '-W', '5', MASTER_IP], DIR));
+    const byName = ok(await klab(['ssh', 'node1', '--', 'getent', 'ahostsv4', 'master'], DIR));
+    expect(byName.stdout.split(/\s+/)[0]).toBe(MASTER_IP);
+  });
+
+  it('each VM has exactly one default route, via the management gateway', async () => {
+    for (const vm of ['master', 'node1']) {
+      expect(await defaultRoutes(vm)).toEqual([`default via ${MGMT_GW} dev eth0`]);
+    }
+  });
+
+  it('klab ssh node1 -- hostname prints node1, and exit codes pass through', async () => {
+    expect(ok(await klab(['ssh', 'node1', '--', 'hostname'], DIR)).stdout.trim()).toBe('node1');
+    expect((await klab(['ssh', 'node1', '--', 'sh', '-c', 'exit 7'], DIR)).exitCode).toBe(7);
+    const unknown = await klab(['ssh', 'node9', '--', 'true'], DIR);
+    expect(unknown.exitCode).toBe(2);
+    expect(unknown.stderr).toContain('error[KLAB_VM_UNKNOWN]');
+  });
+
+  it('the VMs have distinct machine-ids', async () => {
+    const ids = await Promise.all(
+      ['master', 'node1'].map(async (vm) =>
+        ok(await klab(['ssh', vm, '--', 'cat', '/etc/machine-id'], DIR)).stdout.trim(),
+      ),
+    );
+    expect(ids[0]).toMatch(/^[0-9a-f]{32}$/);
+    expect(ids[0]).not.toBe(ids[1]);
+  });
+
+  it('re-running klab create resumes: nothing is rebuilt or re-applied', async () => {
+    const result = ok(await klab(['create'], DIR));
+    expect(result.stderr).toMatch(/ok Default route .*already done/);
+    expect(result.stderr).toMatch(/ok \/etc\/hosts entries .*already done/);
+    expect(result.stderr).not.toMatch(/Build box/);
+  });
+
+  it('keeps exactly one default route after klab halt + klab up, even against a rogue one', async () => {
+    // A second default route that the network scripts add at every boot (an if-up.d
+    // hook): the klab unit runs after networking and must remove it again.
+    const hook =
+      '#!/bin/sh\n[ "$IFACE" = eth1 ] && ip route add default via 192.168.213.1 dev eth1 metric 50\nexit 0\n';
+    ok(
+      await klab(
+        [
+          'ssh',
+          'node1',
+          '--',
+          'sudo',
+          'sh',
+          '-c',
+          `printf '${hook}' > /etc/network/if-up.d/zz-rogue && chmod 755 /etc/network/if-up.d/zz-rogue`,
+        ],
+        DIR,
+      ),
+    );
+    ok(await klab(['halt'], DIR));
+    const status = ok(await klab(['status'], DIR));
+    expect(status.stdout).toMatch(/master\s+shutoff/);
+    const up = ok(await klab(['up'], DIR));
+    expect(up.stderr).not.toContain('Not as provisioned');
+    for (const vm of ['master', 'node1']) {
+      expect(await defaultRoutes(vm)).toEqual([`default via ${MGMT_GW} dev eth0`]);
+    }
+    const after = ok(await klab(['status'], DIR));
+    expect(after.stdout).toMatch(
+      new RegExp(
+        `node1\\s+running\\s+${NODE1_IP.replaceAll('.', '\\.')}\\s+via ${MGMT_GW.replaceAll('.', '\\.')} dev eth0 \\(ok\\)\\s+3/3`,
+      ),
+    );
+  });
+
+  it('klab destroy --yes leaves no domain, volume or network behind', async () => {
+    expect((await libvirtObjects(PREFIX)).length).toBeGreaterThan(0);
+    ok(await klab(['destroy', '--yes'], DIR));
+    expect(await libvirtObjects(PREFIX)).toEqual([]);
+    const status = ok(await klab(['status'], DIR));
+    expect(status.stdout).toMatch(/master\s+not_created/);
+  });
+});

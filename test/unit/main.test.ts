@@ -1,0 +1,93 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { main } from '../../src/main.js';
+
+async function run(argv: string[]) {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (d) => {
+    out += d;
+  });
+  stderr.on('data', (d) => {
+    err += d;
+  });
+  const code = await main(argv, { stdout, stderr, stdin: new PassThrough(), isTty: false });
+  return { code, out, err };
+}
+
+describe('main', () => {
+  it('reports every problem of a broken klab.yaml with exit code 2 and touches nothing', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-main-'));
+    await writeFile(
+      path.join(dir, 'klab.yaml'),
+      'nodes:\n  - {name: master, role: master}\n  - {name: node1}\n  - {name: node2, memory: 512}\nfoo: 1\n',
+    );
+    const { code, err } = await run(['--dir', dir, 'create']);
+    expect(code).toBe(2);
+    expect(err).toContain('error[KLAB_SPEC_INVALID]');
+    expect(err).toContain('  nodes[2].memory: must be >= 1024');
+    expect(err).toContain('  foo: unknown setting');
+    expect(err).toMatch(/hint: Fix .*klab.yaml; nothing was changed/);
+    expect(existsSync(path.join(dir, 'Vagrantfile'))).toBe(false);
+    // The run's log is written and named in the error.
+    const logs = await readdir(path.join(dir, '.klab', 'logs'));
+    expect(logs.some((name) => name.endsWith('-create.log'))).toBe(true);
+    expect(err).toMatch(/full log: .*-create\.log/);
+  });
+
+  it('rejects unknown commands and options as usage errors (exit 2)', async () => {
+    const unknown = await run(['frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.err).toContain('error[KLAB_USAGE]');
+    const badOption = await run(['status', '--colour']);
+    expect(badOption.code).toBe(2);
+  });
+
+  it('says there is no lab for status in an empty directory... and lists VMs as not created', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-main-'));
+    const ssh = await run(['--dir', dir, 'ssh', 'node1', '--', 'true']);
+    expect(ssh.code).toBe(2);
+    expect(ssh.err).toContain('error[KLAB_NO_LAB]');
+  });
+
+  it('prints help with every command', async () => {
+    const { code, out } = await run(['--help']);
+    expect(code).toBe(0);
+    for (const command of [
+      'init',
+      'create',
+      'status',
+      'ssh',
+      'halt',
+      'up',
+      'destroy',
+      'doctor',
+      'box',
+    ]) {
+      expect(out).toContain(`klab ${command}`);
+    }
+  });
+
+  it('klab init writes a commented klab.yaml that validates back to the same lab', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-init-'));
+    process.env.KLAB_HYPERVISOR = 'qemu';
+    try {
+      const { code } = await run(['init', dir]);
+      expect(code).toBe(0);
+    } finally {
+      delete process.env.KLAB_HYPERVISOR;
+    }
+    const yaml = await readFile(path.join(dir, 'klab.yaml'), 'utf8');
+    expect(yaml).toContain('# box: generic/ubuntu1804');
+    expect(yaml).toContain('  - name: node3');
+    const vagrantfile = await readFile(path.join(dir, 'Vagrantfile'), 'utf8');
+    expect(vagrantfile).toContain('config.vm.define "node3"');
+    expect(vagrantfile).toContain('libvirt.driver = "qemu"');
+  });
+});
