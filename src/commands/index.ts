@@ -1,4 +1,5 @@
 /** Every command klab has, in the order --help lists them. */
+import { certsCommand } from './certs.js';
 import type { KlabCommand } from './command.js';
 import { boxCommand, doctorCommand } from './host.js';
 import {
@@ -21,4 +22,5 @@ export const COMMANDS: readonly KlabCommand[] = [
   destroyCommand,
   doctorCommand,
   boxCommand,
+  certsCommand,
 ];

@@ -33,6 +33,7 @@ export const ERROR_CODES = {
   KLAB_SSH_FAILED: 'lab',
   KLAB_STEP_FAILED: 'lab',
   KLAB_TIMEOUT: 'lab',
+  KLAB_CERTS_INVALID: 'lab',
   KLAB_INTERNAL: 'klab',
 } as const satisfies Record<string, Fault>;
 

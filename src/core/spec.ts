@@ -38,6 +38,14 @@ const seconds = (fallback: number) =>
     .max(86400, { error: 'must be <= 86400' })
     .default(fallback);
 
+const days = (fallback: number) =>
+  z
+    .number({ error: 'must be a number of days' })
+    .int({ error: 'must be a whole number of days' })
+    .min(1, { error: 'must be >= 1' })
+    .max(36500, { error: 'must be <= 36500' })
+    .default(fallback);
+
 const NodeSchema = z.strictObject({
   name: z.string({ error: 'must be a string' }).regex(NAME, {
     error: 'must be lower-case letters, digits and "-", starting with a letter (max 31)',
@@ -110,6 +118,23 @@ export const SpecSchema = z
     snapshots: z
       .strictObject({ automatic: z.boolean({ error: 'must be true or false' }).default(true) })
       .prefault({}),
+    etcd: z
+      .strictObject({
+        /** VMs that run an etcd member; default: the first three VMs (or the first VM). */
+        members: z
+          .array(z.string({ error: 'must be a VM name' }), { error: 'must be a list of VM names' })
+          .min(1, { error: 'must name at least one VM' })
+          .optional(),
+      })
+      .prefault({}),
+    pki: z
+      .strictObject({
+        /** Days the lab CA is valid: long, so a saved lab does not silently expire. */
+        caDays: days(3650),
+        /** Days each component certificate is valid; `klab certs check` warns 30 days ahead. */
+        certDays: days(1095),
+      })
+      .prefault({}),
   })
   .superRefine((spec, ctx) => {
     const names = new Map<string, number>();
@@ -127,6 +152,35 @@ export const SpecSchema = z
     });
     if (!spec.nodes.some((node) => node.role === 'master')) {
       ctx.addIssue({ code: 'custom', path: ['nodes'], message: 'needs one VM with role: master' });
+    }
+
+    if (spec.etcd.members) {
+      const known = new Set(spec.nodes.map((node) => node.name));
+      spec.etcd.members.forEach((member, index) => {
+        if (!known.has(member)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['etcd', 'members', index],
+            message: `"${member}" is not a VM in nodes`,
+          });
+        }
+      });
+      if (new Set(spec.etcd.members).size !== spec.etcd.members.length) {
+        ctx.addIssue({ code: 'custom', path: ['etcd', 'members'], message: 'lists a VM twice' });
+      } else if (spec.etcd.members.length % 2 === 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['etcd', 'members'],
+          message: `has ${spec.etcd.members.length} members; etcd needs an odd number to keep quorum`,
+        });
+      }
+    }
+    if (spec.pki.certDays > spec.pki.caDays) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['pki', 'certDays'],
+        message: 'must not exceed pki.caDays',
+      });
     }
 
     const nets = {
@@ -230,6 +284,14 @@ export interface LabSpec {
   vms: VmPlan[];
   timeouts: ParsedSpec['timeouts'];
   snapshots: ParsedSpec['snapshots'];
+  /** Names of the VMs that run etcd (an odd number). */
+  etcdMembers: string[];
+  pki: ParsedSpec['pki'];
+}
+
+/** Default etcd members: three VMs when there are three or more, else the first one. */
+export function defaultEtcdMembers(names: readonly string[]): string[] {
+  return names.length >= 3 ? names.slice(0, 3) : names.slice(0, 1);
 }
 
 export function planLab(parsed: ParsedSpec, defaultName: string): LabSpec {
@@ -257,6 +319,8 @@ export function planLab(parsed: ParsedSpec, defaultName: string): LabSpec {
     })),
     timeouts: parsed.timeouts,
     snapshots: parsed.snapshots,
+    etcdMembers: parsed.etcd.members ?? defaultEtcdMembers(parsed.nodes.map((node) => node.name)),
+    pki: parsed.pki,
   };
 }
 

@@ -35,6 +35,8 @@ describe('lab spec defaults', () => {
     expect(spec.insisted).toEqual({ box: false, stack: false });
     expect(spec.network.managementGateway).toBe('192.168.121.1');
     expect(spec.hypervisor).toBe('auto');
+    expect(spec.etcdMembers).toEqual(['master', 'node1', 'node2']);
+    expect(spec.pki).toEqual({ caDays: 3650, certDays: 1095 });
   });
 
   it('fills per-node defaults when only names are given', () => {
@@ -109,6 +111,18 @@ nodes:
         'nodes[3].ip: 192.168.56.20 is already used by nodes[2]',
       ].sort(),
     );
+  });
+
+  it('checks etcd members: known VMs, odd count; and cert lifetimes within the CA', () => {
+    expect(
+      problems('etcd:\n  members: [master, node1]\npki:\n  caDays: 100\n  certDays: 200\n').sort(),
+    ).toEqual([
+      'etcd.members: has 2 members; etcd needs an odd number to keep quorum',
+      'pki.certDays: must not exceed pki.caDays',
+    ]);
+    expect(problems('etcd:\n  members: [master, ghost, node1]\n')).toEqual([
+      'etcd.members[1]: "ghost" is not a VM in nodes',
+    ]);
   });
 
   it('rejects overlapping lab networks', () => {

@@ -1,0 +1,271 @@
+/**
+ * The lab's PKI under .klab/pki: generated from the spec, idempotent. An existing, valid,
+ * matching file is reused; a spec change re-issues exactly the certificates it affects.
+ */
+import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import YAML from 'yaml';
+import type { LabSpec } from '../core/spec.js';
+import { inspectCertificate, keyMatchesCertificate, signedBy } from './inspect.js';
+import { renderKubeconfig } from './kubeconfig.js';
+import { type CaName, type CertPlan, type PkiPlan, planPki } from './plan.js';
+import {
+  type BootstrapToken,
+  newBootstrapToken,
+  newEncryptionKey,
+  renderEncryptionConfig,
+} from './secrets.js';
+import {
+  createCaCertificate,
+  generateKeyPair,
+  type Issuer,
+  issueCertificate,
+  randomSerials,
+  type SerialSource,
+} from './x509.js';
+
+export interface PkiOptions {
+  dir: string;
+  /** Injected clock (ms since the epoch); certificates' validity starts here. */
+  now?: () => number;
+  serials?: SerialSource;
+  /** Certificates to re-issue even if valid: names, or 'all' (every leaf), or 'ca' too. */
+  renew?: readonly string[];
+}
+
+export interface PkiResult {
+  issued: string[];
+  reused: string[];
+  /** Other files written because their content changed (kubeconfigs, secrets). */
+  written: string[];
+  plan: PkiPlan;
+}
+
+interface Manifest {
+  version: 1;
+  inputs: Record<string, string>;
+}
+
+const MANIFEST = 'manifest.json';
+
+async function readText(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+async function writeSecure(file: string, content: string, mode: number): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const temp = `${file}.tmp-${process.pid}`;
+  await writeFile(temp, content, { mode });
+  await chmod(temp, mode);
+  await rename(temp, file);
+}
+
+/** Write only when the content differs; true when something was written. */
+async function writeIfChanged(file: string, content: string, mode: number): Promise<boolean> {
+  if ((await readText(file)) === content) {
+    await chmod(file, mode);
+    return false;
+  }
+  await writeSecure(file, content, mode);
+  return true;
+}
+
+function hash(value: unknown): string {
+  return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16);
+}
+
+function certInputs(plan: CertPlan, days: number, issuerFingerprint: string): string {
+  return hash({
+    commonName: plan.commonName,
+    organizations: plan.organizations,
+    dnsNames: plan.dnsNames,
+    ipAddresses: plan.ipAddresses,
+    usages: plan.usages,
+    days,
+    issuerFingerprint,
+  });
+}
+
+export function pkiFiles(dir: string, name: string) {
+  return { crt: path.join(dir, `${name}.crt`), key: path.join(dir, `${name}.key`) };
+}
+
+export async function generatePki(spec: LabSpec, options: PkiOptions): Promise<PkiResult> {
+  const dir = options.dir;
+  const now = options.now ?? Date.now;
+  const serials = options.serials ?? randomSerials;
+  const renew = new Set(options.renew ?? []);
+  const plan = planPki(spec);
+  const result: PkiResult = { issued: [], reused: [], written: [], plan };
+
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700);
+  await mkdir(path.join(dir, 'kubeconfigs'), { recursive: true, mode: 0o700 });
+  await chmod(path.join(dir, 'kubeconfigs'), 0o700);
+  const manifestText = await readText(path.join(dir, MANIFEST));
+  const manifest: Manifest = manifestText
+    ? (JSON.parse(manifestText) as Manifest)
+    : { version: 1, inputs: {} };
+  const nextInputs: Record<string, string> = {};
+
+  async function validExisting(
+    name: string,
+    inputs: string,
+    issuerPem?: string,
+  ): Promise<Issuer | undefined> {
+    const files = pkiFiles(dir, name);
+    const certPem = await readText(files.crt);
+    const keyPem = await readText(files.key);
+    if (!certPem || !keyPem || manifest.inputs[name] !== inputs) return undefined;
+    if (!keyMatchesCertificate(certPem, keyPem)) return undefined;
+    if (!signedBy(certPem, issuerPem ?? certPem)) return undefined;
+    if (inspectCertificate(certPem).notAfter.getTime() <= now()) return undefined;
+    return { certPem, privateKeyPem: keyPem };
+  }
+
+  const cas = new Map<CaName, Issuer>();
+  for (const ca of plan.cas) {
+    const inputs = hash({ commonName: ca.commonName });
+    const forced = renew.has(ca.name);
+    let issuer = forced ? undefined : await validExisting(ca.name, inputs);
+    if (issuer) {
+      result.reused.push(ca.name);
+    } else {
+      const keys = generateKeyPair();
+      const certPem = createCaCertificate(keys, ca.commonName, {
+        now: now(),
+        days: spec.pki.caDays,
+        serial: serials.next(),
+      });
+      const files = pkiFiles(dir, ca.name);
+      await writeSecure(files.key, keys.privateKeyPem, 0o600);
+      await writeSecure(files.crt, certPem, 0o644);
+      issuer = { certPem, privateKeyPem: keys.privateKeyPem };
+      result.issued.push(ca.name);
+    }
+    nextInputs[ca.name] = inputs;
+    cas.set(ca.name, issuer);
+  }
+
+  const leaves = new Map<string, Issuer>();
+  for (const cert of plan.certs) {
+    const issuer = cas.get(cert.issuer);
+    if (!issuer) throw new Error(`no issuer ${cert.issuer}`);
+    const inputs = certInputs(
+      cert,
+      spec.pki.certDays,
+      inspectCertificate(issuer.certPem).fingerprint256,
+    );
+    const forced = renew.has(cert.name) || renew.has('all');
+    let existing = forced ? undefined : await validExisting(cert.name, inputs, issuer.certPem);
+    if (existing) {
+      result.reused.push(cert.name);
+    } else {
+      const keys = generateKeyPair();
+      const certPem = issueCertificate(cert, keys.publicKeyPem, issuer, {
+        now: now(),
+        days: spec.pki.certDays,
+        serial: serials.next(),
+      });
+      const files = pkiFiles(dir, cert.name);
+      await writeSecure(files.key, keys.privateKeyPem, 0o600);
+      await writeSecure(files.crt, certPem, 0o644);
+      existing = { certPem, privateKeyPem: keys.privateKeyPem };
+      result.issued.push(cert.name);
+    }
+    nextInputs[cert.name] = inputs;
+    leaves.set(cert.name, existing);
+  }
+
+  // The service-account signing key pair: its own, never the CA's key.
+  const saKey = await readText(path.join(dir, 'sa.key'));
+  let saValid = false;
+  if (saKey) {
+    try {
+      createPrivateKey(saKey);
+      saValid = true;
+    } catch {
+      saValid = false;
+    }
+  }
+  if (!saValid || renew.has('sa')) {
+    const keys = generateKeyPair();
+    await writeSecure(path.join(dir, 'sa.key'), keys.privateKeyPem, 0o600);
+    result.issued.push('sa');
+  } else {
+    result.reused.push('sa');
+  }
+  const saPub = createPublicKey(createPrivateKey((await readText(path.join(dir, 'sa.key'))) ?? ''))
+    .export({ type: 'spki', format: 'pem' })
+    .toString();
+  if (await writeIfChanged(path.join(dir, 'sa.pub'), saPub, 0o644)) result.written.push('sa.pub');
+
+  // Encryption at rest: keep the key, re-render when the stack's format changes.
+  const encFile = path.join(dir, 'encryption-config.yaml');
+  const encText = await readText(encFile);
+  const existingKey = encText ? extractEncryptionKey(encText) : undefined;
+  const encKey = existingKey ?? newEncryptionKey();
+  if (await writeIfChanged(encFile, renderEncryptionConfig(spec.stack, encKey), 0o600)) {
+    result.written.push('encryption-config.yaml');
+  }
+
+  // One bootstrap token per node; kept while the node exists.
+  const tokenFile = path.join(dir, 'bootstrap-tokens.json');
+  const oldTokens = JSON.parse((await readText(tokenFile)) ?? '[]') as BootstrapToken[];
+  const tokens = plan.bootstrapNodes.map(
+    (node) => oldTokens.find((token) => token.node === node) ?? newBootstrapToken(node),
+  );
+  if (await writeIfChanged(tokenFile, `${JSON.stringify(tokens, null, 2)}\n`, 0o600)) {
+    result.written.push('bootstrap-tokens.json');
+  }
+
+  const ca = cas.get('ca');
+  if (!ca) throw new Error('no CA');
+  for (const kc of plan.kubeconfigs) {
+    let auth: { certPem: string; keyPem: string } | { token: string };
+    if ('cert' in kc.auth) {
+      const leaf = leaves.get(kc.auth.cert);
+      if (!leaf) throw new Error(`kubeconfig ${kc.name}: no certificate ${kc.auth.cert}`);
+      auth = { certPem: leaf.certPem, keyPem: leaf.privateKeyPem };
+    } else {
+      const node = kc.auth.bootstrapTokenFor;
+      const token = tokens.find((entry) => entry.node === node);
+      if (!token) throw new Error(`kubeconfig ${kc.name}: no bootstrap token for ${node}`);
+      auth = { token: `${token.id}.${token.secret}` };
+    }
+    const text = renderKubeconfig({
+      clusterName: `klab-${spec.name}`,
+      server: plan.apiserverUrl,
+      caPem: ca.certPem,
+      user: kc.user,
+      auth,
+    });
+    if (await writeIfChanged(path.join(dir, 'kubeconfigs', `${kc.name}.kubeconfig`), text, 0o600)) {
+      result.written.push(`kubeconfigs/${kc.name}.kubeconfig`);
+    }
+  }
+
+  await writeIfChanged(
+    path.join(dir, MANIFEST),
+    `${JSON.stringify({ version: 1, inputs: nextInputs } satisfies Manifest, null, 2)}\n`,
+    0o644,
+  );
+  return result;
+}
+
+function extractEncryptionKey(text: string): string | undefined {
+  try {
+    const doc = YAML.parse(text) as {
+      resources?: { providers?: { aescbc?: { keys?: { secret?: string }[] } }[] }[];
+    };
+    return doc.resources?.[0]?.providers?.[0]?.aescbc?.keys?.[0]?.secret;
+  } catch {
+    return undefined;
+  }
+}
