@@ -73,6 +73,44 @@ export const libvirt = {
   async deleteSnapshot(domain: string, snapshot: string): Promise<void> {
     await virsh(['snapshot-delete', domain, snapshot]);
   },
+  async suspend(domain: string): Promise<void> {
+    await virsh(['suspend', domain]);
+  },
+  async resume(domain: string): Promise<void> {
+    await virsh(['resume', domain]);
+  },
+  /** An internal snapshot: disks, plus memory when the domain is running or paused. */
+  async createSnapshot(domain: string, name: string, description: string): Promise<void> {
+    await virsh(['snapshot-create-as', domain, name, description, '--atomic']);
+  },
+  /** Revert and leave the domain paused (if the snapshot held a running machine). */
+  async revertSnapshot(domain: string, name: string): Promise<void> {
+    await virsh(['snapshot-revert', domain, name, '--paused']);
+  },
+  async snapshotCreationTime(domain: string, name: string): Promise<number | undefined> {
+    const result = await virsh(['snapshot-dumpxml', domain, name], true);
+    const match = /<creationTime>(\d+)<\/creationTime>/.exec(result.stdout);
+    return match?.[1] ? Number(match[1]) * 1000 : undefined;
+  },
+  /** Bytes of saved machine state per internal snapshot of a domain's disk (qemu-img). */
+  async snapshotStateSizes(domain: string): Promise<Map<string, number>> {
+    const sizes = new Map<string, number>();
+    const disks = await virsh(['domblklist', domain, '--details'], true);
+    const file = disks.stdout
+      .split('\n')
+      .map((line) => line.trim().split(/\s+/))
+      .find((cols) => cols[0] === 'file' && cols[1] === 'disk')?.[3];
+    if (!file) return sizes;
+    const info = await runProcess(['qemu-img', 'info', '--force-share', '--output=json', file], {
+      timeoutMs: 60_000,
+    });
+    if (info.exitCode !== 0) return sizes;
+    const parsed = JSON.parse(info.stdout) as {
+      snapshots?: { name: string; 'vm-state-size': number }[];
+    };
+    for (const snap of parsed.snapshots ?? []) sizes.set(snap.name, snap['vm-state-size']);
+    return sizes;
+  },
   /** Remove a domain klab owns, whatever state it is in (for leftovers of interrupted runs). */
   async removeDomain(domain: string): Promise<void> {
     for (const snapshot of await this.snapshots(domain)) {

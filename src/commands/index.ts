@@ -11,6 +11,7 @@ import {
   statusCommand,
   upCommand,
 } from './lab.js';
+import { resetCommand, snapshotCommand } from './snapshot.js';
 
 export const COMMANDS: readonly KlabCommand[] = [
   initCommand,
@@ -20,6 +21,8 @@ export const COMMANDS: readonly KlabCommand[] = [
   haltCommand,
   upCommand,
   destroyCommand,
+  snapshotCommand,
+  resetCommand,
   doctorCommand,
   boxCommand,
   certsCommand,

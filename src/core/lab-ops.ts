@@ -8,12 +8,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { libvirt } from '../adapters/libvirt.js';
 import { findExecutable, runProcess } from '../adapters/process.js';
-import { Vagrant } from '../adapters/vagrant.js';
+import type { Vagrant } from '../adapters/vagrant.js';
+import { generatePki } from '../pki/generate.js';
 import { renderKlabYaml } from '../render/klab-yaml.js';
 import { renderVagrantfile } from '../render/vagrantfile.js';
 import { desiredDefaultRoute, parseDefaultRoutes } from '../steps/default-route/index.js';
 import { provisioningSteps } from '../steps/index.js';
-import type { StepContext } from '../steps/step.js';
 import {
   type BoxDeps,
   boxBuildPaths,
@@ -24,11 +24,18 @@ import {
   localRecipe,
 } from './boxes.js';
 import { KlabError, tail } from './errors.js';
-import { type EventSink, systemClock, task } from './events.js';
+import { type EventSink, task } from './events.js';
 import type { HypervisorChoice } from './hypervisor.js';
 import { detectHypervisor } from './hypervisor-detect.js';
-import { type LabPaths, labPaths, libvirtNames } from './lab.js';
-import { packagePath } from './package-root.js';
+import { labPaths, libvirtNames } from './lab.js';
+import {
+  type Lab,
+  type LabOptions,
+  openLab,
+  requireCreated,
+  stepContext,
+  withHosts,
+} from './lab-context.js';
 import { runSteps } from './pipeline.js';
 import {
   assertNoFailures,
@@ -38,41 +45,9 @@ import {
   checkTools,
   checkVagrantLibvirt,
 } from './preflight.js';
-import { connectAll, type HostPool } from './session.js';
-import type { LabSpec } from './spec.js';
-import { loadSpec, type SpecOverrides } from './spec-file.js';
-import { type LabState, loadState, saveState } from './state.js';
-
-export interface LabOptions extends SpecOverrides {
-  dir: string;
-}
-
-export interface Lab {
-  paths: LabPaths;
-  spec: LabSpec;
-  state: LabState;
-  vagrant: Vagrant;
-  sink: EventSink;
-}
-
-export async function openLab(options: LabOptions, sink: EventSink): Promise<Lab> {
-  const paths = labPaths(options.dir);
-  const spec = await loadSpec(paths.dir, options);
-  const state = await loadState(paths.stateFile);
-  const vagrant = new Vagrant(paths.dir, {
-    onLine: (line) => sink.emit({ kind: 'output', source: 'vagrant', line }),
-  });
-  return { paths, spec, state, vagrant, sink };
-}
-
-/** A lab exists once klab rendered its Vagrantfile. */
-function requireCreated(lab: Lab): void {
-  if (!existsSync(lab.paths.vagrantfile)) {
-    throw new KlabError('KLAB_NO_LAB', `no lab in ${lab.paths.dir}`, {
-      hint: 'Create one with "klab create" (or point at it with --dir).',
-    });
-  }
-}
+import { connectAll } from './session.js';
+import { checkpointHook } from './snapshot-ops.js';
+import { saveState } from './state.js';
 
 export function boxDeps(sink: EventSink, vagrant: Vagrant): BoxDeps {
   return {
@@ -215,32 +190,6 @@ async function bootVms(lab: Lab, accelerator: 'kvm' | 'tcg'): Promise<void> {
   }
 }
 
-function stepContext(lab: Lab, pool: HostPool): StepContext {
-  return {
-    spec: lab.spec,
-    sink: lab.sink,
-    clock: systemClock,
-    host: (vm) => pool.get(vm),
-    provisionFile: (...parts) => readFile(packagePath('provision', ...parts), 'utf8'),
-  };
-}
-
-async function withHosts<T>(lab: Lab, fn: (pool: HostPool) => Promise<T>): Promise<T> {
-  const pool = await task(lab.sink, 'Connect to every VM over SSH', () =>
-    connectAll(
-      lab.vagrant,
-      lab.spec.vms.map((vm) => vm.name),
-      lab.sink,
-      lab.spec.timeouts.ssh * 1000,
-    ),
-  );
-  try {
-    return await fn(pool);
-  } finally {
-    await pool.closeAll();
-  }
-}
-
 async function preflight(lab: Lab): Promise<void> {
   const findings = await task(lab.sink, 'Check the host', async () => {
     const tools = await checkTools();
@@ -286,11 +235,21 @@ export async function createLab(options: LabOptions, sink: EventSink): Promise<v
   lab.state.createdAt ??= new Date().toISOString();
   await renderLabVagrantfile(lab, hypervisor, box);
   await saveState(lab.paths.stateFile, lab.state);
+  await task(
+    sink,
+    'Generate the lab PKI (CA, certificates, kubeconfigs)',
+    () => generatePki(lab.spec, { dir: lab.paths.pkiDir }),
+    (result) => `${result.issued.length} issued, ${result.reused.length} reused`,
+  );
 
   await bootVms(lab, hypervisor.accelerator);
   await withHosts(lab, async (pool) => {
+    const checkpoint = checkpointHook(lab);
     await runSteps(provisioningSteps(lab.spec), stepContext(lab, pool), lab.state, {
-      afterStep: () => saveState(lab.paths.stateFile, lab.state),
+      afterStep: async (step, changed) => {
+        await saveState(lab.paths.stateFile, lab.state);
+        await checkpoint(step.id, changed);
+      },
     });
   });
   await saveState(lab.paths.stateFile, lab.state);

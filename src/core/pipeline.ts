@@ -4,8 +4,8 @@ import { task } from './events.js';
 import { type LabState, markStepDone } from './state.js';
 
 export interface PipelineHooks {
-  /** After a step succeeded on every VM (state is saved here; checkpoints go here later). */
-  afterStep?(step: Step): Promise<void>;
+  /** After a step succeeded on every VM: state is saved and the checkpoint taken here. */
+  afterStep?(step: Step, changed: boolean): Promise<void>;
 }
 
 export interface StepOutcome {
@@ -51,7 +51,10 @@ export async function runSteps(
     const now = new Date(ctx.clock.now());
     for (const outcome of results) markStepDone(state, outcome.vm, step.id, now);
     outcomes.push(...results);
-    await hooks.afterStep?.(step);
+    await hooks.afterStep?.(
+      step,
+      results.some((outcome) => outcome.result === 'applied'),
+    );
   }
   return outcomes;
 }

@@ -52,6 +52,15 @@ export function renderKlabYaml(spec: LabSpec): string {
     '  # A checkpoint after every provisioning step (klab snapshot list).',
     `  automatic: ${spec.snapshots.automatic}`,
     '',
+    '# VMs that run an etcd member: an odd number, so the cluster keeps quorum.',
+    'etcd:',
+    `  members: [${spec.etcdMembers.join(', ')}]`,
+    '',
+    '# Certificate lifetimes in days (docs/certificates.md). klab certs check warns 30 days ahead.',
+    'pki:',
+    `  caDays: ${spec.pki.caDays}`,
+    `  certDays: ${spec.pki.certDays}`,
+    '',
   ];
   return lines.join('\n');
 }

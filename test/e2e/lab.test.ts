@@ -63,6 +63,8 @@ describe('a 2-VM lab on real VMs', () => {
     );
     expect(result.stderr).toMatch(/ok Default route .*2\/2 VMs changed/);
     expect(result.stderr).toMatch(/ok \/etc\/hosts entries/);
+    expect(result.stderr).toMatch(/ok Generate the lab PKI .*issued/);
+    expect(ok(await klab(['certs', 'check'], DIR)).stdout).toMatch(/are fine\.$/m);
   });
 
   it('the VMs reach each other on the private network, by name too', async () => {
@@ -101,6 +103,62 @@ describe('a 2-VM lab on real VMs', () => {
     expect(result.stderr).toMatch(/ok Default route .*already done/);
     expect(result.stderr).toMatch(/ok \/etc\/hosts entries .*already done/);
     expect(result.stderr).not.toMatch(/Build box/);
+  });
+
+  it('took an automatic checkpoint after every provisioning step, on every VM', async () => {
+    const list = ok(await klab(['snapshot', 'list'], DIR)).stdout;
+    for (const step of ['default-route', 'hosts-file', 'machine-id']) {
+      expect(list).toMatch(new RegExp(`after-${step}\\s+${step}\\s+\\S+\\s+.+\\s+all`));
+    }
+  });
+
+  it('snapshot save + reset brings every marker back, with correct clocks', async () => {
+    const setMarker = (vm: string, text: string) =>
+      klab(['ssh', vm, '--', 'sh', '-c', `echo ${text} > /home/vagrant/marker`], DIR);
+    for (const vm of ['master', 'node1']) ok(await setMarker(vm, `before-${vm}`));
+    const save = ok(await klab(['snapshot', 'save', 'base'], DIR));
+    expect(save.stdout).toContain('Saved "base"');
+    for (const vm of ['master', 'node1']) ok(await setMarker(vm, 'changed'));
+    // Let time pass, so a guest clock left at the snapshot's moment would be visibly wrong.
+    await new Promise((resolve) => setTimeout(resolve, 20_000));
+    const reset = ok(await klab(['reset', 'base'], DIR));
+    expect(reset.stdout).toMatch(/Reset to "base" in [\d.]+ s\./);
+    expect(reset.stderr).toMatch(/ok Step every guest clock/);
+    for (const vm of ['master', 'node1']) {
+      expect(
+        ok(await klab(['ssh', vm, '--', 'cat', '/home/vagrant/marker'], DIR)).stdout.trim(),
+      ).toBe(`before-${vm}`);
+      const guest = Number(ok(await klab(['ssh', vm, '--', 'date', '+%s'], DIR)).stdout.trim());
+      expect(Math.abs(guest - Date.now() / 1000)).toBeLessThan(10);
+    }
+  });
+
+  it('reset without a name goes to the newest snapshot; a checkpoint reset keeps the lab provisioned', async () => {
+    const reset = ok(await klab(['reset', 'after-machine-id'], DIR));
+    expect(reset.stderr).toMatch(/ok Wait until the lab is healthy again/);
+    const status = ok(await klab(['status'], DIR));
+    expect(status.stdout).toMatch(/master\s+running\s+\S+\s+via .* \(ok\)\s+3\/3/);
+    const newest = ok(await klab(['reset'], DIR));
+    expect(newest.stdout).toMatch(/Reset to "base"/);
+  });
+
+  it('refuses to reset to a snapshot that only some VMs have, and deletes snapshots', async () => {
+    const { execa } = await import('execa');
+    await execa('virsh', [
+      '-c',
+      'qemu:///system',
+      'snapshot-create-as',
+      `${PREFIX}_master`,
+      'partial',
+    ]);
+    const refused = await klab(['reset', 'partial'], DIR);
+    expect(refused.exitCode).toBe(2);
+    expect(refused.stderr).toContain('error[KLAB_SNAPSHOT_MISSING]');
+    expect(refused.stderr).toContain('not on node1');
+    ok(await klab(['snapshot', 'delete', 'partial'], DIR));
+    ok(await klab(['snapshot', 'delete', 'base'], DIR));
+    const list = ok(await klab(['snapshot', 'list'], DIR)).stdout;
+    expect(list).not.toMatch(/^(partial|base)\s/m);
   });
 
   it('keeps exactly one default route after klab halt + klab up, even against a rogue one', async () => {

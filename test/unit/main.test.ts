@@ -85,6 +85,15 @@ describe('main', () => {
     }
     const yaml = await readFile(path.join(dir, 'klab.yaml'), 'utf8');
     expect(yaml).toContain('# box: generic/ubuntu1804');
+    const { parseSpecText } = await import('../../src/core/spec-file.js');
+    const { validateSpec } = await import('../../src/core/spec-file.js');
+    const name = path
+      .basename(dir)
+      .toLowerCase()
+      .replace(/[^a-z0-9-]+/g, '-');
+    expect(parseSpecText(yaml, 'x', 'klab.yaml')).toEqual(
+      validateSpec({ name }, 'x', 'the default lab'),
+    );
     expect(yaml).toContain('  - name: node3');
     const vagrantfile = await readFile(path.join(dir, 'Vagrantfile'), 'utf8');
     expect(vagrantfile).toContain('config.vm.define "node3"');

@@ -1,0 +1,93 @@
+/** klab snapshot save|list|delete|prune, and klab reset [NAME]. */
+import { KlabError } from '../core/errors.js';
+import { openLab } from '../core/lab-context.js';
+import {
+  deleteSnapshot,
+  listSnapshots,
+  pruneSnapshots,
+  resetLab,
+  saveSnapshot,
+} from '../core/snapshot-ops.js';
+import { formatAge, formatBytes } from '../core/snapshots.js';
+import { formatTable } from '../ui/table.js';
+import type { KlabCommand } from './command.js';
+
+export const snapshotCommand: KlabCommand = {
+  command: 'snapshot <action> [name]',
+  describe: 'Save, list, delete or prune whole-lab snapshots (every VM paused and saved together)',
+  builder: (y) =>
+    y
+      .positional('action', { choices: ['save', 'list', 'delete', 'prune'] as const })
+      .positional('name', { type: 'string', describe: 'snapshot name (save, delete)' })
+      .option('all', {
+        type: 'boolean',
+        default: false,
+        describe: 'prune: delete every snapshot, not only checkpoints',
+      }),
+  logsInLab: 'always',
+  async run(args, io) {
+    const lab = await openLab({ dir: args.dir }, io.reporter);
+    const action = String(args.action);
+    const name = typeof args.name === 'string' ? args.name : undefined;
+    if ((action === 'save' || action === 'delete') && !name) {
+      throw new KlabError('KLAB_USAGE', `klab snapshot ${action} needs a name`, {
+        hint: `For example: klab snapshot ${action} before-etcd`,
+      });
+    }
+    if (action === 'save' && name) {
+      await saveSnapshot(lab, name);
+      io.reporter.emit({
+        kind: 'result',
+        text: `Saved "${name}". Go back to it with: klab reset ${name}`,
+      });
+    } else if (action === 'delete' && name) {
+      await deleteSnapshot(lab, name);
+      io.reporter.emit({ kind: 'result', text: `Deleted "${name}".` });
+    } else if (action === 'prune') {
+      const pruned = await pruneSnapshots(lab, Boolean(args.all));
+      io.reporter.emit({
+        kind: 'result',
+        text: pruned.length > 0 ? `Deleted: ${pruned.join(', ')}` : 'Nothing to prune.',
+      });
+    } else {
+      const now = Date.now();
+      const all = lab.spec.vms.map((vm) => vm.name);
+      const rows = (await listSnapshots(lab)).map((snap) => [
+        snap.name,
+        snap.afterStep ?? '-',
+        formatAge(now - snap.createdAt),
+        formatBytes(snap.stateBytes),
+        snap.vms.length === all.length ? 'all' : `only ${snap.vms.join(',')}`,
+      ]);
+      io.reporter.emit({
+        kind: 'result',
+        text:
+          rows.length > 0
+            ? formatTable(['NAME', 'AFTER STEP', 'AGE', 'SAVED STATE', 'VMS'], rows)
+            : 'No snapshots yet.',
+      });
+    }
+    return 0;
+  },
+};
+
+export const resetCommand: KlabCommand = {
+  command: 'reset [name]',
+  describe:
+    'Put every VM back to a snapshot (default: the newest), step the clocks, wait until healthy',
+  builder: (y) =>
+    y.positional('name', { type: 'string', describe: 'snapshot name (klab snapshot list)' }),
+  logsInLab: 'always',
+  async run(args, io) {
+    const result = await resetLab(
+      { dir: args.dir },
+      io.reporter,
+      typeof args.name === 'string' ? args.name : undefined,
+    );
+    io.reporter.emit({
+      kind: 'result',
+      text: `Reset to "${result.snapshot}" in ${result.seconds.toFixed(1)} s.`,
+    });
+    return 0;
+  },
+};

@@ -1,0 +1,219 @@
+/** klab snapshot save/list/delete/prune and klab reset: the lab as one unit. */
+import { libvirt } from '../adapters/libvirt.js';
+import { provisioningSteps } from '../steps/index.js';
+import { KlabError } from './errors.js';
+import { type EventSink, task } from './events.js';
+import { libvirtNames } from './lab.js';
+import { type Lab, type LabOptions, openLab, stepContext, withHosts } from './lab-context.js';
+import type { HostPool } from './session.js';
+import {
+  assertComplete,
+  checkpointName,
+  isCheckpoint,
+  type LabSnapshot,
+  labSnapshots,
+  validateSnapshotName,
+} from './snapshots.js';
+
+async function domainsOf(lab: Lab): Promise<{ vm: string; domain: string; state: string }[]> {
+  const names = libvirtNames(lab.spec);
+  return Promise.all(
+    lab.spec.vms.map(async (vm) => {
+      const domain = names.domain(vm.name);
+      const state = await libvirt.domainState(domain);
+      if (!state) {
+        throw new KlabError(
+          'KLAB_NO_LAB',
+          `VM ${vm.name} does not exist (no libvirt domain ${domain})`,
+          {
+            hint: 'Create the lab first with "klab create".',
+          },
+        );
+      }
+      return { vm: vm.name, domain, state };
+    }),
+  );
+}
+
+export async function listSnapshots(lab: Lab): Promise<LabSnapshot[]> {
+  const names = libvirtNames(lab.spec);
+  const perVm = new Map<string, { name: string; createdAt: number; stateBytes: number }[]>();
+  for (const vm of lab.spec.vms) {
+    const domain = names.domain(vm.name);
+    const snaps = await libvirt.snapshots(domain);
+    const sizes =
+      snaps.length > 0 ? await libvirt.snapshotStateSizes(domain) : new Map<string, number>();
+    perVm.set(
+      vm.name,
+      await Promise.all(
+        snaps.map(async (name) => ({
+          name,
+          createdAt: (await libvirt.snapshotCreationTime(domain, name)) ?? 0,
+          stateBytes: sizes.get(name) ?? 0,
+        })),
+      ),
+    );
+  }
+  return labSnapshots(perVm);
+}
+
+/** Pause every running VM, snapshot every VM, resume: one consistent moment for the lab. */
+export async function saveSnapshot(
+  lab: Lab,
+  name: string,
+  options: { automatic?: boolean; replace?: boolean } = {},
+) {
+  validateSnapshotName(name, options.automatic);
+  const domains = await domainsOf(lab);
+  const existing = (await listSnapshots(lab)).find((snap) => snap.name === name);
+  if (existing && !options.replace) {
+    throw new KlabError('KLAB_USAGE', `the lab already has a snapshot "${name}"`, {
+      hint: `Delete it first ("klab snapshot delete ${name}") or pick another name.`,
+    });
+  }
+  return task(lab.sink, `Snapshot "${name}" of ${domains.length} VMs`, async () => {
+    if (existing) await deleteSnapshotEverywhere(lab, name);
+    const running = domains.filter((d) => d.state === 'running');
+    for (const d of running) await libvirt.suspend(d.domain);
+    try {
+      for (const d of domains) {
+        await libvirt.createSnapshot(
+          d.domain,
+          name,
+          `klab lab ${lab.spec.name}${options.automatic ? ' (checkpoint)' : ''}`,
+        );
+      }
+    } finally {
+      for (const d of running) await libvirt.resume(d.domain).catch(() => undefined);
+    }
+  });
+}
+
+async function deleteSnapshotEverywhere(lab: Lab, name: string): Promise<number> {
+  const names = libvirtNames(lab.spec);
+  let deleted = 0;
+  for (const vm of lab.spec.vms) {
+    const domain = names.domain(vm.name);
+    if ((await libvirt.snapshots(domain)).includes(name)) {
+      await libvirt.deleteSnapshot(domain, name);
+      deleted += 1;
+    }
+  }
+  return deleted;
+}
+
+export async function deleteSnapshot(lab: Lab, name: string): Promise<void> {
+  const deleted = await task(lab.sink, `Delete snapshot "${name}"`, () =>
+    deleteSnapshotEverywhere(lab, name),
+  );
+  if (deleted === 0) {
+    throw new KlabError('KLAB_SNAPSHOT_MISSING', `the lab has no snapshot "${name}"`, {
+      hint: 'See what there is with "klab snapshot list".',
+    });
+  }
+}
+
+/** Free space: delete the automatic checkpoints (and, with all, every snapshot). */
+export async function pruneSnapshots(lab: Lab, all: boolean): Promise<string[]> {
+  const victims = (await listSnapshots(lab)).filter((snap) => all || isCheckpoint(snap.name));
+  for (const snap of victims) await deleteSnapshotEverywhere(lab, snap.name);
+  return victims.map((snap) => snap.name);
+}
+
+/** Step every guest clock to the host's and check they agree within a few seconds. */
+async function stepClocks(lab: Lab, pool: HostPool): Promise<number> {
+  let worst = 0;
+  await Promise.all(
+    lab.spec.vms.map(async (vm) => {
+      const host = pool.get(vm.name);
+      await host.run(['date', '-u', '-s', `@${Math.round(Date.now() / 1000)}`], { sudo: true });
+      const guest = Number((await host.run(['date', '+%s'])).stdout.trim());
+      const skew = Math.abs(guest - Date.now() / 1000);
+      worst = Math.max(worst, skew);
+      if (skew > 5) {
+        throw new KlabError(
+          'KLAB_STEP_FAILED',
+          `${vm.name}'s clock is ${skew.toFixed(0)} s off after stepping it`,
+          {
+            vm: vm.name,
+          },
+        );
+      }
+    }),
+  );
+  return worst;
+}
+
+export interface ResetResult {
+  snapshot: string;
+  seconds: number;
+}
+
+export async function resetLab(
+  options: LabOptions,
+  sink: EventSink,
+  name: string | undefined,
+): Promise<ResetResult> {
+  const lab = await openLab(options, sink);
+  const started = Date.now();
+  const snapshots = await listSnapshots(lab);
+  const wanted = name ?? snapshots[0]?.name;
+  if (!wanted) {
+    throw new KlabError('KLAB_SNAPSHOT_MISSING', 'the lab has no snapshots to reset to', {
+      hint: 'Save one with "klab snapshot save NAME".',
+    });
+  }
+  const snapshot = assertComplete(
+    snapshots.find((snap) => snap.name === wanted),
+    wanted,
+    lab.spec.vms.map((vm) => vm.name),
+  );
+  const domains = await domainsOf(lab);
+  await task(sink, `Revert every VM to "${snapshot.name}"`, async () => {
+    for (const d of domains) await libvirt.revertSnapshot(d.domain, snapshot.name);
+    // Resume together, so no VM (no etcd member) runs ahead of the others.
+    for (const d of domains) {
+      if ((await libvirt.domainState(d.domain)) === 'paused') await libvirt.resume(d.domain);
+    }
+  });
+  const running = await Promise.all(
+    domains.map(async (d) => (await libvirt.domainState(d.domain)) === 'running'),
+  );
+  if (running.every(Boolean)) {
+    await withHosts(lab, async (pool) => {
+      await task(
+        sink,
+        'Step every guest clock to the host clock',
+        () => stepClocks(lab, pool),
+        (skew) => `within ${skew.toFixed(1)} s`,
+      );
+      await task(sink, 'Wait until the lab is healthy again', async () => {
+        const ctx = stepContext(lab, pool);
+        for (const step of provisioningSteps(lab.spec)) {
+          for (const vm of lab.spec.vms) {
+            if (!lab.state.steps[vm.name]?.[step.id]) continue;
+            if (await step.check(ctx, vm)) await step.verify(ctx, vm);
+          }
+        }
+      });
+    });
+  } else {
+    sink.emit({
+      kind: 'notice',
+      level: 'info',
+      text: 'The snapshot holds a halted lab; start it with "klab up".',
+    });
+  }
+  return { snapshot: snapshot.name, seconds: (Date.now() - started) / 1000 };
+}
+
+/** The pipeline hook: a checkpoint after each step, when the spec wants them. */
+export function checkpointHook(lab: Lab) {
+  return async (stepId: string, changed: boolean) => {
+    if (!lab.spec.snapshots.automatic) return;
+    const name = checkpointName(stepId);
+    const exists = (await listSnapshots(lab)).some((snap) => snap.name === name);
+    if (exists && !changed) return;
+    await saveSnapshot(lab, name, { automatic: true, replace: true });
+  };
+}
