@@ -1,4 +1,5 @@
 /** Every command klab has, in the order --help lists them. */
+import { artifactsCommand } from './artifacts.js';
 import { certsCommand } from './certs.js';
 import type { KlabCommand } from './command.js';
 import { boxCommand, doctorCommand } from './host.js';
@@ -26,4 +27,5 @@ export const COMMANDS: readonly KlabCommand[] = [
   doctorCommand,
   boxCommand,
   certsCommand,
+  artifactsCommand,
 ];

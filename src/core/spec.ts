@@ -38,6 +38,11 @@ const seconds = (fallback: number) =>
     .max(86400, { error: 'must be <= 86400' })
     .default(fallback);
 
+const url = () =>
+  z
+    .string({ error: 'must be a URL' })
+    .regex(/^(https?|file):\/\/\S+$/, { error: 'must be an http://, https:// or file:// URL' });
+
 const days = (fallback: number) =>
   z
     .number({ error: 'must be a number of days' })
@@ -125,6 +130,18 @@ export const SpecSchema = z
           .array(z.string({ error: 'must be a VM name' }), { error: 'must be a list of VM names' })
           .min(1, { error: 'must name at least one VM' })
           .optional(),
+      })
+      .prefault({}),
+    mirrors: z
+      .strictObject({
+        /** Replaces https://dl.k8s.io (same layout: <mirror>/v1.11.1/kubernetes-server-...). */
+        k8s: url().optional(),
+        /** Replaces https://github.com for release downloads (same layout). */
+        github: url().optional(),
+        /** Replaces https://download.docker.com (same layout). */
+        docker: url().optional(),
+        /** Local directories searched first for artifact files (an unpacked offline copy). */
+        dirs: z.array(z.string({ error: 'must be a directory path' })).default([]),
       })
       .prefault({}),
     pki: z
@@ -287,6 +304,7 @@ export interface LabSpec {
   /** Names of the VMs that run etcd (an odd number). */
   etcdMembers: string[];
   pki: ParsedSpec['pki'];
+  mirrors: ParsedSpec['mirrors'];
 }
 
 /** Default etcd members: three VMs when there are three or more, else the first one. */
@@ -321,6 +339,7 @@ export function planLab(parsed: ParsedSpec, defaultName: string): LabSpec {
     snapshots: parsed.snapshots,
     etcdMembers: parsed.etcd.members ?? defaultEtcdMembers(parsed.nodes.map((node) => node.name)),
     pki: parsed.pki,
+    mirrors: parsed.mirrors,
   };
 }
 

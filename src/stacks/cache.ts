@@ -1,0 +1,191 @@
+/**
+ * The shared artifact cache (~/.cache/klab/artifacts, reused by every lab). Nothing is
+ * used before its SHA-256 is verified: against the manifest's official checksum, or the
+ * pin recorded in the lab's klab.lock.json on the first verified download.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type DownloadProgress, downloadToFile } from '../adapters/http.js';
+import { cachePath } from '../core/cache.js';
+import { KlabError } from '../core/errors.js';
+import type { LabSpec } from '../core/spec.js';
+import { type Artifact, SOURCE_BASES, type SourceBase } from './manifest.js';
+
+export interface MirrorConfig {
+  bases: Partial<Record<SourceBase, string>>;
+  dirs: string[];
+  /** The upstream addresses (tests point them at 127.0.0.1). */
+  upstream?: Record<SourceBase, string>;
+}
+
+/** Mirrors from klab.yaml, overridden by KLAB_MIRROR_K8S / _GITHUB / _DOCKER and KLAB_ARTIFACT_DIRS. */
+export function mirrorConfig(
+  spec: Pick<LabSpec, 'mirrors'>,
+  env: NodeJS.ProcessEnv = process.env,
+): MirrorConfig {
+  const bases: Partial<Record<SourceBase, string>> = {};
+  for (const base of Object.keys(SOURCE_BASES) as SourceBase[]) {
+    const value = env[`KLAB_MIRROR_${base.toUpperCase()}`] ?? spec.mirrors[base];
+    if (value) bases[base] = value.replace(/\/+$/, '');
+  }
+  const envDirs = (env.KLAB_ARTIFACT_DIRS ?? '').split(':').filter(Boolean);
+  return { bases, dirs: [...envDirs, ...spec.mirrors.dirs] };
+}
+
+/** Where to look for an artifact, in order: local directories, the mirror, upstream. */
+export function candidateSources(artifact: Artifact, mirrors: MirrorConfig): string[] {
+  const out: string[] = [];
+  for (const dir of mirrors.dirs) out.push(`file://${path.resolve(dir, artifact.file)}`);
+  if (artifact.source.type === 'download') {
+    const mirror = mirrors.bases[artifact.source.base];
+    if (mirror) out.push(`${mirror}/${artifact.source.path}`);
+    out.push(`${(mirrors.upstream ?? SOURCE_BASES)[artifact.source.base]}/${artifact.source.path}`);
+  }
+  return out;
+}
+
+export function artifactsRoot(): string {
+  return cachePath('artifacts');
+}
+
+export function artifactPath(
+  artifact: Pick<Artifact, 'id' | 'version' | 'file'>,
+  root = artifactsRoot(),
+): string {
+  return path.join(root, `${artifact.id}-${artifact.version}`, artifact.file);
+}
+
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** A file in the cache is usable when its recorded and actual hash equal the expected one. */
+export async function cachedAndVerified(
+  file: string,
+  expected: string | undefined,
+): Promise<string | undefined> {
+  if (!existsSync(file)) return undefined;
+  const actual = await sha256File(file);
+  if (expected && actual !== expected) return undefined;
+  return actual;
+}
+
+export interface FetchOptions {
+  expected: string | undefined;
+  mirrors: MirrorConfig;
+  root?: string;
+  onProgress?: (progress: DownloadProgress & { source: string }) => void;
+}
+
+export interface FetchResult {
+  file: string;
+  sha256: string;
+  source: string;
+  /** Bytes that crossed the network (0 when the cache already had it). */
+  downloaded: number;
+}
+
+export async function fetchArtifact(
+  artifact: Artifact,
+  options: FetchOptions,
+): Promise<FetchResult> {
+  const dest = artifactPath(artifact, options.root);
+  const cached = await cachedAndVerified(dest, options.expected);
+  if (cached) return { file: dest, sha256: cached, source: 'cache', downloaded: 0 };
+  if (existsSync(dest)) await rm(dest); // present but does not verify: never use it
+
+  await mkdir(path.dirname(dest), { recursive: true });
+  const partial = `${dest}.partial`;
+  const problems: string[] = [];
+  let mismatch: string | undefined;
+  for (const source of candidateSources(artifact, options.mirrors)) {
+    let downloaded = 0;
+    try {
+      if (source.startsWith('file://')) {
+        const local = fileURLToPath(source);
+        if (!existsSync(local)) {
+          problems.push(`${source}: no such file`);
+          continue;
+        }
+        await copyFile(local, partial);
+      } else {
+        const result = await downloadToFile(source, partial, {
+          onProgress: (p) => options.onProgress?.({ ...p, source }),
+        });
+        downloaded = result.transferred;
+      }
+    } catch (error) {
+      // Keep the partial file: the next attempt (or the next run) resumes it.
+      problems.push(`${source}: ${(error as Error).message}`);
+      continue;
+    }
+    const actual = await sha256File(partial);
+    if (options.expected && actual !== options.expected) {
+      await rm(partial, { force: true });
+      mismatch = `${source} gave sha256 ${actual}, expected ${options.expected}`;
+      problems.push(mismatch);
+      continue;
+    }
+    await rename(partial, dest);
+    return { file: dest, sha256: actual, source, downloaded };
+  }
+  if (mismatch) {
+    throw new KlabError(
+      'KLAB_CHECKSUM_MISMATCH',
+      `${artifact.file} failed verification; the bad file was deleted`,
+      {
+        details: problems,
+        hint: 'Use another mirror or a trusted offline bundle; see docs/troubleshooting.md#klab_checksum_mismatch.',
+      },
+    );
+  }
+  throw new KlabError(
+    'KLAB_ARTIFACT_UNAVAILABLE',
+    `no source could deliver ${artifact.file} (${artifact.id} ${artifact.version})`,
+    {
+      details: problems,
+      hint:
+        'Set a mirror in klab.yaml (mirrors.k8s / mirrors.github / mirrors.docker, or mirrors.dirs), ' +
+        'import an offline bundle (klab artifacts import FILE), or use the mirror-only stack (stack: debian).',
+    },
+  );
+}
+
+/** klab.lock.json in the lab: checksums pinned on the first verified download. */
+export interface LockFile {
+  version: 1;
+  pins: Record<string, { sha256: string; source: string; pinnedAt: string }>;
+}
+
+export function lockKey(stack: string, artifact: Pick<Artifact, 'id' | 'version'>): string {
+  return `${stack}/${artifact.id}@${artifact.version}`;
+}
+
+export async function readLock(file: string): Promise<LockFile> {
+  try {
+    const parsed = JSON.parse(await readFile(file, 'utf8')) as LockFile;
+    return parsed.version === 1 ? parsed : { version: 1, pins: {} };
+  } catch {
+    return { version: 1, pins: {} };
+  }
+}
+
+export async function writeLock(file: string, lock: LockFile): Promise<void> {
+  const sorted = Object.fromEntries(
+    Object.entries(lock.pins).sort(([a], [b]) => a.localeCompare(b)),
+  );
+  await writeFile(file, `${JSON.stringify({ version: 1, pins: sorted }, null, 2)}\n`);
+}
+
+export function expectedSha(stack: string, artifact: Artifact, lock: LockFile): string | undefined {
+  return artifact.sha256 ?? lock.pins[lockKey(stack, artifact)]?.sha256;
+}
+
+export async function fileSize(file: string): Promise<number> {
+  return (await stat(file)).size;
+}

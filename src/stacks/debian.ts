@@ -1,0 +1,127 @@
+/**
+ * The mirror-only stack: everything from a Debian mirror and the Go module proxy, for
+ * hosts that reach neither dl.k8s.io nor GitHub nor Docker Hub (and for this project's CI).
+ */
+import type { StackInput } from './manifest.js';
+
+const BUILT = 'built locally from pinned sources; pinned on the first build (klab.lock.json)';
+
+export const debian: StackInput = {
+  name: 'debian',
+  title: 'Mirror-only stack: Kubernetes 1.20.2 from Debian sources, etcd 3.4.23, Docker 20.10.24',
+  versions: {
+    kubernetes: 'v1.20.2',
+    etcd: '3.4.23',
+    flannel: 'v0.2x (Go module, etcd v3 API)',
+    docker: '20.10.24',
+  },
+  differences: [
+    'Kubernetes 1.20.2 instead of 1.11.1: same binaries and dockershim (Docker as runtime), but kube-apiserver refuses --insecure-port other than 0, and some 1.11 flags are gone (--experimental-encryption-provider-config is --encryption-provider-config).',
+    'etcd 3.4 serves the v2 API only with --enable-v2; a current flannel speaks etcd v3, so its config is written with the v3 API.',
+    'Docker 20.10 from Debian packages instead of the 18.03 static binaries; containerd and runc come as separate packages.',
+    'Traefik v2/v3 instead of 1.7: the ingress is configured with IngressRoute/Ingress and different flags.',
+    'The box is Debian 12 with cgroup v1 instead of Ubuntu 18.04; no systemd-resolved stub to work around.',
+  ],
+  artifacts: [
+    {
+      id: 'box',
+      kind: 'box',
+      version: 'debian-12',
+      description: 'klab/debian-12 libvirt box (debootstrap, cgroup v1)',
+      file: 'debian-12.box',
+      source: { type: 'build', recipe: 'klab box build (debootstrap from the Debian mirror)' },
+      checksumSource: BUILT,
+      install: { on: 'all', to: 'the VMs boot from it' },
+    },
+    {
+      id: 'kubernetes',
+      kind: 'archive',
+      version: 'v1.20.2',
+      description:
+        'kube-apiserver, controller-manager, scheduler, kubelet, kube-proxy built from Debian source package kubernetes',
+      file: 'kubernetes-1.20.2-debian.tar.gz',
+      source: {
+        type: 'build',
+        recipe:
+          "apt-get source kubernetes; make with Debian's golang-1.19 (about 6 minutes on 2 cores)",
+      },
+      checksumSource: BUILT,
+      install: { on: 'all', to: '/opt/k8s/bin' },
+    },
+    {
+      id: 'etcd',
+      kind: 'deb',
+      version: '3.4.23',
+      description: 'Debian etcd-server and etcd-client packages',
+      file: 'etcd-3.4.23-debs.tar',
+      source: { type: 'build', recipe: 'apt-get download etcd-server etcd-client' },
+      checksumSource: BUILT,
+      install: { on: 'all', to: 'dpkg -i (etcd members from etcd.members)' },
+    },
+    {
+      id: 'docker',
+      kind: 'deb',
+      version: '20.10.24',
+      description: 'Debian docker.io, containerd, runc, tini packages',
+      file: 'docker-20.10.24-debs.tar',
+      source: {
+        type: 'build',
+        recipe: 'apt-get download docker.io containerd runc tini (and their dependencies)',
+      },
+      checksumSource: BUILT,
+      install: { on: 'all', to: 'dpkg -i + docker.service (after flanneld)' },
+    },
+    {
+      id: 'flannel',
+      kind: 'binary',
+      version: 'go-module',
+      description: 'flanneld built from its Go module',
+      file: 'flanneld',
+      source: {
+        type: 'build',
+        recipe: 'go build from the flannel Go module through the Go module proxy',
+      },
+      checksumSource: BUILT,
+      install: { on: 'all', to: '/opt/k8s/bin/flanneld' },
+    },
+    {
+      id: 'traefik',
+      kind: 'binary',
+      version: 'go-module',
+      description: 'Traefik built from its Go module',
+      file: 'traefik',
+      source: {
+        type: 'build',
+        recipe: 'go build from the Traefik Go module through the Go module proxy',
+      },
+      checksumSource: BUILT,
+      install: { on: 'nodes', to: 'a local image for the ingress DaemonSet' },
+    },
+    {
+      id: 'pause-image',
+      kind: 'image',
+      version: 'klab-1',
+      description: 'a tiny static pause program, saved as an image tarball',
+      file: 'pause-klab.tar',
+      source: {
+        type: 'build',
+        recipe: 'compiled locally, packed as a docker-archive without a registry',
+      },
+      checksumSource: BUILT,
+      install: { on: 'all', to: 'docker load' },
+    },
+    {
+      id: 'php-apache-image',
+      kind: 'image',
+      version: 'debian-12',
+      description: 'Apache + PHP (Debian packages) test-app image',
+      file: 'php-apache-debian.tar',
+      source: {
+        type: 'build',
+        recipe: 'debootstrap + apache2 + libapache2-mod-php, imported as an image',
+      },
+      checksumSource: BUILT,
+      install: { on: 'nodes', to: 'docker load' },
+    },
+  ],
+};
