@@ -17,7 +17,7 @@ export default defineConfig({
           name: 'containers',
           include: ['test/containers/**/*.test.ts'],
           testTimeout: 300_000,
-          hookTimeout: 900_000,
+          hookTimeout: 2_400_000,
           fileParallelism: false,
         },
       },

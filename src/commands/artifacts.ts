@@ -3,12 +3,15 @@
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
+import { runProcess } from '../adapters/process.js';
 import { Vagrant } from '../adapters/vagrant.js';
-import { boxBuildPaths, localRecipe } from '../core/boxes.js';
-import { KlabError } from '../core/errors.js';
+import { boxBuildPaths, ensureLocalBox, localRecipe, recipeForSuite } from '../core/boxes.js';
+import { KlabError, tail } from '../core/errors.js';
 import { task } from '../core/events.js';
 import { labPaths } from '../core/lab.js';
+import { boxDeps } from '../core/lab-ops.js';
 import { loadSpec } from '../core/spec-file.js';
+import { buildDebianStack } from '../stacks/build-debian.js';
 import { mirrorConfig, readLock, writeLock } from '../stacks/cache.js';
 import { loadStack } from '../stacks/index.js';
 import {
@@ -27,9 +30,21 @@ export const artifactsCommand: KlabCommand = {
     "The stack's binaries and images in the shared cache: list, pull, verify, export FILE, import FILE",
   builder: (y) =>
     y
-      .positional('action', { choices: ['list', 'pull', 'verify', 'export', 'import'] as const })
+      .positional('action', {
+        choices: ['list', 'pull', 'build', 'verify', 'export', 'import'] as const,
+      })
       .positional('file', { type: 'string', describe: 'bundle file (export, import)' })
-      .option('stack', { type: 'string', describe: "stack to act on (default: the lab's)" }),
+      .option('stack', { type: 'string', describe: "stack to act on (default: the lab's)" })
+      .option('mirror', {
+        type: 'string',
+        default: 'http://deb.debian.org/debian',
+        describe: 'build: the Debian mirror to build from',
+      })
+      .option('force', {
+        type: 'boolean',
+        default: false,
+        describe: 'build: rebuild what is cached too',
+      }),
   logsInLab: 'if-lab',
   async run(args, io) {
     const paths = labPaths(args.dir);
@@ -72,6 +87,40 @@ export const artifactsCommand: KlabCommand = {
         ...result.skipped.map((s) => `not pulled: ${s.id}: ${s.why}`),
       ];
       io.reporter.emit({ kind: 'result', text: lines.join('\n') });
+      return 0;
+    }
+    if (action === 'build') {
+      if (stack.name !== 'debian') {
+        throw new KlabError('KLAB_USAGE', `the ${stack.name} stack is downloaded, not built`, {
+          hint: 'Use "klab artifacts pull" for it, or build the mirror-only stack: klab artifacts build --stack debian',
+        });
+      }
+      const mirror = String(args.mirror);
+      const vagrant = new Vagrant(paths.dir, {
+        onLine: (line) => io.reporter.emit({ kind: 'output', source: 'vagrant', line }),
+      });
+      const result = await buildDebianStack(
+        stack,
+        lock,
+        { mirror, suite: 'bookworm', force: Boolean(args.force) },
+        {
+          sink: io.reporter,
+          isRoot: () => process.getuid?.() === 0,
+          run: async (argv, onLine) => {
+            const r = await runProcess(argv, { onLine: (line) => onLine(line) });
+            return { exitCode: r.exitCode, tail: tail(`${r.stdout}\n${r.stderr}`) };
+          },
+          ensureBox: async () => {
+            const recipe = recipeForSuite('bookworm', mirror, 'klab/debian-12');
+            const built = await ensureLocalBox(recipe, boxDeps(io.reporter, vagrant));
+            return { box: built.box, rootfsTar: built.rootfsTar, key: built.key };
+          },
+        },
+      ).finally(() => writeLock(lockFile, lock));
+      io.reporter.emit({
+        kind: 'result',
+        text: `debian stack: ${result.built.length} built (${result.built.join(', ') || 'none'}), ${result.reused.length} reused from the cache.`,
+      });
       return 0;
     }
     if (action === 'verify') {

@@ -1,0 +1,299 @@
+/**
+ * `klab artifacts build --stack debian`: every artifact of the mirror-only stack, built
+ * from a Debian mirror and the Go module proxy, cached by its inputs, pinned in the lock.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { cachePath } from '../core/cache.js';
+import { KlabError } from '../core/errors.js';
+import { type EventSink, task } from '../core/events.js';
+import { packagePath } from '../core/package-root.js';
+import { artifactPath, artifactsRoot, type LockFile, lockKey, sha256File } from './cache.js';
+import { writeImageArchive } from './image-archive.js';
+import type { Artifact, Stack } from './manifest.js';
+
+export const FLANNEL_VERSION = 'v0.28.10';
+
+export interface DebianBuildOptions {
+  mirror: string;
+  suite: string;
+  force?: boolean;
+  root?: string;
+}
+
+export interface DebianBuildDeps {
+  sink: EventSink;
+  isRoot(): boolean;
+  /** Run a recipe script; resolves to the exit code and the output tail. */
+  run(argv: string[], onLine: (line: string) => void): Promise<{ exitCode: number; tail: string }>;
+  /** Build or reuse klab/debian-12; returns its cached files. */
+  ensureBox(): Promise<{ box: string; rootfsTar: string; key: string }>;
+}
+
+interface Recipe {
+  /** What goes into the cache key besides the recipe files. */
+  inputs: string[];
+  files: string[];
+  build(ctx: { out: string; work: string; box: { box: string; rootfsTar: string } }): Promise<void>;
+}
+
+function script(name: string): string {
+  return packagePath('builders', 'debian', name);
+}
+
+export async function buildDebianStack(
+  stack: Stack,
+  lock: LockFile,
+  options: DebianBuildOptions,
+  deps: DebianBuildDeps,
+): Promise<{ built: string[]; reused: string[] }> {
+  if (!deps.isRoot()) {
+    throw new KlabError(
+      'KLAB_NEEDS_ROOT',
+      'building the debian stack needs root (chroot, apt, loop devices)',
+      {
+        hint: 'Run it as root: sudo klab artifacts build --stack debian',
+      },
+    );
+  }
+  const root = options.root ?? artifactsRoot();
+  const box = await deps.ensureBox();
+  const runScript = async (argv: string[], update: (text: string) => void) => {
+    const result = await deps.run(argv, (line) => {
+      if (line.startsWith('klab-progress: ')) update(line.slice('klab-progress: '.length));
+      else deps.sink.emit({ kind: 'output', source: 'build', line });
+    });
+    if (result.exitCode !== 0) {
+      throw new KlabError(
+        'KLAB_BOX_BUILD_FAILED',
+        `${path.basename(argv[1] ?? argv[0] ?? '')} failed (exit ${result.exitCode})`,
+        {
+          command: argv,
+          outputTail: result.tail,
+          hint: `Is ${options.mirror} reachable (and the Go module proxy, for flannel)? The full output is in the log.`,
+        },
+      );
+    }
+  };
+  const common = ['--mirror', options.mirror, '--suite', options.suite];
+
+  const recipes: Record<string, (update: (t: string) => void) => Recipe> = {
+    box: () => ({
+      inputs: [box.key],
+      files: [],
+      build: async ({ out }) => {
+        await rm(out, { force: true });
+        await link(box.box, out);
+      },
+    }),
+    kubernetes: (update) => ({
+      inputs: common,
+      files: ['kubernetes.sh'],
+      build: ({ out, work }) =>
+        runScript(
+          ['bash', script('kubernetes.sh'), ...common, '--work', work, '--out', out],
+          update,
+        ),
+    }),
+    etcd: (update) => ({
+      inputs: [...common, box.key, 'etcd-server etcd-client'],
+      files: ['debs.sh'],
+      build: ({ out, work, box: b }) =>
+        runScript(
+          [
+            'bash',
+            script('debs.sh'),
+            '--rootfs-tar',
+            b.rootfsTar,
+            ...common,
+            '--work',
+            work,
+            '--out',
+            out,
+            'etcd-server',
+            'etcd-client',
+          ],
+          update,
+        ),
+    }),
+    docker: (update) => ({
+      inputs: [...common, box.key, 'docker.io containerd runc tini'],
+      files: ['debs.sh'],
+      build: ({ out, work, box: b }) =>
+        runScript(
+          [
+            'bash',
+            script('debs.sh'),
+            '--rootfs-tar',
+            b.rootfsTar,
+            ...common,
+            '--work',
+            work,
+            '--out',
+            out,
+            'docker.io',
+            'containerd',
+            'runc',
+            'tini',
+          ],
+          update,
+        ),
+    }),
+    flannel: (update) => ({
+      inputs: [FLANNEL_VERSION],
+      files: ['flannel.sh'],
+      build: ({ out, work }) =>
+        runScript(
+          [
+            'bash',
+            script('flannel.sh'),
+            '--version',
+            FLANNEL_VERSION,
+            '--work',
+            work,
+            '--out',
+            out,
+          ],
+          update,
+        ),
+    }),
+    'pause-image': (update) => ({
+      inputs: [],
+      files: ['pause.sh', 'pause.c'],
+      build: async ({ out, work }) => {
+        const rootDir = path.join(work, 'root');
+        await rm(rootDir, { recursive: true, force: true });
+        await runScript(
+          ['bash', script('pause.sh'), '--work', work, '--out-root', rootDir],
+          update,
+        );
+        update('packing the image archive');
+        await writeImageArchive({
+          rootDir,
+          out,
+          work,
+          repoTag: 'klab/pause:klab-1',
+          config: { Entrypoint: ['/pause'] },
+          createdBy: 'klab builders/debian/pause.sh',
+        });
+      },
+    }),
+    'php-apache-image': (update) => ({
+      inputs: [...common, box.key],
+      files: ['php-apache.sh'],
+      build: async ({ out, work, box: b }) => {
+        const rootDir = path.join(work, 'root');
+        await runScript(
+          [
+            'bash',
+            script('php-apache.sh'),
+            '--rootfs-tar',
+            b.rootfsTar,
+            ...common,
+            '--work',
+            work,
+            '--out-root',
+            rootDir,
+          ],
+          update,
+        );
+        update('packing the image archive');
+        await writeImageArchive({
+          rootDir,
+          out,
+          work,
+          repoTag: 'klab/php-apache:debian-12',
+          config: {
+            Cmd: ['apache2ctl', '-D', 'FOREGROUND'],
+            ExposedPorts: { '80/tcp': {} },
+            WorkingDir: '/var/www/html',
+            StopSignal: 'SIGWINCH',
+          },
+          createdBy: 'klab builders/debian/php-apache.sh',
+        });
+        await rm(rootDir, { recursive: true, force: true });
+      },
+    }),
+  };
+
+  const result = { built: [] as string[], reused: [] as string[] };
+  const unknown = stack.artifacts.filter((artifact) => !recipes[artifact.id]);
+  if (unknown.length > 0) {
+    throw new KlabError(
+      'KLAB_INTERNAL',
+      `no build recipe for ${unknown.map((a) => a.id).join(', ')}`,
+    );
+  }
+  for (const artifact of stack.artifacts) {
+    const recipeFor = recipes[artifact.id] as (update: (t: string) => void) => Recipe;
+    await task(
+      deps.sink,
+      `Build ${artifact.id} (${artifact.description})`,
+      async (update) => {
+        const recipe = recipeFor(update);
+        const out = artifactPath(artifact, root);
+        // Next to each built file: the inputs it was built from and the SHA-256 it had.
+        const recordFile = `${out}.build.json`;
+        const inputs = await inputsHash(recipe, artifact);
+        const key = lockKey(stack.name, artifact);
+        const record = JSON.parse(await readFile(recordFile, 'utf8').catch(() => '{}')) as {
+          inputs?: string;
+          sha256?: string;
+        };
+        if (!options.force && existsSync(out) && record.inputs === inputs && record.sha256) {
+          if ((await sha256File(out)) === record.sha256) {
+            pin(lock, key, record.sha256, inputs, deps.sink, artifact.id);
+            result.reused.push(artifact.id);
+            return 'cached';
+          }
+        }
+        const work = cachePath('build', artifact.id);
+        await mkdir(work, { recursive: true });
+        await mkdir(path.dirname(out), { recursive: true });
+        await rm(recordFile, { force: true });
+        await recipe.build({ out, work, box });
+        const sha = await sha256File(out);
+        await writeFile(recordFile, `${JSON.stringify({ inputs, sha256: sha })}\n`);
+        pin(lock, key, sha, inputs, deps.sink, artifact.id);
+        result.built.push(artifact.id);
+        return 'built';
+      },
+      (state) => state,
+    );
+  }
+  return result;
+}
+
+function pin(
+  lock: LockFile,
+  key: string,
+  sha256: string,
+  inputs: string,
+  sink: EventSink,
+  id: string,
+): void {
+  const previous = lock.pins[key]?.sha256;
+  if (previous && previous !== sha256) {
+    sink.emit({
+      kind: 'notice',
+      level: 'warn',
+      text: `${id}: rebuilt from changed inputs; klab.lock.json re-pinned (was ${previous.slice(0, 12)}..., now ${sha256.slice(0, 12)}...)`,
+    });
+  }
+  lock.pins[key] = {
+    sha256,
+    source: `built (inputs ${inputs.slice(0, 12)})`,
+    pinnedAt: previous === sha256 ? (lock.pins[key]?.pinnedAt ?? new Date().toISOString()) : new Date().toISOString(),
+  };
+}
+
+async function inputsHash(recipe: Recipe, artifact: Artifact): Promise<string> {
+  const hash = createHash('sha256');
+  hash.update(
+    JSON.stringify({ id: artifact.id, version: artifact.version, inputs: recipe.inputs }),
+  );
+  for (const file of recipe.files) hash.update(await readFile(script(file)));
+  return hash.digest('hex');
+}

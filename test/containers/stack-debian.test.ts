@@ -1,0 +1,142 @@
+/**
+ * The mirror-only stack, built for real (Debian mirror + Go module proxy only): every
+ * binary runs and reports its version, the images load into Docker, the test app
+ * serves its PHP page. Builds are cached by their inputs, so reruns take seconds.
+ */
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { artifactPath } from '../../src/stacks/cache.js';
+import { loadStack } from '../../src/stacks/index.js';
+import { klab, ok } from '../helpers/cli.js';
+
+const stack = loadStack('debian');
+const file = (id: string) => {
+  const artifact = stack.artifacts.find((a) => a.id === id);
+  if (!artifact) throw new Error(`no artifact ${id}`);
+  return artifactPath(artifact);
+};
+
+let lab: string;
+let work: string;
+let firstBuild: string;
+const containers: string[] = [];
+
+async function run(argv: string[], cwd?: string): Promise<string> {
+  const result = await execa(argv[0] ?? '', argv.slice(1), { cwd, all: true, reject: false });
+  if (result.exitCode !== 0)
+    throw new Error(`${argv.join(' ')} failed:\n${String(result.all).slice(-2000)}`);
+  return String(result.all);
+}
+
+beforeAll(async () => {
+  lab = await mkdtemp(path.join(os.tmpdir(), 'klab-stack-'));
+  work = await mkdtemp(path.join(os.tmpdir(), 'klab-stack-work-'));
+  await writeFile(path.join(lab, 'klab.yaml'), 'stack: debian\nbox: klab/debian-12\n');
+  firstBuild = ok(await klab(['artifacts', 'build', '--stack', 'debian'], lab)).stdout;
+  await run(['tar', '-xzf', file('kubernetes'), '-C', work]);
+  await run(['tar', '-xzf', file('flannel'), '-C', work]);
+  await run(['mkdir', '-p', `${work}/etcd-debs`, `${work}/etcd-root`]);
+  await run(['tar', '-xf', file('etcd'), '-C', `${work}/etcd-debs`]);
+  for (const deb of (await readdir(`${work}/etcd-debs`)).filter((f) =>
+    /^etcd-(server|client)_/.test(f),
+  )) {
+    await run(['dpkg-deb', '-x', `${work}/etcd-debs/${deb}`, `${work}/etcd-root`]);
+  }
+});
+
+afterAll(async () => {
+  for (const id of containers) await execa('docker', ['rm', '-f', id], { reject: false });
+});
+
+describe('klab artifacts build --stack debian', () => {
+  it('builds (or reuses) every artifact of the stack', () => {
+    expect(firstBuild).toMatch(/debian stack: \d+ built .*\d+ reused from the cache\./);
+  });
+
+  it('kube-apiserver says v1.20.2, and every Kubernetes binary runs', async () => {
+    expect((await run([`${work}/kubernetes/bin/kube-apiserver`, '--version'])).trim()).toBe(
+      'Kubernetes v1.20.2',
+    );
+    for (const bin of ['kube-controller-manager', 'kube-scheduler', 'kubelet', 'kube-proxy']) {
+      expect(await run([`${work}/kubernetes/bin/${bin}`, '--version']), bin).toContain('v1.20.2');
+    }
+    expect(
+      await run([`${work}/kubernetes/bin/kubectl`, 'version', '--client', '--short']),
+    ).toContain('v1.20.2');
+  });
+
+  it('etcd and etcdctl from the Debian packages run and say 3.4.23', async () => {
+    expect(await run([`${work}/etcd-root/usr/bin/etcd`, '--version'])).toMatch(
+      /etcd Version: 3\.4\.23/,
+    );
+    expect(await run([`${work}/etcd-root/usr/bin/etcdctl`, 'version'])).toMatch(
+      /etcdctl version: 3\.4\.23/,
+    );
+  });
+
+  it('flanneld runs and reports its version; mk-docker-opts.sh comes with it', async () => {
+    expect((await run([`${work}/flannel/flanneld`, '--version'])).trim()).toBe('v0.28.10');
+    expect(await run(['bash', '-n', `${work}/flannel/mk-docker-opts.sh`])).toBe('');
+  });
+
+  it('carries docker.io 20.10.24 with containerd and runc, resolved against the box', async () => {
+    const listing = await run(['tar', '-tf', file('docker')]);
+    expect(listing).toMatch(/docker\.io_20\.10\.24/);
+    expect(listing).toMatch(/containerd_/);
+    expect(listing).toMatch(/runc_/);
+  });
+
+  it('the pause image loads into Docker and runs', async () => {
+    expect(await run(['docker', 'load', '-i', file('pause-image')])).toContain('klab/pause:klab-1');
+    const id = (
+      await run(['docker', 'run', '-d', '--network', 'none', 'klab/pause:klab-1'])
+    ).trim();
+    containers.push(id);
+    expect((await run(['docker', 'inspect', '-f', '{{.State.Running}}', id])).trim()).toBe('true');
+    await run(['docker', 'stop', '-t', '5', id]);
+    expect((await run(['docker', 'inspect', '-f', '{{.State.ExitCode}}', id])).trim()).toBe('0');
+  });
+
+  it('the test-app image loads and serves its PHP page', async () => {
+    expect(await run(['docker', 'load', '-i', file('php-apache-image')])).toContain(
+      'klab/php-apache:debian-12',
+    );
+    const id = (
+      await run(['docker', 'run', '-d', '--hostname', 'php-test-pod', 'klab/php-apache:debian-12'])
+    ).trim();
+    containers.push(id);
+    const ip = (
+      await run([
+        'docker',
+        'inspect',
+        '-f',
+        '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}',
+        id,
+      ])
+    ).trim();
+    let page = '';
+    for (let i = 0; i < 30 && !page.includes('klab test app'); i += 1) {
+      const result = await execa('curl', ['-sf', '--max-time', '3', `http://${ip}/`], {
+        reject: false,
+      });
+      page = String(result.stdout);
+      if (!page.includes('klab test app')) await new Promise((r) => setTimeout(r, 1000));
+    }
+    expect(page).toContain('klab test app');
+    expect(page).toContain('served by: php-test-pod');
+    expect(page).toMatch(/php: 8\.2\./);
+  });
+
+  it('a second build reuses everything, and list/verify show the cache verified', async () => {
+    const again = ok(await klab(['artifacts', 'build', '--stack', 'debian'], lab)).stdout;
+    expect(again).toMatch(/debian stack: 0 built \(none\), 7 reused from the cache\./);
+    const list = ok(await klab(['artifacts', 'list', '--stack', 'debian'], lab)).stdout;
+    for (const artifact of stack.artifacts) {
+      expect(list).toMatch(new RegExp(`^${artifact.id}\\s.*pinned \\(lock\\)\\s+yes\\s+yes$`, 'm'));
+    }
+    ok(await klab(['artifacts', 'verify', '--stack', 'debian'], lab));
+  });
+});
