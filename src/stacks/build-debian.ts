@@ -285,7 +285,10 @@ function pin(
   lock.pins[key] = {
     sha256,
     source: `built (inputs ${inputs.slice(0, 12)})`,
-    pinnedAt: previous === sha256 ? (lock.pins[key]?.pinnedAt ?? new Date().toISOString()) : new Date().toISOString(),
+    pinnedAt:
+      previous === sha256
+        ? (lock.pins[key]?.pinnedAt ?? new Date().toISOString())
+        : new Date().toISOString(),
   };
 }
 
