@@ -1,7 +1,7 @@
 /** klab artifacts list | pull | verify | export FILE | import FILE */
 
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { copyFile, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { runProcess } from '../adapters/process.js';
 import { Vagrant } from '../adapters/vagrant.js';
@@ -172,11 +172,19 @@ export const artifactsCommand: KlabCommand = {
         if (result.boxFile && result.boxName) {
           const vagrant = new Vagrant(paths.dir);
           const added = await vagrant.boxAdd(result.boxName, result.boxFile, 30 * 60_000);
-          if (added.exitCode !== 0)
+          if (added.exitCode !== 0) {
             throw new KlabError(
               'KLAB_BOX_BUILD_FAILED',
               `vagrant box add ${result.boxName} failed`,
             );
+          }
+          // Where klab looks for its own built box, so an offline host never tries to rebuild it.
+          const recipe = localRecipe(result.boxName);
+          if (recipe) {
+            const target = (await boxBuildPaths(recipe)).box;
+            await mkdir(path.dirname(target), { recursive: true });
+            await copyFile(result.boxFile, target);
+          }
         }
       } finally {
         await rm(result.extracted, { recursive: true, force: true });

@@ -233,7 +233,13 @@ export async function exportBundle(
   const staging = await mkdtemp(path.join(path.dirname(path.resolve(file)), '.klab-bundle-'));
   try {
     const members = ['klab-bundle.json', ...index.artifacts.map((a) => a.path)];
-    if (options.box) {
+    // A stack whose artifacts include the box carries it once, as that artifact.
+    const boxArtifact = index.artifacts.find(
+      (entry) => stack.artifacts.find((a) => a.id === entry.id)?.kind === 'box',
+    );
+    if (options.box && boxArtifact) {
+      index.box = { name: options.box.name, file: boxArtifact.path, sha256: boxArtifact.sha256 };
+    } else if (options.box) {
       const boxName = `boxes/${path.basename(options.box.file)}`;
       index.box = {
         name: options.box.name,
@@ -252,7 +258,7 @@ export async function exportBundle(
       root,
       ...members.slice(1),
     ]);
-    if (options.box && index.box) {
+    if (options.box && index.box && !boxArtifact) {
       await mkdir(path.join(staging, 'boxes'), { recursive: true });
       await copyFile(options.box.file, path.join(staging, index.box.file));
       await tar(['-rf', path.resolve(file), '-C', staging, index.box.file]);

@@ -331,6 +331,27 @@ describe('pull, verify and offline bundles', () => {
     expect(existsSync(artifactPath(artifact('kube'), other))).toBe(false);
   });
 
+  it('carries a box that is itself a stack artifact only once', async () => {
+    const r = await root();
+    const lock: LockFile = { version: 1, pins: {} };
+    const withBox = {
+      ...stack,
+      artifacts: [{ ...artifact('box', SHA), kind: 'box' as const }],
+    } as Stack;
+    await pullStack(withBox, lock, mirrors('ok'), nullSink, r);
+    const bundle = path.join(await mkdtemp(path.join(os.tmpdir(), 'klab-bundle-')), 'b.tar');
+    const index = await exportBundle(withBox, lock, bundle, {
+      root: r,
+      box: { name: 'klab/x', file: artifactPath(artifact('box'), r) },
+    });
+    expect(index.box).toEqual({ name: 'klab/x', file: 'box-1.0/box.tar.gz', sha256: SHA });
+    const { execa } = await import('execa');
+    expect(String((await execa('tar', ['-tf', bundle])).stdout).split('\n')).toEqual([
+      'klab-bundle.json',
+      'box-1.0/box.tar.gz',
+    ]);
+  });
+
   it('refuses to export what is not in the cache', async () => {
     const error = await exportBundle(
       stack,
