@@ -21,8 +21,10 @@ import {
   generateKeyPair,
   type Issuer,
   issueCertificate,
+  type KeyPairPem,
   randomSerials,
   type SerialSource,
+  type Validity,
 } from './x509.js';
 
 export interface PkiOptions {
@@ -129,6 +131,21 @@ export async function generatePki(spec: LabSpec, options: PkiOptions): Promise<P
     return { certPem, privateKeyPem: keyPem };
   }
 
+  /** A new key pair and certificate, written with the right permissions. */
+  async function issueAndWrite(
+    name: string,
+    days: number,
+    sign: (keys: KeyPairPem, validity: Validity) => string,
+  ): Promise<Issuer> {
+    const keys = generateKeyPair();
+    const certPem = sign(keys, { now: now(), days, serial: serials.next() });
+    const files = pkiFiles(dir, name);
+    await writeSecure(files.key, keys.privateKeyPem, 0o600);
+    await writeSecure(files.crt, certPem, 0o644);
+    result.issued.push(name);
+    return { certPem, privateKeyPem: keys.privateKeyPem };
+  }
+
   const cas = new Map<CaName, Issuer>();
   for (const ca of plan.cas) {
     const inputs = hash({ commonName: ca.commonName });
@@ -137,17 +154,9 @@ export async function generatePki(spec: LabSpec, options: PkiOptions): Promise<P
     if (issuer) {
       result.reused.push(ca.name);
     } else {
-      const keys = generateKeyPair();
-      const certPem = createCaCertificate(keys, ca.commonName, {
-        now: now(),
-        days: spec.pki.caDays,
-        serial: serials.next(),
-      });
-      const files = pkiFiles(dir, ca.name);
-      await writeSecure(files.key, keys.privateKeyPem, 0o600);
-      await writeSecure(files.crt, certPem, 0o644);
-      issuer = { certPem, privateKeyPem: keys.privateKeyPem };
-      result.issued.push(ca.name);
+      issuer = await issueAndWrite(ca.name, spec.pki.caDays, (keys, validity) =>
+        createCaCertificate(keys, ca.commonName, validity),
+      );
     }
     nextInputs[ca.name] = inputs;
     cas.set(ca.name, issuer);
@@ -167,17 +176,9 @@ export async function generatePki(spec: LabSpec, options: PkiOptions): Promise<P
     if (existing) {
       result.reused.push(cert.name);
     } else {
-      const keys = generateKeyPair();
-      const certPem = issueCertificate(cert, keys.publicKeyPem, issuer, {
-        now: now(),
-        days: spec.pki.certDays,
-        serial: serials.next(),
-      });
-      const files = pkiFiles(dir, cert.name);
-      await writeSecure(files.key, keys.privateKeyPem, 0o600);
-      await writeSecure(files.crt, certPem, 0o644);
-      existing = { certPem, privateKeyPem: keys.privateKeyPem };
-      result.issued.push(cert.name);
+      existing = await issueAndWrite(cert.name, spec.pki.certDays, (keys, validity) =>
+        issueCertificate(cert, keys.publicKeyPem, issuer, validity),
+      );
     }
     nextInputs[cert.name] = inputs;
     leaves.set(cert.name, existing);

@@ -79,6 +79,28 @@ export async function buildDebianStack(
   };
   const common = ['--mirror', options.mirror, '--suite', options.suite];
 
+  /** Debian packages plus what the box lacks of their dependencies. */
+  const debs = (packages: string[], update: (t: string) => void): Recipe => ({
+    inputs: [...common, box.key, packages.join(' ')],
+    files: ['debs.sh'],
+    build: ({ out, work, box: b }) =>
+      runScript(
+        [
+          'bash',
+          script('debs.sh'),
+          '--rootfs-tar',
+          b.rootfsTar,
+          ...common,
+          '--work',
+          work,
+          '--out',
+          out,
+          ...packages,
+        ],
+        update,
+      ),
+  });
+
   const recipes: Record<string, (update: (t: string) => void) => Recipe> = {
     box: () => ({
       inputs: [box.key],
@@ -97,50 +119,8 @@ export async function buildDebianStack(
           update,
         ),
     }),
-    etcd: (update) => ({
-      inputs: [...common, box.key, 'etcd-server etcd-client'],
-      files: ['debs.sh'],
-      build: ({ out, work, box: b }) =>
-        runScript(
-          [
-            'bash',
-            script('debs.sh'),
-            '--rootfs-tar',
-            b.rootfsTar,
-            ...common,
-            '--work',
-            work,
-            '--out',
-            out,
-            'etcd-server',
-            'etcd-client',
-          ],
-          update,
-        ),
-    }),
-    docker: (update) => ({
-      inputs: [...common, box.key, 'docker.io containerd runc tini'],
-      files: ['debs.sh'],
-      build: ({ out, work, box: b }) =>
-        runScript(
-          [
-            'bash',
-            script('debs.sh'),
-            '--rootfs-tar',
-            b.rootfsTar,
-            ...common,
-            '--work',
-            work,
-            '--out',
-            out,
-            'docker.io',
-            'containerd',
-            'runc',
-            'tini',
-          ],
-          update,
-        ),
-    }),
+    etcd: (update) => debs(['etcd-server', 'etcd-client'], update),
+    docker: (update) => debs(['docker.io', 'containerd', 'runc', 'tini'], update),
     flannel: (update) => ({
       inputs: [FLANNEL_VERSION],
       files: ['flannel.sh'],
