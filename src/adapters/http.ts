@@ -24,6 +24,17 @@ export class HttpError extends Error {
   }
 }
 
+/** Credentials stay with the host they were meant for (registries redirect blobs to CDNs). */
+function forRedirect(
+  from: string,
+  to: string,
+  headers: Record<string, string> | undefined,
+): Record<string, string> | undefined {
+  if (!headers || new URL(from).host === new URL(to).host) return headers;
+  const { Authorization: _dropped, ...rest } = headers;
+  return rest;
+}
+
 async function sizeOf(file: string): Promise<number> {
   try {
     return (await stat(file)).size;
@@ -40,6 +51,7 @@ export async function downloadToFile(
     onProgress?: (p: DownloadProgress) => void;
     timeoutMs?: number;
     redirects?: number;
+    headers?: Record<string, string>;
   } = {},
 ): Promise<DownloadResult> {
   const offset = await sizeOf(file);
@@ -49,7 +61,10 @@ export async function downloadToFile(
     const request = client.get(
       url,
       {
-        headers: offset > 0 ? { Range: `bytes=${offset}-` } : {},
+        headers: {
+          ...(options.headers ?? {}),
+          ...(offset > 0 ? { Range: `bytes=${offset}-` } : {}),
+        },
         timeout: options.timeoutMs ?? 30_000,
       },
       (response) => {
@@ -61,10 +76,11 @@ export async function downloadToFile(
             return;
           }
           const next = new URL(response.headers.location, url).toString();
-          downloadToFile(next, file, { ...options, redirects: redirects - 1 }).then(
-            resolve,
-            reject,
-          );
+          downloadToFile(next, file, {
+            ...options,
+            headers: forRedirect(url, next, options.headers),
+            redirects: redirects - 1,
+          }).then(resolve, reject);
           return;
         }
         if (status === 416 && offset > 0) {
@@ -110,6 +126,43 @@ export async function downloadToFile(
     request.on('timeout', () => request.destroy(new HttpError(`no answer from ${url} in time`)));
     request.on('error', (error) =>
       reject(error instanceof HttpError ? error : new HttpError(`${url}: ${error.message}`)),
+    );
+  });
+}
+
+export interface HttpResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+  url: string;
+}
+
+/** A small GET (manifests, tokens): the whole body in memory; follows redirects. */
+export function httpGet(
+  url: string,
+  headers: Record<string, string> = {},
+  redirects = 5,
+): Promise<HttpResponse> {
+  return new Promise((resolve, reject) => {
+    const client = url.startsWith('https:') ? https : http;
+    const request = client.get(url, { headers, timeout: 30_000 }, (response) => {
+      const status = response.statusCode ?? 0;
+      if (status >= 300 && status < 400 && response.headers.location && redirects > 0) {
+        response.resume();
+        const next = new URL(response.headers.location, url).toString();
+        httpGet(next, forRedirect(url, next, headers) ?? {}, redirects - 1).then(resolve, reject);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () =>
+        resolve({ status, headers: response.headers, body: Buffer.concat(chunks), url }),
+      );
+      response.on('error', reject);
+    });
+    request.on('timeout', () => request.destroy(new HttpError(`no answer from ${url} in time`)));
+    request.on('error', (error) =>
+      reject(error instanceof HttpError ? error : new HttpError(error.message)),
     );
   });
 }

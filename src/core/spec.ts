@@ -140,6 +140,10 @@ export const SpecSchema = z
         github: url().optional(),
         /** Replaces https://download.docker.com (same layout). */
         docker: url().optional(),
+        /** Registry mirrors by registry host, e.g. registry-1.docker.io: https://hub-mirror.example */
+        registries: z
+          .record(z.string(), url(), { error: 'must map registry hosts to URLs' })
+          .default({}),
         /** Local directories searched first for artifact files (an unpacked offline copy). */
         dirs: z.array(z.string({ error: 'must be a directory path' })).default([]),
       })

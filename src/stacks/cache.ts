@@ -13,10 +13,13 @@ import { cachePath } from '../core/cache.js';
 import { KlabError } from '../core/errors.js';
 import type { LabSpec } from '../core/spec.js';
 import { type Artifact, SOURCE_BASES, type SourceBase } from './manifest.js';
+import { pullImage } from './registry.js';
 
 export interface MirrorConfig {
   bases: Partial<Record<SourceBase, string>>;
   dirs: string[];
+  /** Registry host -> mirror base URL. */
+  registries?: Record<string, string>;
   /** The upstream addresses (tests point them at 127.0.0.1). */
   upstream?: Record<SourceBase, string>;
 }
@@ -32,7 +35,17 @@ export function mirrorConfig(
     if (value) bases[base] = value.replace(/\/+$/, '');
   }
   const envDirs = (env.KLAB_ARTIFACT_DIRS ?? '').split(':').filter(Boolean);
-  return { bases, dirs: [...envDirs, ...spec.mirrors.dirs] };
+  const registries = Object.fromEntries(
+    Object.entries(spec.mirrors.registries).map(([host, value]) => [
+      host,
+      value.replace(/\/+$/, ''),
+    ]),
+  );
+  return {
+    bases,
+    dirs: [...envDirs, ...spec.mirrors.dirs],
+    ...(Object.keys(registries).length > 0 ? { registries } : {}),
+  };
 }
 
 /** Where to look for an artifact, in order: local directories, the mirror, upstream. */
@@ -43,6 +56,13 @@ export function candidateSources(artifact: Artifact, mirrors: MirrorConfig): str
     const mirror = mirrors.bases[artifact.source.base];
     if (mirror) out.push(`${mirror}/${artifact.source.path}`);
     out.push(`${(mirrors.upstream ?? SOURCE_BASES)[artifact.source.base]}/${artifact.source.path}`);
+  }
+  if (artifact.source.type === 'image') {
+    // registry+<base URL>#<reference>: pulled with the registry API, mirror first.
+    const host = artifact.source.reference.split('/')[0] ?? '';
+    const mirror = mirrors.registries?.[host];
+    if (mirror) out.push(`registry+${mirror}#${artifact.source.reference}`);
+    out.push(`registry+https://${host}#${artifact.source.reference}`);
   }
   return out;
 }
@@ -79,7 +99,7 @@ export interface FetchOptions {
   expected: string | undefined;
   mirrors: MirrorConfig;
   root?: string;
-  onProgress?: (progress: DownloadProgress & { source: string }) => void;
+  onProgress?: (progress: DownloadProgress & { source: string; text?: string }) => void;
 }
 
 export interface FetchResult {
@@ -113,6 +133,17 @@ export async function fetchArtifact(
           continue;
         }
         await copyFile(local, partial);
+      } else if (source.startsWith('registry+')) {
+        const [baseUrl, reference] = source.slice('registry+'.length).split('#');
+        await rm(partial, { force: true });
+        await pullImage(reference ?? '', {
+          out: partial,
+          work: `${dest}.work`,
+          baseUrl: baseUrl ?? '',
+          onProgress: (text) =>
+            options.onProgress?.({ received: 0, total: undefined, source, text }),
+        });
+        await rm(`${dest}.work`, { recursive: true, force: true });
       } else {
         const result = await downloadToFile(source, partial, {
           onProgress: (p) => options.onProgress?.({ ...p, source }),

@@ -82,13 +82,10 @@ export async function pullStack(
   const result: PullResult = { fetched: [], bytesDownloaded: 0, skipped: [] };
   const failures: KlabError[] = [];
   for (const artifact of stack.artifacts) {
-    if (artifact.source.type !== 'download') {
+    if (artifact.source.type === 'build') {
       result.skipped.push({
         id: artifact.id,
-        why:
-          artifact.source.type === 'build'
-            ? 'built locally by the stack builder'
-            : 'a registry image (registry pulls are not part of klab yet; import it with an offline bundle)',
+        why: 'built locally: klab artifacts build --stack debian',
       });
       continue;
     }
@@ -103,6 +100,10 @@ export async function pullStack(
             mirrors,
             root,
             onProgress: (p) => {
+              if (p.text) {
+                update(p.text);
+                return;
+              }
               if (!p.total) return;
               const pct = Math.floor((p.received / p.total) * 100);
               if (pct >= lastPct + 5) {

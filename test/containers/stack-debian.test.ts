@@ -3,14 +3,17 @@
  * binary runs and reports its version, the images load into Docker, the test app
  * serves its PHP page. Builds are cached by their inputs, so reruns take seconds.
  */
-import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { artifactPath } from '../../src/stacks/cache.js';
 import { loadStack } from '../../src/stacks/index.js';
+import { pullImage } from '../../src/stacks/registry.js';
 import { klab, ok } from '../helpers/cli.js';
+import { startFakeRegistry } from '../helpers/fake-registry.js';
 
 const stack = loadStack('debian');
 const file = (id: string) => {
@@ -128,6 +131,36 @@ describe('klab artifacts build --stack debian', () => {
     expect(page).toContain('klab test app');
     expect(page).toContain('served by: php-test-pod');
     expect(page).toMatch(/php: 8\.2\./);
+  });
+
+  it('an image pulled from a registry API (no Docker on the host side) loads and runs', async () => {
+    // Serve klab's own pause image through a fake registry on 127.0.0.1, as a registry would.
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-reg-'));
+    await run(['tar', '-xf', file('pause-image'), '-C', dir]);
+    const [entry] = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8'));
+    const config = await readFile(path.join(dir, entry.Config));
+    const layer = gzipSync(await readFile(path.join(dir, entry.Layers[0])));
+    const registry = await startFakeRegistry([
+      { repository: 'library/klab-pause', tag: 'pulled', config, layers: [layer] },
+    ]);
+    try {
+      const out = path.join(dir, 'pulled.tar');
+      await pullImage('registry-1.docker.io/library/klab-pause:pulled', {
+        out,
+        work: dir,
+        baseUrl: registry.base,
+      });
+      expect(await run(['docker', 'load', '-i', out])).toContain('klab-pause:pulled');
+      const id = (
+        await run(['docker', 'run', '-d', '--network', 'none', 'klab-pause:pulled'])
+      ).trim();
+      containers.push(id);
+      expect((await run(['docker', 'inspect', '-f', '{{.State.Running}}', id])).trim()).toBe(
+        'true',
+      );
+    } finally {
+      await registry.close();
+    }
   });
 
   it('a second build reuses everything, and list/verify show the cache verified', async () => {
