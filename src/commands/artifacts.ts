@@ -3,13 +3,12 @@
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { runProcess } from '../adapters/process.js';
 import { Vagrant } from '../adapters/vagrant.js';
-import { boxBuildPaths, ensureLocalBox, localRecipe, recipeForSuite } from '../core/boxes.js';
-import { KlabError, tail } from '../core/errors.js';
+import { boxBuildPaths, localRecipe } from '../core/boxes.js';
+import { KlabError } from '../core/errors.js';
 import { task } from '../core/events.js';
 import { labPaths } from '../core/lab.js';
-import { boxDeps } from '../core/lab-ops.js';
+import { debianBuildDeps } from '../core/lab-ops.js';
 import { loadSpec } from '../core/spec-file.js';
 import { buildDebianStack } from '../stacks/build-debian.js';
 import { mirrorConfig, readLock, writeLock } from '../stacks/cache.js';
@@ -96,26 +95,11 @@ export const artifactsCommand: KlabCommand = {
         });
       }
       const mirror = String(args.mirror);
-      const vagrant = new Vagrant(paths.dir, {
-        onLine: (line) => io.reporter.emit({ kind: 'output', source: 'vagrant', line }),
-      });
       const result = await buildDebianStack(
         stack,
         lock,
         { mirror, suite: 'bookworm', force: Boolean(args.force) },
-        {
-          sink: io.reporter,
-          isRoot: () => process.getuid?.() === 0,
-          run: async (argv, onLine) => {
-            const r = await runProcess(argv, { onLine: (line) => onLine(line) });
-            return { exitCode: r.exitCode, tail: tail(`${r.stdout}\n${r.stderr}`) };
-          },
-          ensureBox: async () => {
-            const recipe = recipeForSuite('bookworm', mirror, 'klab/debian-12');
-            const built = await ensureLocalBox(recipe, boxDeps(io.reporter, vagrant));
-            return { box: built.box, rootfsTar: built.rootfsTar, key: built.key };
-          },
-        },
+        debianBuildDeps(io.reporter, paths.dir, mirror),
       ).finally(() => writeLock(lockFile, lock));
       io.reporter.emit({
         kind: 'result',
