@@ -183,14 +183,16 @@ export async function resolveBox(lab: Lab): Promise<{ box: string; stack: string
     await ensureLocalBox(recipe, boxDeps(sink, vagrant));
     return { box: spec.box, stack: spec.stack };
   }
-  const added = await task(sink, `Download box ${spec.box}`, async () =>
-    vagrant.boxAdd(spec.box, spec.box, BOX_DOWNLOAD_TIMEOUT_MS),
-  ).catch((error: unknown) => ({
-    exitCode: 1,
-    stdout: '',
-    stderr: String(error),
-    timedOut: false,
-  }));
+  // The task fails visibly (FAIL line) when the download does; the fallback follows.
+  const added = await task(sink, `Download box ${spec.box}`, async () => {
+    const result = await vagrant.boxAdd(spec.box, spec.box, BOX_DOWNLOAD_TIMEOUT_MS);
+    if (result.exitCode !== 0 || result.timedOut) throw result;
+    return result;
+  }).catch((error: unknown) =>
+    error && typeof error === 'object' && 'exitCode' in error
+      ? (error as { exitCode: number; stdout: string; stderr: string; timedOut: boolean })
+      : { exitCode: 1, stdout: '', stderr: String(error), timedOut: false },
+  );
   if (added.exitCode === 0 && !added.timedOut) return { box: spec.box, stack: spec.stack };
 
   const why = tail(`${added.stdout}\n${added.stderr}`, 3) || 'no answer';
