@@ -15,6 +15,7 @@ import { writeImageArchive } from './image-archive.js';
 import type { Artifact, Stack } from './manifest.js';
 
 export const FLANNEL_VERSION = 'v0.28.10';
+export const TRAEFIK_VERSION = 'v2.11.10';
 
 export interface DebianBuildOptions {
   mirror: string;
@@ -139,6 +140,24 @@ export async function buildDebianStack(
           update,
         ),
     }),
+    traefik: (update) => ({
+      inputs: [TRAEFIK_VERSION],
+      files: ['traefik.sh'],
+      build: ({ out, work }) =>
+        runScript(
+          [
+            'bash',
+            script('traefik.sh'),
+            '--version',
+            TRAEFIK_VERSION,
+            '--work',
+            work,
+            '--out',
+            out,
+          ],
+          update,
+        ),
+    }),
     'pause-image': (update) => ({
       inputs: [],
       files: ['pause.sh', 'pause.c'],
@@ -210,7 +229,7 @@ export async function buildDebianStack(
     const recipeFor = recipes[artifact.id] as (update: (t: string) => void) => Recipe;
     await task(
       deps.sink,
-      `Build ${artifact.id} (${artifact.description})`,
+      `${stack.name} stack: ${artifact.id} (${artifact.description})`,
       async (update) => {
         const recipe = recipeFor(update);
         const out = artifactPath(artifact, root);

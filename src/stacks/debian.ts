@@ -86,6 +86,19 @@ export const debian: StackInput = {
       install: { on: 'all', to: '/opt/k8s/bin/flanneld' },
     },
     {
+      id: 'traefik',
+      kind: 'archive',
+      version: 'v2.11.10',
+      description: 'Traefik v2 ingress controller, built from its Go module (no web dashboard)',
+      file: 'traefik-v2.11.10-linux-amd64.tar.gz',
+      source: {
+        type: 'build',
+        recipe: 'go build of the Traefik Go module through the Go module proxy',
+      },
+      checksumSource: BUILT,
+      install: { on: 'nodes', to: 'the ingress DaemonSet (a local image around this binary)' },
+    },
+    {
       id: 'pause-image',
       kind: 'image',
       version: 'klab-1',

@@ -41,6 +41,7 @@ beforeAll(async () => {
   firstBuild = ok(await klab(['artifacts', 'build', '--stack', 'debian'], lab)).stdout;
   await run(['tar', '-xzf', file('kubernetes'), '-C', work]);
   await run(['tar', '-xzf', file('flannel'), '-C', work]);
+  await run(['tar', '-xzf', file('traefik'), '-C', work]);
   await run(['mkdir', '-p', `${work}/etcd-debs`, `${work}/etcd-root`]);
   await run(['tar', '-xf', file('etcd'), '-C', `${work}/etcd-debs`]);
   for (const deb of (await readdir(`${work}/etcd-debs`)).filter((f) =>
@@ -133,6 +134,47 @@ describe('klab artifacts build --stack debian', () => {
     expect(page).toMatch(/php: 8\.2\./);
   });
 
+  it('Traefik runs and routes HTTP to the test app (the ingress check, on 127.0.0.1)', async () => {
+    expect(await run([`${work}/traefik/traefik`, 'version'])).toMatch(/Version:\s+v2\.11\.10/);
+    const app = containers.at(-1) ?? '';
+    const ip = (
+      await run([
+        'docker',
+        'inspect',
+        '-f',
+        '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}',
+        app,
+      ])
+    ).trim();
+    const dynamic = path.join(work, 'traefik-dynamic.yml');
+    await writeFile(
+      dynamic,
+      `http:\n  routers:\n    app:\n      rule: "Host(\`php.klab.test\`)"\n      service: app\n  services:\n    app:\n      loadBalancer:\n        servers:\n          - url: "http://${ip}:80"\n`,
+    );
+    const traefik = execa(`${work}/traefik/traefik`, [
+      '--entrypoints.web.address=127.0.0.1:18080',
+      `--providers.file.filename=${dynamic}`,
+      '--log.level=ERROR',
+    ]);
+    try {
+      let page = '';
+      for (let i = 0; i < 30 && !page.includes('klab test app'); i += 1) {
+        const r = await execa(
+          'curl',
+          ['-s', '--max-time', '3', '-H', 'Host: php.klab.test', 'http://127.0.0.1:18080/'],
+          { reject: false },
+        );
+        page = String(r.stdout);
+        if (!page.includes('klab test app'))
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+      expect(page).toContain('served by: php-test-pod');
+    } finally {
+      traefik.kill('SIGTERM');
+      await traefik.catch(() => undefined);
+    }
+  });
+
   it('an image pulled from a registry API (no Docker on the host side) loads and runs', async () => {
     // Serve klab's own pause image through a fake registry on 127.0.0.1, as a registry would.
     const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-reg-'));
@@ -165,7 +207,7 @@ describe('klab artifacts build --stack debian', () => {
 
   it('a second build reuses everything, and list/verify show the cache verified', async () => {
     const again = ok(await klab(['artifacts', 'build', '--stack', 'debian'], lab)).stdout;
-    expect(again).toMatch(/debian stack: 0 built \(none\), 7 reused from the cache\./);
+    expect(again).toMatch(/debian stack: 0 built \(none\), 8 reused from the cache\./);
     const list = ok(await klab(['artifacts', 'list', '--stack', 'debian'], lab)).stdout;
     for (const artifact of stack.artifacts) {
       expect(list).toMatch(new RegExp(`^${artifact.id}\\s.*pinned \\(lock\\)\\s+yes\\s+yes$`, 'm'));

@@ -102,7 +102,10 @@ describe('a 2-VM lab on real VMs', () => {
     const result = ok(await klab(['create'], DIR));
     expect(result.stderr).toMatch(/ok Default route .*already done/);
     expect(result.stderr).toMatch(/ok \/etc\/hosts entries .*already done/);
-    expect(result.stderr).not.toMatch(/Build box/);
+    expect(result.stderr).not.toMatch(/Build box klab\/debian-12 from/);
+    // Every stack artifact comes from the cache; nothing is rebuilt.
+    expect(result.stderr).toMatch(/ok debian stack: kubernetes .*cached\)/);
+    expect(result.stderr).not.toMatch(/ok debian stack: .*built\)/);
   });
 
   it('took an automatic checkpoint after every provisioning step, on every VM', async () => {
