@@ -124,7 +124,7 @@ export async function buildDebianStack(
     docker: (update) => debs(['docker.io', 'containerd', 'runc', 'tini'], update),
     flannel: (update) => ({
       inputs: [FLANNEL_VERSION],
-      files: ['flannel.sh'],
+      files: ['flannel.sh', 'go-module.sh'],
       build: ({ out, work }) =>
         runScript(
           [
@@ -142,7 +142,7 @@ export async function buildDebianStack(
     }),
     traefik: (update) => ({
       inputs: [TRAEFIK_VERSION],
-      files: ['traefik.sh'],
+      files: ['traefik.sh', 'go-module.sh'],
       build: ({ out, work }) =>
         runScript(
           [
