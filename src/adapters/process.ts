@@ -1,4 +1,6 @@
 /** Every local process klab starts goes through here, as an argv array (never a shell). */
+import { access, constants } from 'node:fs/promises';
+import path from 'node:path';
 import { execa } from 'execa';
 
 export interface ProcessOptions {
@@ -95,8 +97,6 @@ export async function runInteractive(argv: readonly string[], cwd?: string): Pro
 
 /** Is an executable on PATH? (Without spawning it.) */
 export async function findExecutable(name: string): Promise<string | undefined> {
-  const { access, constants } = await import('node:fs/promises');
-  const path = await import('node:path');
   for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
     if (!dir) continue;
     const candidate = path.join(dir, name);

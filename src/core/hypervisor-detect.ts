@@ -3,7 +3,12 @@ import os from 'node:os';
 import { findProbeKernel, kvmDevicePresent, runKvmProbe } from '../adapters/qemu-probe.js';
 import { cachePath, readJson, writeJson } from './cache.js';
 import { type EventSink, task } from './events.js';
-import { chooseHypervisor, type HypervisorChoice, type KvmVerdict } from './hypervisor.js';
+import {
+  chooseHypervisor,
+  type HypervisorChoice,
+  judgeKvmProbe,
+  type KvmVerdict,
+} from './hypervisor.js';
 import type { LabSpec } from './spec.js';
 
 interface CachedVerdict {
@@ -31,7 +36,6 @@ export async function detectHypervisor(
         sink,
         'Test whether KVM can boot a guest on this host',
         async () => {
-          const { judgeKvmProbe } = await import('./hypervisor.js');
           return judgeKvmProbe(await runKvmProbe(kernel));
         },
         (v) => (v.usable ? 'KVM works' : 'KVM unusable'),

@@ -51,6 +51,7 @@ import {
   checkVagrantLibvirt,
 } from './preflight.js';
 import { connectAll } from './session.js';
+import { quote } from './shell.js';
 import { checkpointHook } from './snapshot-ops.js';
 import { saveState } from './state.js';
 
@@ -494,7 +495,6 @@ export async function sshArgv(
     });
   }
   const config = await lab.vagrant.sshConfig(vm);
-  const { quote } = await import('./shell.js');
   return [
     'ssh',
     ...(command.length === 0 ? ['-t'] : []),

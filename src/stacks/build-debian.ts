@@ -102,6 +102,14 @@ export async function buildDebianStack(
       ),
   });
 
+  /** A program built from its Go module by one recipe script at a pinned version. */
+  const goModule = (name: string, version: string, update: (t: string) => void): Recipe => ({
+    inputs: [version],
+    files: [name, 'go-module.sh'],
+    build: ({ out, work }) =>
+      runScript(['bash', script(name), '--version', version, '--work', work, '--out', out], update),
+  });
+
   const recipes: Record<string, (update: (t: string) => void) => Recipe> = {
     box: () => ({
       inputs: [box.key],
@@ -122,42 +130,8 @@ export async function buildDebianStack(
     }),
     etcd: (update) => debs(['etcd-server', 'etcd-client'], update),
     docker: (update) => debs(['docker.io', 'containerd', 'runc', 'tini'], update),
-    flannel: (update) => ({
-      inputs: [FLANNEL_VERSION],
-      files: ['flannel.sh', 'go-module.sh'],
-      build: ({ out, work }) =>
-        runScript(
-          [
-            'bash',
-            script('flannel.sh'),
-            '--version',
-            FLANNEL_VERSION,
-            '--work',
-            work,
-            '--out',
-            out,
-          ],
-          update,
-        ),
-    }),
-    traefik: (update) => ({
-      inputs: [TRAEFIK_VERSION],
-      files: ['traefik.sh', 'go-module.sh'],
-      build: ({ out, work }) =>
-        runScript(
-          [
-            'bash',
-            script('traefik.sh'),
-            '--version',
-            TRAEFIK_VERSION,
-            '--work',
-            work,
-            '--out',
-            out,
-          ],
-          update,
-        ),
-    }),
+    flannel: (update) => goModule('flannel.sh', FLANNEL_VERSION, update),
+    traefik: (update) => goModule('traefik.sh', TRAEFIK_VERSION, update),
     'pause-image': (update) => ({
       inputs: [],
       files: ['pause.sh', 'pause.c'],
