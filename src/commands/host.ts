@@ -3,6 +3,7 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { Vagrant } from '../adapters/vagrant.js';
+import { boxDeps } from '../core/box-deps.js';
 import {
   boxBuildPaths,
   ensureLocalBox,
@@ -11,7 +12,6 @@ import {
   recipeForSuite,
 } from '../core/boxes.js';
 import { runDoctor } from '../core/doctor.js';
-import { boxDeps } from '../core/lab-ops.js';
 import { formatTable } from '../ui/table.js';
 import type { KlabCommand } from './command.js';
 

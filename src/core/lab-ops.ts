@@ -7,28 +7,22 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { libvirt } from '../adapters/libvirt.js';
-import { findExecutable, runProcess } from '../adapters/process.js';
-import { Vagrant } from '../adapters/vagrant.js';
+import { findExecutable } from '../adapters/process.js';
 import { generatePki } from '../pki/generate.js';
 import { renderKlabYaml } from '../render/klab-yaml.js';
 import { renderVagrantfile } from '../render/vagrantfile.js';
-import { buildDebianStack, type DebianBuildDeps } from '../stacks/build-debian.js';
-import { mirrorConfig, readLock, writeLock } from '../stacks/cache.js';
-import { loadStack } from '../stacks/index.js';
-import { pullStack } from '../stacks/ops.js';
 import { desiredDefaultRoute, parseDefaultRoutes } from '../steps/default-route/index.js';
 import { provisioningSteps } from '../steps/index.js';
+import { boxDeps } from './box-deps.js';
 import {
-  type BoxDeps,
   boxBuildPaths,
   ensureLocalBox,
   FALLBACK_BOX,
   FALLBACK_STACK,
   LOCAL_BOXES,
   localRecipe,
-  recipeForSuite,
 } from './boxes.js';
-import { isKlabError, KlabError, tail } from './errors.js';
+import { KlabError, tail } from './errors.js';
 import { type EventSink, task } from './events.js';
 import type { HypervisorChoice } from './hypervisor.js';
 import { detectHypervisor } from './hypervisor-detect.js';
@@ -53,104 +47,8 @@ import {
 import { connectAll } from './session.js';
 import { quote } from './shell.js';
 import { checkpointHook } from './snapshot-ops.js';
+import { ensureStack } from './stack-ops.js';
 import { saveState } from './state.js';
-
-export function boxDeps(sink: EventSink, vagrant: Vagrant): BoxDeps {
-  return {
-    sink,
-    async runBuildScript(argv, onLine) {
-      const result = await runProcess(argv, { onLine: (line) => onLine(line) });
-      return { exitCode: result.exitCode, tail: tail(`${result.stdout}\n${result.stderr}`) };
-    },
-    isRoot: () => process.getuid?.() === 0,
-    async missingTools(tools) {
-      const missing: string[] = [];
-      for (const tool of tools) if (!(await findExecutable(tool))) missing.push(tool);
-      return missing;
-    },
-    async installedBoxes() {
-      return (await vagrant.boxList()).filter((b) => b.provider === 'libvirt').map((b) => b.name);
-    },
-    async addBox(name, file) {
-      const result = await vagrant.boxAdd(name, file, 30 * 60_000);
-      return { ok: result.exitCode === 0, tail: tail(`${result.stdout}\n${result.stderr}`) };
-    },
-  };
-}
-
-/** What the debian stack builder needs from the outside world. */
-export function debianBuildDeps(sink: EventSink, dir: string, mirror: string): DebianBuildDeps {
-  const vagrant = new Vagrant(dir, {
-    onLine: (line) => sink.emit({ kind: 'output', source: 'vagrant', line }),
-  });
-  return {
-    sink,
-    isRoot: () => process.getuid?.() === 0,
-    run: async (argv, onLine) => {
-      const result = await runProcess(argv, { onLine: (line) => onLine(line) });
-      return { exitCode: result.exitCode, tail: tail(`${result.stdout}\n${result.stderr}`) };
-    },
-    ensureBox: async () => {
-      const recipe = recipeForSuite('bookworm', mirror, FALLBACK_BOX);
-      const built = await ensureLocalBox(recipe, boxDeps(sink, vagrant));
-      return { box: built.box, rootfsTar: built.rootfsTar, key: built.key };
-    },
-  };
-}
-
-const DEBIAN_MIRROR = 'http://deb.debian.org/debian';
-
-/**
- * Fetch (v1.11.1) or build (debian) every artifact of the lab's stack into the cache.
- * When the pinned stack's sources cannot be reached and the user did not insist on it,
- * fall back to the mirror-only stack, and say so.
- */
-export interface StackOps {
-  pull(stack: string): Promise<void>;
-  buildDebian(): Promise<void>;
-}
-
-export async function ensureStack(lab: Lab, stackName: string, ops?: StackOps): Promise<string> {
-  const lockFile = path.join(lab.paths.dir, 'klab.lock.json');
-  const lock = await readLock(lockFile);
-  const real: StackOps = {
-    pull: async (name) => {
-      await pullStack(loadStack(name), lock, mirrorConfig(lab.spec), lab.sink);
-    },
-    buildDebian: async () => {
-      await buildDebianStack(
-        loadStack('debian'),
-        lock,
-        { mirror: DEBIAN_MIRROR, suite: 'bookworm' },
-        debianBuildDeps(lab.sink, lab.paths.dir, DEBIAN_MIRROR),
-      );
-    },
-  };
-  const { pull, buildDebian } = ops ?? real;
-  try {
-    if (stackName === 'debian') {
-      await buildDebian();
-      return 'debian';
-    }
-    try {
-      await pull(stackName);
-      return stackName;
-    } catch (error) {
-      const unreachable = isKlabError(error) && error.code === 'KLAB_ARTIFACT_UNAVAILABLE';
-      if (lab.spec.insisted.stack || !unreachable) throw error;
-      const message =
-        `The ${stackName} stack's downloads cannot be reached from this host (no mirror or bundle has them), ` +
-        'so klab falls back to the mirror-only "debian" stack (Kubernetes 1.20 built from Debian sources). ' +
-        'Set "stack:" and "mirrors:" in klab.yaml, or import a bundle, to choose yourself.';
-      lab.sink.emit({ kind: 'notice', level: 'warn', text: message });
-      lab.state.fallbacks = [...(lab.state.fallbacks ?? []), message];
-      await buildDebian();
-      return 'debian';
-    }
-  } finally {
-    if (!ops) await writeLock(lockFile, lock);
-  }
-}
 
 /** Directories that may hold a kernel for the KVM probe: those of locally built boxes. */
 async function probeKernelDirs(): Promise<string[]> {

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { KlabError } from '../../../src/core/errors.js';
 import type { KlabEvent } from '../../../src/core/events.js';
 import { openLab } from '../../../src/core/lab-context.js';
-import { ensureStack, type StackOps } from '../../../src/core/lab-ops.js';
+import { ensureStack, type StackOps } from '../../../src/core/stack-ops.js';
 
 async function lab(yaml: string) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-stack-'));
