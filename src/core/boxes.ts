@@ -166,8 +166,9 @@ export async function ensureLocalBox(
     await task(deps.sink, `Register box ${recipe.name} with Vagrant`, async () => {
       const added = await deps.addBox(recipe.name, paths.box);
       if (!added.ok) {
-        throw new KlabError('KLAB_BOX_BUILD_FAILED', `vagrant box add ${recipe.name} failed`, {
+        throw new KlabError('KLAB_VAGRANT_FAILED', `vagrant box add ${recipe.name} failed`, {
           outputTail: added.tail,
+          hint: `The box was built (${paths.box}); fix the cause above and run the command again to register it.`,
         });
       }
     });

@@ -68,12 +68,14 @@ export async function buildDebianStack(
     });
     if (result.exitCode !== 0) {
       throw new KlabError(
-        'KLAB_BOX_BUILD_FAILED',
-        `${path.basename(argv[1] ?? argv[0] ?? '')} failed (exit ${result.exitCode})`,
+        'KLAB_STACK_BUILD_FAILED',
+        `the debian stack recipe ${path.basename(argv[1] ?? argv[0] ?? '')} failed (exit ${result.exitCode})`,
         {
           command: argv,
           outputTail: result.tail,
-          hint: `Is ${options.mirror} reachable (and the Go module proxy, for flannel)? The full output is in the log.`,
+          hint:
+            `Is ${options.mirror} reachable (and the Go module proxy, for flannel and Traefik)? ` +
+            'The full output is in the log; running the same command again resumes with what is cached.',
         },
       );
     }

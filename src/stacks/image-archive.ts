@@ -22,9 +22,13 @@ export interface ImageConfig {
 async function tar(args: string[]): Promise<void> {
   const result = await runProcess(['tar', ...args], { timeoutMs: 30 * 60_000 });
   if (result.exitCode !== 0) {
-    throw new KlabError('KLAB_BOX_BUILD_FAILED', `tar ${args[0]} failed while writing an image`, {
-      outputTail: tail(result.stderr),
-    });
+    throw new KlabError(
+      'KLAB_STACK_BUILD_FAILED',
+      `tar ${args[0]} failed while writing an image archive`,
+      {
+        outputTail: tail(result.stderr),
+      },
+    );
   }
 }
 
