@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import {
+  findSubnetCollisions,
+  ipv4Addresses,
+  resourceNeeds,
+} from '../../../src/core/host-check.js';
+import { bootOrder } from '../../../src/core/lab-ops.js';
+import { defaultSpec } from '../../helpers/specs.js';
+
+const spec = defaultSpec();
+
+describe('subnet collisions with the host', () => {
+  const host = ipv4Addresses({
+    lo: [{ address: '127.0.0.1', family: 'IPv4', cidr: '127.0.0.1/8' }],
+    eth0: [
+      { address: '192.168.56.77', family: 'IPv4', cidr: '192.168.56.77/24' },
+      { address: 'fe80::1', family: 'IPv6', cidr: 'fe80::1/64' },
+    ],
+    wlan0: [{ address: '10.254.3.4', family: 4, cidr: '10.254.3.4/16' }],
+    virbr7: [{ address: '192.168.121.1', family: 'IPv4', cidr: '192.168.121.1/24' }],
+  });
+
+  it('reads IPv4 addresses with their networks and ignores IPv6', () => {
+    expect(host.map((a) => [a.iface, a.cidr])).toEqual([
+      ['lo', '127.0.0.0/8'],
+      ['eth0', '192.168.56.0/24'],
+      ['wlan0', '10.254.0.0/16'],
+      ['virbr7', '192.168.121.0/24'],
+    ]);
+  });
+
+  it('finds every lab network that overlaps a host network', () => {
+    expect(findSubnetCollisions(spec, host, []).map((c) => `${c.setting} ${c.iface}`)).toEqual([
+      'network.subnet eth0',
+      'network.managementSubnet virbr7',
+      'network.serviceCidr wlan0',
+    ]);
+  });
+
+  it("does not count the lab's own libvirt bridges from an earlier run", () => {
+    expect(findSubnetCollisions(spec, host, ['eth0', 'virbr7', 'wlan0'])).toEqual([]);
+  });
+});
+
+describe('resources and boot order', () => {
+  it('adds up the VMs memory', () => {
+    expect(resourceNeeds(spec).memoryMb).toBe(4 * 2048);
+  });
+
+  it('boots the first VM alone (it uploads the box), then the rest in parallel only where that helps', () => {
+    const vms = ['master', 'node1', 'node2', 'node3'];
+    expect(bootOrder(vms, 'tcg', 2)).toEqual([
+      { vms: ['master'], parallel: false },
+      { vms: ['node1', 'node2', 'node3'], parallel: false },
+    ]);
+    expect(bootOrder(vms, 'kvm', 2)[1]?.parallel).toBe(true);
+    expect(bootOrder(vms, 'tcg', 8)[1]?.parallel).toBe(true);
+    expect(bootOrder(['master'], 'kvm', 8)).toEqual([{ vms: ['master'], parallel: false }]);
+  });
+});

@@ -1,0 +1,87 @@
+import { mkdtemp, readFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { Reporter } from '../../../src/ui/reporter.js';
+
+function capture() {
+  const stream = new PassThrough();
+  let text = '';
+  stream.on('data', (d) => {
+    text += d;
+  });
+  return { stream, text: () => text };
+}
+
+async function run(options: { verbose?: boolean; quiet?: boolean }) {
+  const out = capture();
+  const err = capture();
+  const reporter = new Reporter({
+    tty: false,
+    verbose: false,
+    quiet: false,
+    ...options,
+    stdout: out.stream,
+    stderr: err.stream,
+  });
+  const log = path.join(await mkdtemp(path.join(os.tmpdir(), 'klab-log-')), 'run.log');
+  reporter.emit({ kind: 'task-start', id: 't1', title: 'Boot master' });
+  reporter.setLogFile(log); // lines emitted before the log existed are kept
+  reporter.emit({ kind: 'output', source: 'master', line: 'Started OpenBSD Secure Shell server.' });
+  reporter.emit({ kind: 'task-update', id: 't1', text: 'waiting for SSH' });
+  reporter.emit({
+    kind: 'task-end',
+    id: 't1',
+    title: 'Boot master',
+    ok: true,
+    ms: 61_900,
+    detail: 'TCG',
+  });
+  reporter.emit({ kind: 'notice', level: 'warn', text: 'KVM cannot boot guests here' });
+  reporter.emit({ kind: 'task-end', id: 't2', title: 'Default route', ok: false, ms: 300 });
+  reporter.emit({ kind: 'result', text: 'Lab "x" is ready' });
+  reporter.close();
+  return { stdout: out.text(), stderr: err.text(), log: await readFile(log, 'utf8') };
+}
+
+describe('Reporter without a terminal (CI, pipes)', () => {
+  it('prints plain - / ok / FAIL lines on stderr and the result on stdout', async () => {
+    const { stdout, stderr } = await run({});
+    expect(stdout).toBe('Lab "x" is ready\n');
+    expect(stderr.split('\n')).toEqual([
+      ' - Boot master',
+      '   Boot master: waiting for SSH',
+      'ok Boot master (61.9 s, TCG)',
+      '! KVM cannot boot guests here',
+      'FAIL Default route (300 ms)',
+      '',
+    ]);
+  });
+
+  it('streams VM output prefixed with the VM only with --verbose', async () => {
+    expect((await run({})).stderr).not.toContain('[master]');
+    expect((await run({ verbose: true })).stderr).toContain(
+      '[master] Started OpenBSD Secure Shell server.',
+    );
+  });
+
+  it('keeps only warnings, failures and results with --quiet', async () => {
+    const { stderr } = await run({ quiet: true });
+    expect(stderr).toBe('! KVM cannot boot guests here\nFAIL Default route (300 ms)\n');
+  });
+
+  it('writes everything, VM output included, to the log file', async () => {
+    const { log } = await run({});
+    for (const part of [
+      'start Boot master',
+      '[master] Started OpenBSD',
+      'ok Boot master (61900 ms) TCG',
+      'WARN KVM',
+      'FAIL Default route',
+      'result Lab',
+    ]) {
+      expect(log).toContain(part);
+    }
+  });
+});
