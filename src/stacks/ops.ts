@@ -181,9 +181,14 @@ export interface BundleIndex {
 async function tar(args: string[]): Promise<void> {
   const result = await runProcess(['tar', ...args], { timeoutMs: 60 * 60_000 });
   if (result.exitCode !== 0) {
-    throw new KlabError('KLAB_ARTIFACT_UNAVAILABLE', `tar ${args[0]} failed`, {
-      outputTail: tail(result.stderr),
-    });
+    throw new KlabError(
+      'KLAB_ARTIFACT_UNAVAILABLE',
+      `tar ${args[0]} failed while handling the bundle`,
+      {
+        outputTail: tail(result.stderr),
+        hint: 'Check free disk space where the bundle and ~/.cache/klab live, and that the bundle file is complete.',
+      },
+    );
   }
 }
 
@@ -291,7 +296,9 @@ export async function importBundle(
     await readFile(path.join(extracted, 'klab-bundle.json'), 'utf8'),
   ) as BundleIndex;
   if (index.format !== 'klab-bundle' || index.version !== 1) {
-    throw new KlabError('KLAB_USAGE', `${file} is not a klab bundle`);
+    throw new KlabError('KLAB_USAGE', `${file} is not a klab bundle`, {
+      hint: 'Bundles are made with "klab artifacts export FILE" on a host that has the artifacts.',
+    });
   }
   const stack = stackFor(index.stack);
   const imported: string[] = [];
@@ -339,7 +346,9 @@ export async function importBundle(
   if (index.box) {
     boxFile = path.join(extracted, index.box.file);
     if ((await sha256File(boxFile)) !== index.box.sha256) {
-      throw new KlabError('KLAB_CHECKSUM_MISMATCH', `the box in ${file} failed verification`);
+      throw new KlabError('KLAB_CHECKSUM_MISMATCH', `the box in ${file} failed verification`, {
+        hint: 'The artifacts were imported, the box was not. Copy the bundle again (it may be truncated) and re-import it.',
+      });
     }
   }
   return { index, imported, boxFile, boxName: index.box?.name, extracted };
