@@ -222,6 +222,32 @@ export class SshHost implements RemoteHost {
     }
   }
 
+  async uploadFile(
+    localPath: string,
+    path: string,
+    options: RemoteFileOptions = {},
+  ): Promise<void> {
+    const mode = options.mode ?? 0o644;
+    const sftp = await this.sftp();
+    const staging = options.sudo ? `/tmp/.klab-upload-${randomBytes(6).toString('hex')}` : path;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        sftp.fastPut(localPath, staging, { mode }, (error) => (error ? reject(error) : resolve()));
+      });
+    } catch (error) {
+      throw new KlabError(
+        'KLAB_SSH_FAILED',
+        `cannot copy ${localPath} to ${path} on ${this.name}: ${(error as Error).message}`,
+        { vm: this.name, cause: error },
+      );
+    }
+    if (options.sudo) {
+      await this.run(['mv', '-f', staging, path], { sudo: true });
+      await this.run(['chown', 'root:root', path], { sudo: true });
+    }
+    await this.run(['chmod', mode.toString(8), path], { sudo: options.sudo ?? false });
+  }
+
   async readFile(path: string, options: { sudo?: boolean } = {}): Promise<string> {
     const result = await this.run(['cat', '--', path], { sudo: options.sudo ?? false });
     return result.stdout;

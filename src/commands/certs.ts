@@ -4,7 +4,9 @@ import path from 'node:path';
 import { KlabError } from '../core/errors.js';
 import { task } from '../core/events.js';
 import { labPaths } from '../core/lab.js';
+import type { StackName } from '../core/spec.js';
 import { loadSpec } from '../core/spec-file.js';
+import { loadState } from '../core/state.js';
 import { checkPki } from '../pki/check.js';
 import { generatePki, pkiFiles } from '../pki/generate.js';
 import { inspectCertificate } from '../pki/inspect.js';
@@ -35,7 +37,10 @@ export const certsCommand: KlabCommand = {
       }),
   logsInLab: 'if-lab',
   async run(args, io) {
-    const spec = await loadSpec(labPaths(args.dir).dir);
+    const loaded = await loadSpec(labPaths(args.dir).dir);
+    // The stack the lab really runs (after a fallback) decides the encryption config format.
+    const state = await loadState(labPaths(args.dir).stateFile);
+    const spec = { ...loaded, stack: (state.stack as StackName | undefined) ?? loaded.stack };
     const dir = pkiDir(args);
     const action = String(args.action);
     if (action === 'generate' || action === 'renew') {

@@ -13,6 +13,7 @@ import {
   upCommand,
 } from './lab.js';
 import { resetCommand, snapshotCommand } from './snapshot.js';
+import { verifyCommand } from './verify.js';
 
 export const COMMANDS: readonly KlabCommand[] = [
   initCommand,
@@ -22,6 +23,7 @@ export const COMMANDS: readonly KlabCommand[] = [
   haltCommand,
   upCommand,
   destroyCommand,
+  verifyCommand,
   snapshotCommand,
   resetCommand,
   doctorCommand,

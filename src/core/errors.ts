@@ -38,6 +38,7 @@ export const ERROR_CODES = {
   KLAB_STEP_FAILED: 'lab',
   KLAB_TIMEOUT: 'lab',
   KLAB_CERTS_INVALID: 'lab',
+  KLAB_VERIFY_FAILED: 'lab',
   KLAB_INTERNAL: 'klab',
 } as const satisfies Record<string, Fault>;
 

@@ -2,13 +2,16 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { Vagrant } from '../adapters/vagrant.js';
+import { artifactPath } from '../stacks/cache.js';
+import { loadStack } from '../stacks/index.js';
+import { installProfile } from '../stacks/install.js';
 import type { StepContext } from '../steps/step.js';
 import { KlabError } from './errors.js';
 import { type EventSink, systemClock, task } from './events.js';
 import { type LabPaths, labPaths } from './lab.js';
 import { packagePath } from './package-root.js';
 import { connectAll, type HostPool } from './session.js';
-import type { LabSpec } from './spec.js';
+import type { LabSpec, StackName } from './spec.js';
 import { loadSpec, type SpecOverrides } from './spec-file.js';
 import { type LabState, loadState } from './state.js';
 
@@ -43,13 +46,27 @@ export function requireCreated(lab: Lab): void {
   }
 }
 
+/** The stack the lab runs: the one create settled on (fallbacks included), else the spec's. */
+export function labStack(lab: Lab): StackName {
+  return (lab.state.stack as StackName | undefined) ?? lab.spec.stack;
+}
+
 export function stepContext(lab: Lab, pool: HostPool): StepContext {
+  const stackName = labStack(lab);
+  const stack = loadStack(stackName);
   return {
     spec: lab.spec,
     sink: lab.sink,
     clock: systemClock,
     host: (vm) => pool.get(vm),
     provisionFile: (...parts) => readFile(packagePath('provision', ...parts), 'utf8'),
+    profile: installProfile(stackName),
+    pkiDir: lab.paths.pkiDir,
+    artifactFile: (id) => {
+      const artifact = stack.artifacts.find((entry) => entry.id === id);
+      if (!artifact) throw new KlabError('KLAB_INTERNAL', `the ${stack.name} stack has no ${id}`);
+      return artifactPath(artifact);
+    },
   };
 }
 

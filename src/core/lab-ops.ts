@@ -47,8 +47,10 @@ import {
 import { connectAll } from './session.js';
 import { quote } from './shell.js';
 import { checkpointHook } from './snapshot-ops.js';
+import type { StackName } from './spec.js';
 import { ensureStack } from './stack-ops.js';
 import { saveState } from './state.js';
+import { runChecks } from './verify.js';
 
 /** Directories that may hold a kernel for the KVM probe: those of locally built boxes. */
 async function probeKernelDirs(): Promise<string[]> {
@@ -220,7 +222,7 @@ export async function createLab(options: LabOptions, sink: EventSink): Promise<v
   await task(
     sink,
     'Generate the lab PKI (CA, certificates, kubeconfigs)',
-    () => generatePki(lab.spec, { dir: lab.paths.pkiDir }),
+    () => generatePki({ ...lab.spec, stack: stack as StackName }, { dir: lab.paths.pkiDir }),
     (result) => `${result.issued.length} issued, ${result.reused.length} reused`,
   );
 
@@ -233,6 +235,8 @@ export async function createLab(options: LabOptions, sink: EventSink): Promise<v
         await checkpoint(step.id, changed);
       },
     });
+    // The tutorial's own check, after the last checkpoint: the test app is not in any.
+    await runChecks(stepContext(lab, pool));
   });
   await saveState(lab.paths.stateFile, lab.state);
   const seconds = Math.round((Date.now() - started) / 1000);
@@ -241,7 +245,7 @@ export async function createLab(options: LabOptions, sink: EventSink): Promise<v
     text:
       `Lab "${lab.spec.name}" is ready: ${lab.spec.vms.map((vm) => `${vm.name} ${vm.ip}`).join(', ')} ` +
       `(${seconds} s, box ${box}, stack ${stack}, ${hypervisor.accelerator.toUpperCase()}).\n` +
-      `Next: klab status, klab ssh ${lab.spec.vms[0]?.name ?? 'master'}`,
+      `Next: klab ssh ${lab.spec.vms[0]?.name ?? 'master'} -- kubectl get nodes; klab verify; klab snapshot list`,
   });
 }
 

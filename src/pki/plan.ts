@@ -173,8 +173,8 @@ export function planPki(spec: LabSpec): PkiPlan {
       'kube-proxy',
       'system:kube-proxy',
       ['system:node-proxier'],
-      'kube-proxy presents it to kube-apiserver',
-      nodes.map((vm) => vm.name),
+      'kube-proxy presents it to kube-apiserver (every VM runs one, so ClusterIPs work from the master too)',
+      all,
     ),
   );
   for (const vm of nodes) {
@@ -228,7 +228,7 @@ export function planPki(spec: LabSpec): PkiPlan {
       user: 'system:kube-proxy',
       auth: { cert: 'kube-proxy' },
       purpose: 'kube-proxy clientConnection.kubeconfig',
-      vms: nodes.map((vm) => vm.name),
+      vms: all,
     },
     ...nodes.map((vm) => ({
       name: `kubelet-${vm.name}`,

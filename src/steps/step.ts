@@ -5,6 +5,7 @@
 import type { Clock, EventSink } from '../core/events.js';
 import type { RemoteHost } from '../core/remote.js';
 import type { LabSpec, VmPlan } from '../core/spec.js';
+import type { InstallProfile } from '../stacks/install.js';
 
 export interface StepContext {
   spec: LabSpec;
@@ -14,6 +15,12 @@ export interface StepContext {
   host(vm: string): RemoteHost;
   /** Read a file shipped under provision/ (guest-side scripts and templates). */
   provisionFile(...parts: string[]): Promise<string>;
+  /** The stack the lab runs (after any fallback) and how it installs. */
+  profile: InstallProfile;
+  /** The lab's PKI directory on the host (klab certs generate writes it). */
+  pkiDir: string;
+  /** The cached, verified file of one of the stack's artifacts. */
+  artifactFile(id: string): string;
 }
 
 export interface Step {

@@ -10,6 +10,7 @@ import { packagePath } from '../../src/core/package-root.js';
 import { runSteps } from '../../src/core/pipeline.js';
 import { validateSpec } from '../../src/core/spec-file.js';
 import { emptyState } from '../../src/core/state.js';
+import { installProfile } from '../../src/stacks/install.js';
 import { parseDefaultRoutes } from '../../src/steps/default-route/index.js';
 import { HOST_PREP_STEPS } from '../../src/steps/index.js';
 import type { StepContext } from '../../src/steps/step.js';
@@ -50,6 +51,11 @@ function context(): StepContext {
       return host;
     },
     provisionFile: (...parts) => readFile(packagePath('provision', ...parts), 'utf8'),
+    profile: installProfile('debian'),
+    pkiDir: '/nonexistent/pki',
+    artifactFile: (id) => {
+      throw new Error(`host preparation needs no artifact (${id})`);
+    },
   };
 }
 

@@ -50,6 +50,12 @@ export class FakeHost implements RemoteHost {
     this.writes.push({ path, mode: options.mode, sudo: options.sudo ?? false });
   }
 
+  readonly uploads: { localPath: string; path: string }[] = [];
+
+  async uploadFile(localPath: string, path: string): Promise<void> {
+    this.uploads.push({ localPath, path });
+  }
+
   async readFile(path: string): Promise<string> {
     return (await this.run(['cat', '--', path])).stdout;
   }

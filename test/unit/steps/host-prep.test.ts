@@ -4,6 +4,7 @@ import { nullSink, systemClock } from '../../../src/core/events.js';
 import { packagePath } from '../../../src/core/package-root.js';
 import { runSteps } from '../../../src/core/pipeline.js';
 import { emptyState } from '../../../src/core/state.js';
+import { installProfile } from '../../../src/stacks/install.js';
 import {
   defaultRouteStep,
   envFile,
@@ -31,6 +32,11 @@ function context(hosts: Record<string, FakeHost>): StepContext {
       return host;
     },
     provisionFile: (...parts) => readFile(packagePath('provision', ...parts), 'utf8'),
+    profile: installProfile('debian'),
+    pkiDir: '/nonexistent/pki',
+    artifactFile: (id) => {
+      throw new Error(`host preparation needs no artifact (${id})`);
+    },
   };
 }
 

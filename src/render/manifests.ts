@@ -1,0 +1,261 @@
+/**
+ * Kubernetes objects klab applies: TLS-bootstrap tokens and RBAC, and the test app plus
+ * Traefik ingress that `klab verify` deploys. Pure: data in, YAML out; golden-tested.
+ */
+import YAML from 'yaml';
+import type { BootstrapToken } from '../pki/secrets.js';
+import type { InstallProfile } from '../stacks/install.js';
+
+function documents(objects: readonly object[]): string {
+  return objects.map((object) => YAML.stringify(object, { lineWidth: 0 })).join('---\n');
+}
+
+function binding(name: string, role: string, group: string) {
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRoleBinding',
+    metadata: { name, labels: { 'app.kubernetes.io/managed-by': 'klab' } },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role },
+    subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: group }],
+  };
+}
+
+/**
+ * One bootstrap token Secret per node and the three bindings TLS bootstrapping needs:
+ * bootstrappers may create node CSRs, their client CSRs are approved automatically, and
+ * nodes may renew their own client certificates.
+ */
+export function renderTlsBootstrap(tokens: readonly BootstrapToken[]): string {
+  const secrets = tokens.map((token) => ({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'bootstrap.kubernetes.io/token',
+    metadata: {
+      name: `bootstrap-token-${token.id}`,
+      namespace: 'kube-system',
+      labels: { 'app.kubernetes.io/managed-by': 'klab' },
+    },
+    stringData: {
+      description: `klab: TLS bootstrap of kubelet on ${token.node}`,
+      'token-id': token.id,
+      'token-secret': token.secret,
+      'usage-bootstrap-authentication': 'true',
+      'usage-bootstrap-signing': 'true',
+    },
+  }));
+  return documents([
+    ...secrets,
+    binding('klab:kubelet-bootstrap', 'system:node-bootstrapper', 'system:bootstrappers'),
+    binding(
+      'klab:node-autoapprove-bootstrap',
+      'system:certificates.k8s.io:certificatesigningrequests:nodeclient',
+      'system:bootstrappers',
+    ),
+    binding(
+      'klab:node-autoapprove-renewal',
+      'system:certificates.k8s.io:certificatesigningrequests:selfnodeclient',
+      'system:nodes',
+    ),
+  ]);
+}
+
+export const VERIFY_NAMESPACE = 'klab-verify';
+export const TEST_APP = 'php-apache';
+export const INGRESS_HOST = 'php-apache.klab.test';
+
+/** The page names the pod that served it, so a check can tell replicas apart. */
+export const TEST_PAGE = `<?php
+header("Content-Type: text/plain");
+echo "klab test app\\n";
+echo "served by: " . gethostname() . "\\n";
+`;
+
+export interface TestAppInput {
+  profile: InstallProfile;
+  replicas: number;
+}
+
+/** The PHP/Apache test app: a Deployment (one replica per node), its Service and Ingress. */
+export function renderTestApp(input: TestAppInput): string {
+  const labels = { app: TEST_APP };
+  const meta = (name: string) => ({
+    name,
+    namespace: VERIFY_NAMESPACE,
+    labels: { ...labels, 'app.kubernetes.io/managed-by': 'klab' },
+  });
+  const ingress =
+    input.profile.traefikMajor === 1
+      ? {
+          apiVersion: 'extensions/v1beta1',
+          kind: 'Ingress',
+          metadata: {
+            ...meta(TEST_APP),
+            annotations: { 'kubernetes.io/ingress.class': 'traefik' },
+          },
+          spec: {
+            rules: [
+              {
+                host: INGRESS_HOST,
+                http: {
+                  paths: [{ path: '/', backend: { serviceName: TEST_APP, servicePort: 80 } }],
+                },
+              },
+            ],
+          },
+        }
+      : {
+          apiVersion: 'networking.k8s.io/v1',
+          kind: 'Ingress',
+          metadata: meta(TEST_APP),
+          spec: {
+            ingressClassName: 'traefik',
+            rules: [
+              {
+                host: INGRESS_HOST,
+                http: {
+                  paths: [
+                    {
+                      path: '/',
+                      pathType: 'Prefix',
+                      backend: { service: { name: TEST_APP, port: { number: 80 } } },
+                    },
+                  ],
+                },
+              },
+            ],
+          },
+        };
+  return documents([
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: VERIFY_NAMESPACE } },
+    {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: meta(`${TEST_APP}-page`),
+      data: { 'index.php': TEST_PAGE },
+    },
+    {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: meta(TEST_APP),
+      spec: {
+        replicas: input.replicas,
+        selector: { matchLabels: labels },
+        template: {
+          metadata: { labels },
+          spec: {
+            containers: [
+              {
+                name: TEST_APP,
+                image: input.profile.testAppImage.image,
+                // Offline: the image was loaded on every node; never ask a registry.
+                imagePullPolicy: 'Never',
+                ports: [{ containerPort: 80 }],
+                readinessProbe: { httpGet: { path: '/index.php', port: 80 }, periodSeconds: 5 },
+                volumeMounts: [
+                  { name: 'page', mountPath: '/var/www/html/index.php', subPath: 'index.php' },
+                ],
+              },
+            ],
+            volumes: [{ name: 'page', configMap: { name: `${TEST_APP}-page` } }],
+          },
+        },
+      },
+    },
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: meta(TEST_APP),
+      spec: { selector: labels, ports: [{ port: 80, targetPort: 80 }] },
+    },
+    ingress,
+  ]);
+}
+
+/** Traefik as a DaemonSet on the host network of every node: port 80 of each node IP. */
+export function renderIngress(profile: InstallProfile): string {
+  const name = 'traefik-ingress';
+  const namespace = 'kube-system';
+  const labels = { app: name };
+  const v1 = profile.traefikMajor === 1;
+  const rules = [
+    {
+      apiGroups: [''],
+      resources: ['services', 'endpoints', 'secrets'],
+      verbs: ['get', 'list', 'watch'],
+    },
+    {
+      apiGroups: ['extensions', 'networking.k8s.io'],
+      resources: ['ingresses', 'ingressclasses'],
+      verbs: ['get', 'list', 'watch'],
+    },
+    {
+      apiGroups: ['extensions', 'networking.k8s.io'],
+      resources: ['ingresses/status'],
+      verbs: ['update'],
+    },
+  ];
+  const args = v1
+    ? ['--kubernetes', '--entrypoints=Name:http Address::80', '--defaultentrypoints=http', '--ping']
+    : [
+        '--entrypoints.web.address=:80',
+        '--providers.kubernetesingress=true',
+        '--ping=true',
+        '--log.level=INFO',
+      ];
+  return documents([
+    {
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: { name, namespace },
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRole',
+      metadata: { name: `klab:${name}` },
+      rules,
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name: `klab:${name}` },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: `klab:${name}` },
+      subjects: [{ kind: 'ServiceAccount', name, namespace }],
+    },
+    ...(v1
+      ? []
+      : [
+          {
+            apiVersion: 'networking.k8s.io/v1',
+            kind: 'IngressClass',
+            metadata: { name: 'traefik' },
+            spec: { controller: 'traefik.io/ingress-controller' },
+          },
+        ]),
+    {
+      apiVersion: 'apps/v1',
+      kind: 'DaemonSet',
+      metadata: { name, namespace, labels },
+      spec: {
+        selector: { matchLabels: labels },
+        template: {
+          metadata: { labels },
+          spec: {
+            serviceAccountName: name,
+            hostNetwork: true,
+            terminationGracePeriodSeconds: 10,
+            containers: [
+              {
+                name: 'traefik',
+                image: profile.ingressImage.image,
+                imagePullPolicy: 'Never',
+                args,
+                ports: [{ name: 'http', containerPort: 80, hostPort: 80 }],
+                readinessProbe: { httpGet: { path: '/ping', port: 8080 }, periodSeconds: 5 },
+              },
+            ],
+          },
+        },
+      },
+    },
+  ]);
+}

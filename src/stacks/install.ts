@@ -1,0 +1,135 @@
+/**
+ * How a stack's artifacts land on the VMs and which flags its versions take: the data the
+ * provisioner steps read, so a step never asks "which stack is this?" itself.
+ */
+import type { StackName } from '../core/spec.js';
+import { parseImageReference, repoTag } from './registry.js';
+
+export type Placement = 'all' | 'masters' | 'nodes';
+
+/** Programs taken out of an archive artifact into /opt/k8s/bin. */
+export interface ArchiveInstall {
+  artifact: string;
+  on: Placement;
+  /** Paths inside the archive. */
+  members: string[];
+}
+
+export interface ImageInstall {
+  artifact: string;
+  /** The name kubelet and the manifests use. */
+  image: string;
+  /** A docker-load archive, or a lone static binary that becomes an image (docker import). */
+  from: 'docker-archive' | { binary: string; entrypoint: string };
+}
+
+export interface InstallProfile {
+  stack: StackName;
+  /** Kubernetes minor version: flags and config kinds differ between 1.11 and 1.20. */
+  kubernetesMinor: number;
+  archives: ArchiveInstall[];
+  /** Debian packages (etcd and Docker in the mirror-only stack) or static binaries. */
+  etcd:
+    | { artifact: string; kind: 'deb' }
+    | { artifact: string; kind: 'archive'; members: string[] };
+  docker: { artifact: string; kind: 'deb' } | { artifact: string; kind: 'static-tgz' };
+  /** flannel 0.10 reads its config through the etcd v2 API only. */
+  flannelEtcdApi: 'v2' | 'v3';
+  pauseImage: ImageInstall;
+  testAppImage: ImageInstall;
+  ingressImage: ImageInstall;
+  /** Traefik 1.7 (extensions/v1beta1 Ingress, --kubernetes) or 2.x (networking.k8s.io/v1). */
+  traefikMajor: 1 | 2;
+}
+
+function pulled(artifact: string, reference: string): ImageInstall {
+  return { artifact, image: repoTag(parseImageReference(reference)), from: 'docker-archive' };
+}
+
+const PROFILES: Record<StackName, InstallProfile> = {
+  'v1.11.1': {
+    stack: 'v1.11.1',
+    kubernetesMinor: 11,
+    archives: [
+      {
+        artifact: 'kubernetes-server',
+        on: 'masters',
+        members: ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler'].map(
+          (bin) => `kubernetes/server/bin/${bin}`,
+        ),
+      },
+      {
+        artifact: 'kubernetes-node',
+        on: 'all',
+        members: ['kubelet', 'kube-proxy'].map((bin) => `kubernetes/node/bin/${bin}`),
+      },
+      { artifact: 'kubernetes-client', on: 'all', members: ['kubernetes/client/bin/kubectl'] },
+      { artifact: 'flannel', on: 'all', members: ['flanneld', 'mk-docker-opts.sh'] },
+    ],
+    etcd: {
+      artifact: 'etcd',
+      kind: 'archive',
+      members: ['etcd-v3.3.5-linux-amd64/etcd', 'etcd-v3.3.5-linux-amd64/etcdctl'],
+    },
+    docker: { artifact: 'docker', kind: 'static-tgz' },
+    flannelEtcdApi: 'v2',
+    pauseImage: pulled('pause-image', 'registry.k8s.io/pause:3.1'),
+    testAppImage: pulled('php-apache-image', 'registry-1.docker.io/library/php:7-apache'),
+    ingressImage: pulled('traefik-image', 'registry-1.docker.io/library/traefik:v1.7'),
+    traefikMajor: 1,
+  },
+  debian: {
+    stack: 'debian',
+    kubernetesMinor: 20,
+    archives: [
+      {
+        artifact: 'kubernetes',
+        on: 'all',
+        members: [
+          'kube-apiserver',
+          'kube-controller-manager',
+          'kube-scheduler',
+          'kubelet',
+          'kube-proxy',
+          'kubectl',
+        ].map((bin) => `kubernetes/bin/${bin}`),
+      },
+      {
+        artifact: 'flannel',
+        on: 'all',
+        members: ['flannel/flanneld', 'flannel/mk-docker-opts.sh'],
+      },
+    ],
+    etcd: { artifact: 'etcd', kind: 'deb' },
+    docker: { artifact: 'docker', kind: 'deb' },
+    flannelEtcdApi: 'v3',
+    pauseImage: { artifact: 'pause-image', image: 'klab/pause:klab-1', from: 'docker-archive' },
+    testAppImage: {
+      artifact: 'php-apache-image',
+      image: 'klab/php-apache:debian-12',
+      from: 'docker-archive',
+    },
+    ingressImage: {
+      artifact: 'traefik',
+      image: 'klab/traefik:v2.11.10',
+      from: { binary: 'traefik/traefik', entrypoint: '/traefik/traefik' },
+    },
+    traefikMajor: 2,
+  },
+};
+
+export function installProfile(stack: StackName): InstallProfile {
+  return PROFILES[stack];
+}
+
+/** Where klab puts things on every VM. */
+export const GUEST = {
+  bin: '/opt/k8s/bin',
+  cache: '/var/cache/klab',
+  stage: '/opt/k8s/stage',
+  k8sDir: '/etc/kubernetes',
+  pki: '/etc/kubernetes/pki',
+  etcdPki: '/etc/etcd/pki',
+  etcdData: '/var/lib/etcd/klab',
+  units: '/etc/systemd/system',
+} as const;

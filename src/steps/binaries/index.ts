@@ -1,0 +1,201 @@
+/**
+ * x01 of the tutorial: the stack's programs on every VM. Archives are copied once (by
+ * checksum), unpacked, and their programs installed into /opt/k8s/bin (on PATH); etcd and
+ * Docker packages are installed with their services held back, so nothing starts before
+ * klab has configured it. A manifest on the VM records what was installed from which file.
+ */
+import path from 'node:path';
+import type { RemoteHost } from '../../core/remote.js';
+import type { VmPlan } from '../../core/spec.js';
+import { renderProfilePath } from '../../render/units.js';
+import { sha256File } from '../../stacks/cache.js';
+import { GUEST } from '../../stacks/install.js';
+import { isOn, probeStep } from '../cluster.js';
+import { changedFiles, type ManagedFile, putFiles, remoteHashes } from '../guest.js';
+import type { StepContext } from '../step.js';
+
+const MANIFEST = '/opt/k8s/installed.txt';
+const PROFILE: ManagedFile = {
+  path: '/etc/profile.d/klab-path.sh',
+  content: renderProfilePath(),
+  mode: 0o644,
+};
+
+interface Unit {
+  artifact: string;
+  install(host: RemoteHost, file: string): Promise<void>;
+  /** Programs that must answer --version afterwards. */
+  programs: string[];
+}
+
+const hashes = new Map<string, Promise<string>>();
+function localSha(file: string): Promise<string> {
+  let hash = hashes.get(file);
+  if (!hash) {
+    hash = sha256File(file);
+    hashes.set(file, hash);
+  }
+  return hash;
+}
+
+/** What this VM gets from the stack, in install order. */
+function unitsFor(ctx: StepContext, vm: VmPlan): Unit[] {
+  const { profile, spec } = ctx;
+  const units: Unit[] = [];
+  const stage = (artifact: string) => `${GUEST.stage}/${artifact}`;
+  for (const archive of profile.archives.filter((entry) => isOn(vm, entry.on))) {
+    units.push({
+      artifact: archive.artifact,
+      programs: archive.members
+        .map((member) => path.posix.basename(member))
+        .filter((name) => !name.endsWith('.sh')),
+      async install(host, file) {
+        await unpack(host, file, stage(archive.artifact));
+        await host.run(
+          [
+            'install',
+            '-m',
+            '0755',
+            ...archive.members.map((member) => `${stage(archive.artifact)}/${member}`),
+            GUEST.bin,
+          ],
+          { sudo: true },
+        );
+      },
+    });
+  }
+  if (spec.etcdMembers.includes(vm.name)) {
+    const etcd = profile.etcd;
+    units.push({
+      artifact: etcd.artifact,
+      programs: [],
+      async install(host, file) {
+        await unpack(host, file, stage(etcd.artifact));
+        if (etcd.kind === 'deb') {
+          await installDebs(host, stage(etcd.artifact));
+        } else {
+          await host.run(
+            [
+              'install',
+              '-m',
+              '0755',
+              ...etcd.members.map((member) => `${stage(etcd.artifact)}/${member}`),
+              GUEST.bin,
+            ],
+            { sudo: true },
+          );
+          await host.run(
+            [
+              'sh',
+              '-c',
+              'id etcd >/dev/null 2>&1 || useradd --system --home-dir /var/lib/etcd etcd',
+            ],
+            { sudo: true },
+          );
+        }
+      },
+    });
+  }
+  if (vm.role === 'node') {
+    const docker = profile.docker;
+    units.push({
+      artifact: docker.artifact,
+      programs: [],
+      async install(host, file) {
+        await unpack(host, file, stage(docker.artifact));
+        if (docker.kind === 'deb') await installDebs(host, stage(docker.artifact));
+        else {
+          await host.run(
+            ['sh', '-c', 'install -m 0755 "$0"/docker/* /usr/bin/', stage(docker.artifact)],
+            {
+              sudo: true,
+            },
+          );
+        }
+      },
+    });
+  }
+  return units;
+}
+
+async function unpack(host: RemoteHost, file: string, dir: string): Promise<void> {
+  await host.run(['rm', '-rf', dir], { sudo: true });
+  await host.run(['mkdir', '-p', dir], { sudo: true });
+  await host.run(['tar', '-xf', file, '-C', dir], { sudo: true, timeoutMs: 10 * 60_000 });
+}
+
+/**
+ * dpkg -i with a policy-rc.d that forbids starting services: the packages' own units
+ * (etcd with its default config, docker without flannel's subnet) must not run yet.
+ */
+async function installDebs(host: RemoteHost, dir: string): Promise<void> {
+  await host.writeFile(
+    '/usr/sbin/policy-rc.d',
+    '#!/bin/sh\n# klab: no service starts during package installation\nexit 101\n',
+    {
+      sudo: true,
+      mode: 0o755,
+    },
+  );
+  try {
+    await host.run(['sh', '-c', 'dpkg -i --force-confold "$0"/*.deb', dir], {
+      sudo: true,
+      env: { DEBIAN_FRONTEND: 'noninteractive' },
+      timeoutMs: 15 * 60_000,
+    });
+  } finally {
+    await host.run(['rm', '-f', '/usr/sbin/policy-rc.d'], { sudo: true });
+  }
+}
+
+async function expectedManifest(ctx: StepContext, vm: VmPlan): Promise<string> {
+  const lines: string[] = [];
+  for (const unit of unitsFor(ctx, vm)) {
+    const file = ctx.artifactFile(unit.artifact);
+    lines.push(`${unit.artifact} ${path.basename(file)} ${await localSha(file)}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export const binariesStep = probeStep({
+  id: 'binaries',
+  title: 'Install the stack: Kubernetes programs, flanneld, etcd, Docker',
+  async problems(ctx, vm) {
+    const host = ctx.host(vm.name);
+    const problems = (await changedFiles(host, [PROFILE])).map((f) => `${f.path} differs`);
+    const current = await host.run(['cat', MANIFEST], { allowFailure: true });
+    if (current.stdout !== (await expectedManifest(ctx, vm))) {
+      problems.push(`${MANIFEST} does not list this stack's files`);
+      return problems;
+    }
+    for (const unit of unitsFor(ctx, vm)) {
+      for (const program of unit.programs) {
+        const args = program === 'kubectl' ? ['version', '--client'] : ['--version'];
+        const version = await host.run([`${GUEST.bin}/${program}`, ...args], {
+          allowFailure: true,
+        });
+        if (version.exitCode !== 0) problems.push(`${program} --version fails`);
+      }
+    }
+    return problems;
+  },
+  async apply(ctx, vm) {
+    const host = ctx.host(vm.name);
+    await host.run(['mkdir', '-p', GUEST.bin, GUEST.cache, GUEST.stage], { sudo: true });
+    for (const unit of unitsFor(ctx, vm)) {
+      const local = ctx.artifactFile(unit.artifact);
+      const remote = `${GUEST.cache}/${path.basename(local)}`;
+      const sha = await localSha(local);
+      if ((await remoteHashes(host, [remote])).get(remote) !== sha) {
+        await host.uploadFile(local, remote, { sudo: true, mode: 0o644 });
+      }
+      await unit.install(host, remote);
+      // The copy is not needed any more: unpacked and installed.
+      await host.run(['rm', '-rf', remote, `${GUEST.stage}/${unit.artifact}`], { sudo: true });
+    }
+    await putFiles(host, [PROFILE]);
+    await host.writeFile(MANIFEST, await expectedManifest(ctx, vm), { sudo: true, mode: 0o644 });
+  },
+  hint: (vm) =>
+    `Re-run "klab create" to retry; look at the VM with: klab ssh ${vm.name} -- ls -l ${GUEST.bin}`,
+});

@@ -1,0 +1,151 @@
+import { describe, expect, it } from 'vitest';
+import YAML from 'yaml';
+import { renderIngress, renderTestApp, renderTlsBootstrap } from '../../../src/render/manifests.js';
+import {
+  renderApiserverUnit,
+  renderControllerManagerUnit,
+  renderDockerDropIn,
+  renderEtcdUnit,
+  renderFlannelConfig,
+  renderFlannelUnit,
+  renderKubeletConfig,
+  renderKubeletUnit,
+  renderKubeProxyConfig,
+  renderKubeProxyUnit,
+  renderSchedulerUnit,
+} from '../../../src/render/units.js';
+import { installProfile } from '../../../src/stacks/install.js';
+import { expectGolden } from '../../helpers/golden.js';
+import { defaultSpec } from '../../helpers/specs.js';
+
+const spec = defaultSpec();
+const master = spec.vms[0]!;
+const node1 = spec.vms[1]!;
+
+/** Everything klab writes for the cluster on the default lab, as one readable document. */
+function renderAll(stack: 'debian' | 'v1.11.1'): string {
+  const profile = installProfile(stack);
+  const parts: [string, string][] = [
+    ['etcd.service (master)', renderEtcdUnit(spec, profile, master)],
+    ['flannel network config', renderFlannelConfig(spec)],
+    ['flanneld.service (node1)', renderFlannelUnit(spec, node1)],
+    ['docker.service.d/klab.conf', renderDockerDropIn(profile)],
+    ['kube-apiserver.service', renderApiserverUnit(spec, profile, master)],
+    ['kube-controller-manager.service', renderControllerManagerUnit(spec)],
+    ['kube-scheduler.service', renderSchedulerUnit()],
+    [
+      'kubelet-config.yaml (node1)',
+      renderKubeletConfig(spec, node1, { resolvConf: '/etc/resolv.conf' }),
+    ],
+    ['kubelet.service (node1)', renderKubeletUnit(profile, node1)],
+    ['kube-proxy-config.yaml (node1)', renderKubeProxyConfig(spec, node1)],
+    ['kube-proxy.service', renderKubeProxyUnit()],
+    ['test app', renderTestApp({ profile, replicas: 3 })],
+    ['ingress', renderIngress(profile)],
+  ];
+  return parts
+    .map(([title, text]) => `##### ${title}\n${text.endsWith('\n') ? text : `${text}\n`}`)
+    .join('\n');
+}
+
+describe('cluster renderers', () => {
+  it('render the default lab on the debian stack (golden)', () => {
+    expectGolden('cluster-debian.txt', renderAll('debian'));
+  });
+
+  it('render the default lab on the tutorial stack v1.11.1 (golden)', () => {
+    expectGolden('cluster-v1.11.1.txt', renderAll('v1.11.1'));
+  });
+
+  it('every unit restarts forever and waits for the network (reboot-proof)', () => {
+    const profile = installProfile('debian');
+    for (const text of [
+      renderEtcdUnit(spec, profile, master),
+      renderFlannelUnit(spec, node1),
+      renderApiserverUnit(spec, profile, master),
+      renderControllerManagerUnit(spec),
+      renderSchedulerUnit(),
+      renderKubeletUnit(profile, node1),
+      renderKubeProxyUnit(),
+    ]) {
+      expect(text).toContain('Restart=always');
+      expect(text).toContain('RestartSec=5');
+      expect(text).toContain('StartLimitIntervalSec=0');
+      expect(text).toMatch(/After=.*network-online\.target/);
+      expect(text).toContain('WantedBy=multi-user.target');
+    }
+    expect(renderEtcdUnit(spec, profile, master)).toContain('Type=notify');
+  });
+
+  it('the apiserver has no insecure port, anonymous access or plain Secrets; flags follow the stack', () => {
+    const v120 = renderApiserverUnit(spec, installProfile('debian'), master);
+    const v111 = renderApiserverUnit(spec, installProfile('v1.11.1'), master);
+    for (const text of [v120, v111]) {
+      expect(text).toContain('--insecure-port=0');
+      expect(text).toContain('--anonymous-auth=false');
+      expect(text).toContain('--authorization-mode=Node,RBAC');
+      expect(text).toContain('--enable-bootstrap-token-auth=true');
+      expect(text).toContain(`--advertise-address=${master.ip}`);
+      expect(text).not.toContain('192.168.121.');
+    }
+    expect(v120).toContain('--encryption-provider-config=');
+    expect(v120).toContain('--service-account-issuer=');
+    expect(v111).toContain('--experimental-encryption-provider-config=');
+    expect(v111).not.toContain('--service-account-issuer');
+    expect(renderKubeletUnit(installProfile('v1.11.1'), node1)).toContain(
+      '--allow-privileged=true',
+    );
+    expect(renderKubeletUnit(installProfile('debian'), node1)).not.toContain('--allow-privileged');
+  });
+
+  it('pins every component to the private network', () => {
+    expect(renderFlannelUnit(spec, node1)).toContain(`-iface=${node1.ip}`);
+    expect(renderKubeletUnit(installProfile('debian'), node1)).toContain(`--node-ip=${node1.ip}`);
+    expect(renderKubeProxyConfig(spec, node1)).toContain(`bindAddress: ${node1.ip}`);
+    expect(renderEtcdUnit(spec, installProfile('debian'), master)).toContain(
+      `--initial-advertise-peer-urls=https://${master.ip}:2380`,
+    );
+  });
+
+  it('the kubelet config parses, and the manifests are valid YAML documents', () => {
+    const config = YAML.parse(renderKubeletConfig(spec, node1, { resolvConf: '/etc/resolv.conf' }));
+    expect(config.authentication.anonymous.enabled).toBe(false);
+    expect(config.authorization.mode).toBe('Webhook');
+    expect(config.readOnlyPort).toBe(0);
+    const docs = YAML.parseAllDocuments(
+      renderTestApp({ profile: installProfile('debian'), replicas: 3 }),
+    );
+    expect(docs.map((doc) => doc.get('kind'))).toEqual([
+      'Namespace',
+      'ConfigMap',
+      'Deployment',
+      'Service',
+      'Ingress',
+    ]);
+    const ingress = YAML.parseAllDocuments(renderIngress(installProfile('v1.11.1')));
+    expect(ingress.map((doc) => doc.get('kind'))).not.toContain('IngressClass');
+  });
+
+  it('TLS bootstrap: one token Secret per node and the three bindings', () => {
+    const text = renderTlsBootstrap([
+      { id: 'abcdef', secret: '0123456789abcdef', node: 'node1' },
+      { id: 'ghijkl', secret: 'fedcba9876543210', node: 'node2' },
+    ]);
+    const docs = YAML.parseAllDocuments(text).map((doc) => doc.toJSON());
+    const secrets = docs.filter((doc) => doc.kind === 'Secret');
+    expect(secrets.map((doc) => doc.metadata.name)).toEqual([
+      'bootstrap-token-abcdef',
+      'bootstrap-token-ghijkl',
+    ]);
+    expect(secrets[0].type).toBe('bootstrap.kubernetes.io/token');
+    expect(secrets[0].stringData['usage-bootstrap-authentication']).toBe('true');
+    const roles = docs
+      .filter((doc) => doc.kind === 'ClusterRoleBinding')
+      .map((doc) => doc.roleRef.name);
+    expect(roles).toEqual([
+      'system:node-bootstrapper',
+      'system:certificates.k8s.io:certificatesigningrequests:nodeclient',
+      'system:certificates.k8s.io:certificatesigningrequests:selfnodeclient',
+    ]);
+  });
+});
