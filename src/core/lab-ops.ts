@@ -259,10 +259,12 @@ export async function upLab(options: LabOptions, sink: EventSink): Promise<void>
     const drifted: string[] = [];
     await task(sink, 'Check that every provisioning step survived the restart', async () => {
       for (const step of provisioningSteps(lab.spec)) {
-        for (const vm of lab.spec.vms) {
-          if (!lab.state.steps[vm.name]?.[step.id]) continue;
-          if (!(await step.check(ctx, vm))) drifted.push(`${vm.name}: ${step.id}`);
-        }
+        const done = lab.spec.vms.filter((vm) => lab.state.steps[vm.name]?.[step.id]);
+        // verify waits until the part is healthy: services come up on their own after a boot.
+        const results = await Promise.allSettled(done.map((vm) => step.verify(ctx, vm)));
+        results.forEach((result, index) => {
+          if (result.status === 'rejected') drifted.push(`${done[index]?.name}: ${step.id}`);
+        });
       }
     });
     if (drifted.length > 0) {

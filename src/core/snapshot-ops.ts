@@ -1,4 +1,6 @@
 /** klab snapshot save/list/delete/prune and klab reset: the lab as one unit. */
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { libvirt } from '../adapters/libvirt.js';
 import { provisioningSteps } from '../steps/index.js';
 import { KlabError } from './errors.js';
@@ -14,6 +16,7 @@ import {
   labSnapshots,
   validateSnapshotName,
 } from './snapshots.js';
+import { type LabState, saveState } from './state.js';
 
 async function domainsOf(lab: Lab): Promise<{ vm: string; domain: string; state: string }[]> {
   const names = libvirtNames(lab.spec);
@@ -86,7 +89,24 @@ export async function saveSnapshot(
     } finally {
       for (const d of running) await libvirt.resume(d.domain).catch(() => undefined);
     }
+    await mkdir(path.dirname(stepsFile(lab, name)), { recursive: true });
+    await writeFile(
+      stepsFile(lab, name),
+      `${JSON.stringify({ steps: lab.state.steps }, null, 2)}\n`,
+    );
   });
+}
+
+/** Which steps were done when a snapshot was taken: a reset makes that the lab's state again. */
+function stepsFile(lab: Lab, name: string): string {
+  return path.join(path.dirname(lab.paths.stateFile), 'snapshots', `${name}.json`);
+}
+
+async function restoreSteps(lab: Lab, name: string): Promise<void> {
+  const saved = await readFile(stepsFile(lab, name), 'utf8').catch(() => undefined);
+  if (!saved) return;
+  lab.state.steps = (JSON.parse(saved) as { steps: LabState['steps'] }).steps;
+  await saveState(lab.paths.stateFile, lab.state);
 }
 
 async function deleteSnapshotEverywhere(lab: Lab, name: string): Promise<number> {
@@ -99,6 +119,7 @@ async function deleteSnapshotEverywhere(lab: Lab, name: string): Promise<number>
       deleted += 1;
     }
   }
+  await rm(stepsFile(lab, name), { force: true });
   return deleted;
 }
 
@@ -176,6 +197,7 @@ export async function resetLab(
       if ((await libvirt.domainState(d.domain)) === 'paused') await libvirt.resume(d.domain);
     }
   });
+  await restoreSteps(lab, snapshot.name);
   const running = await Promise.all(
     domains.map(async (d) => (await libvirt.domainState(d.domain)) === 'running'),
   );
@@ -192,7 +214,8 @@ export async function resetLab(
         for (const step of provisioningSteps(lab.spec)) {
           for (const vm of lab.spec.vms) {
             if (!lab.state.steps[vm.name]?.[step.id]) continue;
-            if (await step.check(ctx, vm)) await step.verify(ctx, vm);
+            // verify waits (with the step's own timeout) until the part is healthy again.
+            await step.verify(ctx, vm);
           }
         }
       });

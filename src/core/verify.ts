@@ -99,12 +99,16 @@ export const CHECKS: readonly Check[] = [
         ],
         { allowFailure: true },
       );
-      const healthy = (result.stdout + result.stderr)
-        .split('\n')
-        .filter((line) => /is healthy/.test(line));
-      if (healthy.length !== members.length)
+      // etcdctl prints one line per endpoint (to stderr); count endpoints, not lines.
+      const healthy = new Set(
+        `${result.stdout}\n${result.stderr}`
+          .split('\n')
+          .filter((line) => /is healthy/.test(line))
+          .map((line) => line.split(' ')[0]),
+      );
+      if (healthy.size !== members.length)
         fail((result.stderr || result.stdout).trim() || 'no answer');
-      return `${healthy.length}/${members.length} members healthy`;
+      return `${healthy.size}/${members.length} members healthy`;
     },
   },
   {

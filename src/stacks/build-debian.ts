@@ -131,7 +131,8 @@ export async function buildDebianStack(
         ),
     }),
     etcd: (update) => debs(['etcd-server', 'etcd-client'], update),
-    docker: (update) => debs(['docker.io', 'containerd', 'runc', 'tini'], update),
+    docker: (update) =>
+      debs(['docker.io', 'containerd', 'runc', 'tini', 'apparmor', 'conntrack'], update),
     flannel: (update) => goModule('flannel.sh', FLANNEL_VERSION, update),
     traefik: (update) => goModule('traefik.sh', TRAEFIK_VERSION, update),
     'pause-image': (update) => ({

@@ -62,11 +62,13 @@ export const debian: StackInput = {
       id: 'docker',
       kind: 'deb',
       version: '20.10.24',
-      description: 'Debian docker.io, containerd, runc, tini packages',
+      description:
+        'Debian docker.io, containerd, runc, tini packages, plus apparmor (Docker loads its profile with it) and conntrack (kube-proxy)',
       file: 'docker-20.10.24-debs.tar',
       source: {
         type: 'build',
-        recipe: 'apt-get download docker.io containerd runc tini (and their dependencies)',
+        recipe:
+          'apt-get download docker.io containerd runc tini apparmor conntrack (and their dependencies)',
       },
       checksumSource: BUILT,
       install: { on: 'all', to: 'dpkg -i + docker.service (after flanneld)' },

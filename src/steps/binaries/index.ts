@@ -170,6 +170,11 @@ export const binariesStep = probeStep({
     }
     for (const unit of unitsFor(ctx, vm)) {
       for (const program of unit.programs) {
+        const link = await host.run(['readlink', `/usr/local/bin/${program}`], {
+          allowFailure: true,
+        });
+        if (link.stdout.trim() !== `${GUEST.bin}/${program}`)
+          problems.push(`/usr/local/bin/${program} is not linked`);
         const args = program === 'kubectl' ? ['version', '--client'] : ['--version'];
         const version = await host.run([`${GUEST.bin}/${program}`, ...args], {
           allowFailure: true,
@@ -192,6 +197,13 @@ export const binariesStep = probeStep({
       await unit.install(host, remote);
       // The copy is not needed any more: unpacked and installed.
       await host.run(['rm', '-rf', remote, `${GUEST.stage}/${unit.artifact}`], { sudo: true });
+    }
+    // Also on the PATH of non-login shells (klab ssh master -- kubectl get nodes).
+    const programs = unitsFor(ctx, vm).flatMap((unit) => unit.programs);
+    for (const program of programs) {
+      await host.run(['ln', '-sfn', `${GUEST.bin}/${program}`, `/usr/local/bin/${program}`], {
+        sudo: true,
+      });
     }
     await putFiles(host, [PROFILE]);
     await host.writeFile(MANIFEST, await expectedManifest(ctx, vm), { sudo: true, mode: 0o644 });

@@ -45,7 +45,10 @@ export function nodeReady(json: string): { ready: boolean; reason: string } {
     status?: { conditions?: { type?: string; status?: string; message?: string }[] };
   };
   const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
-  return { ready: ready?.status === 'True', reason: ready?.message ?? 'no Ready condition yet' };
+  return {
+    ready: ready?.status === 'True',
+    reason: ready ? (ready.message ?? `Ready=${ready.status}`) : 'no Ready condition yet',
+  };
 }
 
 export const kubeletStep = probeStep({
