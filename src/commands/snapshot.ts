@@ -35,7 +35,7 @@ export const snapshotCommand: KlabCommand = {
       });
     }
     if (action === 'save' && name) {
-      await saveSnapshot(lab, name);
+      await saveSnapshot(lab, name, { connect: true });
       io.reporter.emit({
         kind: 'result',
         text: `Saved "${name}". Go back to it with: klab reset ${name}`,

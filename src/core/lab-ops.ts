@@ -228,7 +228,7 @@ export async function createLab(options: LabOptions, sink: EventSink): Promise<v
 
   await bootVms(lab, hypervisor.accelerator);
   await withHosts(lab, async (pool) => {
-    const checkpoint = checkpointHook(lab);
+    const checkpoint = checkpointHook(lab, pool);
     await runSteps(provisioningSteps(lab.spec), stepContext(lab, pool), lab.state, {
       afterStep: async (step, changed) => {
         await saveState(lab.paths.stateFile, lab.state);

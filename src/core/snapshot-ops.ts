@@ -64,7 +64,13 @@ export async function listSnapshots(lab: Lab): Promise<LabSnapshot[]> {
 export async function saveSnapshot(
   lab: Lab,
   name: string,
-  options: { automatic?: boolean; replace?: boolean } = {},
+  options: {
+    automatic?: boolean;
+    replace?: boolean;
+    /** Open SSH sessions to step the clocks with; `connect` opens them when VMs run. */
+    pool?: HostPool;
+    connect?: boolean;
+  } = {},
 ) {
   validateSnapshotName(name, options.automatic);
   const domains = await domainsOf(lab);
@@ -88,6 +94,11 @@ export async function saveSnapshot(
       }
     } finally {
       for (const d of running) await libvirt.resume(d.domain).catch(() => undefined);
+    }
+    // A paused guest's clock stood still: put it right, or TLS sees the future.
+    if (running.length > 0 && options.pool) await stepClocks(lab, options.pool);
+    else if (running.length > 0 && options.connect) {
+      await withHosts(lab, (pool) => stepClocks(lab, pool));
     }
     await mkdir(path.dirname(stepsFile(lab, name)), { recursive: true });
     await writeFile(
@@ -231,12 +242,12 @@ export async function resetLab(
 }
 
 /** The pipeline hook: a checkpoint after each step, when the spec wants them. */
-export function checkpointHook(lab: Lab) {
+export function checkpointHook(lab: Lab, pool?: HostPool) {
   return async (stepId: string, changed: boolean) => {
     if (!lab.spec.snapshots.automatic) return;
     const name = checkpointName(stepId);
     const exists = (await listSnapshots(lab)).some((snap) => snap.name === name);
     if (exists && !changed) return;
-    await saveSnapshot(lab, name, { automatic: true, replace: true });
+    await saveSnapshot(lab, name, { automatic: true, replace: true, ...(pool ? { pool } : {}) });
   };
 }

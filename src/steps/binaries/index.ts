@@ -148,12 +148,14 @@ async function installDebs(host: RemoteHost, dir: string): Promise<void> {
   }
 }
 
+async function manifestLine(ctx: StepContext, unit: Unit): Promise<string> {
+  const file = ctx.artifactFile(unit.artifact);
+  return `${unit.artifact} ${path.basename(file)} ${await localSha(file)}`;
+}
+
 async function expectedManifest(ctx: StepContext, vm: VmPlan): Promise<string> {
   const lines: string[] = [];
-  for (const unit of unitsFor(ctx, vm)) {
-    const file = ctx.artifactFile(unit.artifact);
-    lines.push(`${unit.artifact} ${path.basename(file)} ${await localSha(file)}`);
-  }
+  for (const unit of unitsFor(ctx, vm)) lines.push(await manifestLine(ctx, unit));
   return `${lines.join('\n')}\n`;
 }
 
@@ -187,7 +189,11 @@ export const binariesStep = probeStep({
   async apply(ctx, vm) {
     const host = ctx.host(vm.name);
     await host.run(['mkdir', '-p', GUEST.bin, GUEST.cache, GUEST.stage], { sudo: true });
+    // Only what changed: a rebuilt Docker package set does not re-copy Kubernetes.
+    const current = await host.run(['cat', MANIFEST], { allowFailure: true });
+    const installed = new Set(current.exitCode === 0 ? current.stdout.split('\n') : []);
     for (const unit of unitsFor(ctx, vm)) {
+      if (installed.has(await manifestLine(ctx, unit))) continue;
       const local = ctx.artifactFile(unit.artifact);
       const remote = `${GUEST.cache}/${path.basename(local)}`;
       const sha = await localSha(local);
