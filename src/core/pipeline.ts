@@ -4,7 +4,10 @@ import { task } from './events.js';
 import { type LabState, markStepDone } from './state.js';
 
 export interface PipelineHooks {
-  /** After a step succeeded on every VM: state is saved and the checkpoint taken here. */
+  /**
+   * After a step succeeded on every VM: state is saved and the checkpoint taken here.
+   * `changed`: this step or an earlier one in the run changed something.
+   */
   afterStep?(step: Step, changed: boolean): Promise<void>;
 }
 
@@ -21,6 +24,9 @@ export async function runSteps(
   hooks: PipelineHooks = {},
 ): Promise<StepOutcome[]> {
   const outcomes: StepOutcome[] = [];
+  // Once a step changed something, every later checkpoint is stale too (it holds the old
+  // state of that step), so it is retaken even where the later step had nothing to do.
+  let changedSoFar = false;
   for (const step of steps) {
     const vms = step.targets ? step.targets(ctx.spec) : ctx.spec.vms;
     const results = await task(
@@ -51,10 +57,8 @@ export async function runSteps(
     const now = new Date(ctx.clock.now());
     for (const outcome of results) markStepDone(state, outcome.vm, step.id, now);
     outcomes.push(...results);
-    await hooks.afterStep?.(
-      step,
-      results.some((outcome) => outcome.result === 'applied'),
-    );
+    changedSoFar ||= results.some((outcome) => outcome.result === 'applied');
+    await hooks.afterStep?.(step, changedSoFar);
   }
   return outcomes;
 }

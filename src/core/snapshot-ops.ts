@@ -223,11 +223,9 @@ export async function resetLab(
       await task(sink, 'Wait until the lab is healthy again', async () => {
         const ctx = stepContext(lab, pool);
         for (const step of provisioningSteps(lab.spec)) {
-          for (const vm of lab.spec.vms) {
-            if (!lab.state.steps[vm.name]?.[step.id]) continue;
-            // verify waits (with the step's own timeout) until the part is healthy again.
-            await step.verify(ctx, vm);
-          }
+          const done = lab.spec.vms.filter((vm) => lab.state.steps[vm.name]?.[step.id]);
+          // verify waits (with the step's own timeout) until the part is healthy again.
+          await Promise.all(done.map((vm) => step.verify(ctx, vm)));
         }
       });
     });

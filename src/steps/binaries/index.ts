@@ -5,6 +5,7 @@
  * klab has configured it. A manifest on the VM records what was installed from which file.
  */
 import path from 'node:path';
+import { KlabError } from '../../core/errors.js';
 import type { RemoteHost } from '../../core/remote.js';
 import type { VmPlan } from '../../core/spec.js';
 import { renderProfilePath } from '../../render/units.js';
@@ -170,19 +171,12 @@ export const binariesStep = probeStep({
       problems.push(`${MANIFEST} does not list this stack's files`);
       return problems;
     }
-    for (const unit of unitsFor(ctx, vm)) {
-      for (const program of unit.programs) {
-        const link = await host.run(['readlink', `/usr/local/bin/${program}`], {
-          allowFailure: true,
-        });
-        if (link.stdout.trim() !== `${GUEST.bin}/${program}`)
-          problems.push(`/usr/local/bin/${program} is not linked`);
-        const args = program === 'kubectl' ? ['version', '--client'] : ['--version'];
-        const version = await host.run([`${GUEST.bin}/${program}`, ...args], {
-          allowFailure: true,
-        });
-        if (version.exitCode !== 0) problems.push(`${program} --version fails`);
-      }
+    for (const program of unitsFor(ctx, vm).flatMap((unit) => unit.programs)) {
+      const link = await host.run(['readlink', `/usr/local/bin/${program}`], {
+        allowFailure: true,
+      });
+      if (link.stdout.trim() !== `${GUEST.bin}/${program}`)
+        problems.push(`/usr/local/bin/${program} is not linked`);
     }
     return problems;
   },
@@ -212,6 +206,20 @@ export const binariesStep = probeStep({
       });
     }
     await putFiles(host, [PROFILE]);
+    // Each program must run on this VM (a wrong architecture or a truncated copy fails here),
+    // once, after installing: under TCG every start of a big Go binary costs seconds.
+    for (const program of programs) {
+      const args = program === 'kubectl' ? ['version', '--client'] : ['--version'];
+      const version = await host.run([`${GUEST.bin}/${program}`, ...args], { allowFailure: true });
+      if (version.exitCode !== 0) {
+        throw new KlabError('KLAB_STEP_FAILED', `${program} does not run on ${vm.name}`, {
+          vm: vm.name,
+          command: [program, ...args],
+          outputTail: `${version.stdout}\n${version.stderr}`.trim(),
+          hint: 'Check the artifact with "klab artifacts verify"; re-run "klab create".',
+        });
+      }
+    }
     await host.writeFile(MANIFEST, await expectedManifest(ctx, vm), { sudo: true, mode: 0o644 });
   },
   hint: (vm) =>

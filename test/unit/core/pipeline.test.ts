@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { nullSink, systemClock } from '../../../src/core/events.js';
+import { runSteps } from '../../../src/core/pipeline.js';
+import { emptyState } from '../../../src/core/state.js';
+import { installProfile } from '../../../src/stacks/install.js';
+import type { Step, StepContext } from '../../../src/steps/step.js';
+import { FakeHost } from '../../helpers/fake-host.js';
+import { twoVmSpec } from '../../helpers/specs.js';
+
+const spec = twoVmSpec();
+const ctx: StepContext = {
+  spec,
+  sink: nullSink,
+  clock: systemClock,
+  host: (vm) => new FakeHost(vm),
+  provisionFile: async () => '',
+  profile: installProfile('debian'),
+  pkiDir: '/nonexistent',
+  artifactFile: () => '',
+};
+
+function fakeStep(id: string, done: boolean, log: string[]): Step {
+  return {
+    id,
+    title: id,
+    check: async () => done,
+    apply: async (_ctx, vm) => {
+      log.push(`apply ${id} ${vm.name}`);
+    },
+    verify: async () => {},
+  };
+}
+
+describe('runSteps', () => {
+  it('applies what is not done, marks state, and retakes every checkpoint after a change', async () => {
+    const log: string[] = [];
+    const hooks: [string, boolean][] = [];
+    const state = emptyState();
+    const outcomes = await runSteps(
+      [fakeStep('a', true, log), fakeStep('b', false, log), fakeStep('c', true, log)],
+      ctx,
+      state,
+      { afterStep: async (step, changed) => void hooks.push([step.id, changed]) },
+    );
+    expect(log).toEqual(['apply b master', 'apply b node1']);
+    // c had nothing to do, but its checkpoint still holds the old b: it is stale.
+    expect(hooks).toEqual([
+      ['a', false],
+      ['b', true],
+      ['c', true],
+    ]);
+    expect(outcomes.filter((o) => o.result === 'applied').map((o) => `${o.step}/${o.vm}`)).toEqual([
+      'b/master',
+      'b/node1',
+    ]);
+    expect(Object.keys(state.steps.node1 ?? {})).toEqual(['a', 'b', 'c']);
+  });
+
+  it('stops at the first failing step, on every VM, with its error', async () => {
+    const failing: Step = {
+      ...fakeStep('x', false, []),
+      verify: async (_ctx, vm) => {
+        if (vm.name === 'node1') throw new Error('node1 broke');
+      },
+    };
+    const hooks: string[] = [];
+    await expect(
+      runSteps([failing, fakeStep('y', false, [])], ctx, emptyState(), {
+        afterStep: async (step) => void hooks.push(step.id),
+      }),
+    ).rejects.toThrow('node1 broke');
+    expect(hooks).toEqual([]);
+  });
+});
