@@ -19,7 +19,8 @@ export const debian: StackInput = {
     'Kubernetes 1.20.2 instead of 1.11.1: same binaries and dockershim (Docker as runtime), but kube-apiserver refuses --insecure-port other than 0, and some 1.11 flags are gone (--experimental-encryption-provider-config is --encryption-provider-config).',
     'etcd 3.4 serves the v2 API only with --enable-v2; a current flannel speaks etcd v3, so its config is written with the v3 API.',
     'Docker 20.10 from Debian packages instead of the 18.03 static binaries; containerd and runc come as separate packages.',
-    "No Traefik yet: the Go module proxy this stack relies on does not serve all of Traefik's dependencies, so the ingress part of klab verify needs another source (next step).",
+    'Traefik v2.11 instead of 1.7 (built from its Go module): the ingress uses networking.k8s.io/v1 and an IngressClass, and Traefik takes v2 flags.',
+    'Docker loads its AppArmor profile for every container, so the apparmor package comes with the Docker packages; kube-proxy gets conntrack.',
     'The box is Debian 12 with cgroup v1 instead of Ubuntu 18.04; no systemd-resolved stub to work around.',
   ],
   artifacts: [
