@@ -348,7 +348,11 @@ export async function labStatus(options: LabOptions, sink: EventSink): Promise<V
   return Promise.all(
     lab.spec.vms.map(async (vm): Promise<VmStatus> => {
       const state = states.get(vm.name) ?? 'not_created';
-      const done = steps.filter((step) => lab.state.steps[vm.name]?.[step.id]).length;
+      // Only the steps that run on this VM (etcd on members, kubelet on nodes, ...).
+      const mine = steps.filter((step) =>
+        (step.targets ? step.targets(lab.spec) : lab.spec.vms).some((t) => t.name === vm.name),
+      );
+      const done = mine.filter((step) => lab.state.steps[vm.name]?.[step.id]).length;
       let route = '-';
       if (state === 'running') {
         route = await routeOf(lab, vm.name).catch(
@@ -361,7 +365,7 @@ export async function labStatus(options: LabOptions, sink: EventSink): Promise<V
         state,
         ip: vm.ip,
         defaultRoute: route,
-        steps: `${done}/${steps.length}`,
+        steps: `${done}/${mine.length}`,
       };
     }),
   );
