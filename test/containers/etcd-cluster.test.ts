@@ -1,0 +1,187 @@
+/**
+ * The binaries, certs and etcd steps over real SSH in three systemd containers built
+ * from the box's root filesystem: the default lab's 3-member etcd cluster forms with
+ * mutual TLS, refuses clients without a certificate, and comes back after its process
+ * is killed (Restart=always). The e2e lab has one member only; this is where quorum is shown.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SshHost } from '../../src/adapters/ssh.js';
+import { nullSink, systemClock } from '../../src/core/events.js';
+import { runSteps } from '../../src/core/pipeline.js';
+import { validateSpec } from '../../src/core/spec-file.js';
+import { emptyState } from '../../src/core/state.js';
+import { generatePki } from '../../src/pki/generate.js';
+import { artifactPath } from '../../src/stacks/cache.js';
+import { loadStack } from '../../src/stacks/index.js';
+import { installProfile } from '../../src/stacks/install.js';
+import { binariesStep } from '../../src/steps/binaries/index.js';
+import { certsStep } from '../../src/steps/certs/index.js';
+import { etcdctl } from '../../src/steps/cluster.js';
+import { etcdStep } from '../../src/steps/etcd/index.js';
+import type { StepContext } from '../../src/steps/step.js';
+import { klab, ok } from '../helpers/cli.js';
+import {
+  createNetwork,
+  type SystemdNode,
+  startSystemdNode,
+  systemdImage,
+  type TestNetwork,
+} from '../helpers/systemd-container.js';
+
+const spec = validateSpec(
+  {
+    name: 'ce',
+    stack: 'debian',
+    network: { subnet: '10.215.0.0/24', managementSubnet: '10.216.0.0/24' },
+    nodes: [
+      { name: 'master', role: 'master', memory: 1024 },
+      { name: 'node1', memory: 1024 },
+      { name: 'node2', memory: 1024 },
+    ],
+  },
+  'ce',
+  'test',
+);
+const stack = loadStack('debian');
+const networks: TestNetwork[] = [];
+const nodes: Record<string, SystemdNode> = {};
+const hosts: Record<string, SshHost> = {};
+let pkiDir: string;
+let labDir: string;
+
+function context(): StepContext {
+  return {
+    spec,
+    sink: nullSink,
+    clock: systemClock,
+    host: (vm) => {
+      const host = hosts[vm];
+      if (!host) throw new Error(`no host ${vm}`);
+      return host;
+    },
+    provisionFile: async () => '',
+    profile: installProfile('debian'),
+    pkiDir,
+    artifactFile: (id) => {
+      const artifact = stack.artifacts.find((entry) => entry.id === id);
+      if (!artifact) throw new Error(`no artifact ${id}`);
+      return artifactPath(artifact);
+    },
+  };
+}
+
+const member = (name: string) => {
+  const vm = spec.vms.find((entry) => entry.name === name);
+  if (!vm) throw new Error(`no vm ${name}`);
+  return vm;
+};
+
+describe('an etcd cluster of three over SSH in systemd containers', () => {
+  beforeAll(async () => {
+    labDir = await mkdtemp(path.join(os.tmpdir(), 'klab-etcd-'));
+    await writeFile(path.join(labDir, 'klab.yaml'), 'stack: debian\nbox: klab/debian-12\n');
+    // Cached by its inputs: seconds when the stack tier (or a lab) built it already.
+    ok(await klab(['artifacts', 'build', '--stack', 'debian'], labDir));
+    pkiDir = path.join(labDir, 'pki');
+    await generatePki(spec, { dir: pkiDir });
+    const image = await systemdImage();
+    const mgmt = await createNetwork('klab-ce-mgmt', '10.216.0.0/24', '10.216.0.1');
+    const priv = await createNetwork('klab-ce-priv', '10.215.0.0/24', '10.215.0.1');
+    networks.push(mgmt, priv);
+    for (const vm of spec.vms) {
+      const node = await startSystemdNode(image, vm.name, mgmt);
+      // eth1: the lab's private network, with the VM's planned address.
+      await execa('docker', [
+        'network',
+        'connect',
+        '--ip',
+        vm.ip,
+        priv.name,
+        node.container.getId(),
+      ]);
+      nodes[vm.name] = node;
+      hosts[vm.name] = await node.connect();
+    }
+  });
+
+  afterAll(async () => {
+    for (const host of Object.values(hosts)) await host.close();
+    for (const node of Object.values(nodes)) await node.container.stop({ timeout: 5 });
+    for (const network of networks) await network.remove();
+    await rm(labDir, { recursive: true, force: true });
+  });
+
+  it('installs the programs and certificates, and starts three members', async () => {
+    expect(spec.etcdMembers).toEqual(['master', 'node1', 'node2']);
+    const outcomes = await runSteps([binariesStep, certsStep, etcdStep], context(), emptyState());
+    expect(outcomes.map((o) => `${o.step}@${o.vm}:${o.result}`)).toEqual(
+      ['binaries', 'certs', 'etcd'].flatMap((step) =>
+        ['master', 'node1', 'node2'].map((vm) => `${step}@${vm}:applied`),
+      ),
+    );
+  });
+
+  it('every member is healthy and the member list has all three', async () => {
+    const list = await etcdctl(context(), member('node1'), ['member', 'list', '-w', 'simple']);
+    const names = list.stdout
+      .trim()
+      .split('\n')
+      .map((line) => line.split(', ')[2]);
+    expect(names.sort()).toEqual(['master', 'node1', 'node2']);
+    const endpoints = spec.vms.map((vm) => `https://${vm.ip}:2379`).join(',');
+    const health = await etcdctl(context(), member('master'), [
+      `--endpoints=${endpoints}`,
+      'endpoint',
+      'health',
+    ]);
+    const healthy = new Set(
+      `${health.stdout}\n${health.stderr}`
+        .split('\n')
+        .filter((line) => line.includes('is healthy'))
+        .map((line) => line.split(' ')[0]),
+    );
+    expect([...healthy].sort()).toEqual(spec.vms.map((vm) => `https://${vm.ip}:2379`));
+  });
+
+  it('refuses a client without a certificate, and keeps the CA key off the nodes', async () => {
+    const anonymous = await hosts.node2?.run(
+      [
+        'curl',
+        '-sS',
+        '--cacert',
+        '/etc/kubernetes/pki/ca.crt',
+        `https://${member('master').ip}:2379/version`,
+      ],
+      { allowFailure: true },
+    );
+    expect(anonymous?.exitCode).not.toBe(0);
+    const onNode = await hosts.node1?.run(['sudo', 'test', '-e', '/etc/kubernetes/pki/ca.key'], {
+      allowFailure: true,
+    });
+    expect(onNode?.exitCode).toBe(1);
+    const keyMode = await hosts.node1?.run(
+      ['stat', '-c', '%U %a', '/etc/etcd/pki/etcd-peer-node1.key'],
+      {
+        sudo: true,
+      },
+    );
+    expect(keyMode?.stdout.trim()).toBe('etcd 600');
+  });
+
+  it('a killed member is restarted by systemd and rejoins', async () => {
+    await hosts.node1?.run(['systemctl', 'kill', '-s', 'KILL', 'etcd'], { sudo: true });
+    // The step's verify waits until the member is healthy again.
+    await etcdStep.verify(context(), member('node1'));
+    const restarts = await hosts.node1?.run(['systemctl', 'show', '-p', 'NRestarts', 'etcd']);
+    expect(Number(restarts?.stdout.trim().split('=')[1])).toBeGreaterThanOrEqual(1);
+  });
+
+  it('a second run finds everything done', async () => {
+    const outcomes = await runSteps([binariesStep, certsStep, etcdStep], context(), emptyState());
+    expect(outcomes.every((o) => o.result === 'already-done')).toBe(true);
+  });
+});
