@@ -118,6 +118,8 @@ export const SpecSchema = z
         boot: seconds(1800),
         ssh: seconds(300),
         command: seconds(1800),
+        /** How long a cluster part may take to become healthy (etcd, apiserver, node Ready). */
+        health: seconds(360),
       })
       .prefault({}),
     snapshots: z

@@ -47,6 +47,7 @@ export function renderKlabYaml(spec: LabSpec): string {
     `  boot: ${spec.timeouts.boot}`,
     `  ssh: ${spec.timeouts.ssh}`,
     `  command: ${spec.timeouts.command}`,
+    `  health: ${spec.timeouts.health}`,
     '',
     'snapshots:',
     '  # A checkpoint after every provisioning step (klab snapshot list).',

@@ -71,9 +71,6 @@ export function firstEtcdMember(spec: LabSpec): VmPlan {
   return member;
 }
 
-/** Seconds a cluster part may take to come up: generous, since TCG VMs are 5-8x slower. */
-export const SETTLE_MS = 6 * 60_000;
-
 /**
  * Most cluster steps are "these things should be true on the VM": `problems` lists what is
  * not (empty = done), `apply` fixes it, and verify waits until `problems` is empty.
@@ -84,8 +81,8 @@ export function probeStep(definition: {
   targets?: (spec: LabSpec) => VmPlan[];
   problems(ctx: StepContext, vm: VmPlan): Promise<string[]>;
   apply(ctx: StepContext, vm: VmPlan): Promise<void>;
-  /** How long verify waits for the problems to clear (0: no waiting). */
-  settleMs?: number;
+  /** verify waits up to timeouts.health (klab.yaml) for the problems to clear. */
+  waits?: boolean;
   hint(vm: VmPlan): string;
   diagnose?(ctx: StepContext, vm: VmPlan): Promise<string>;
 }): Step {
@@ -98,7 +95,7 @@ export function probeStep(definition: {
     },
     apply: definition.apply,
     async verify(ctx, vm) {
-      const settle = definition.settleMs ?? 0;
+      const settle = definition.waits ? ctx.spec.timeouts.health * 1000 : 0;
       if (settle === 0) {
         const problems = await definition.problems(ctx, vm);
         if (problems.length === 0) return;

@@ -10,7 +10,7 @@ import {
   renderSchedulerUnit,
 } from '../../render/units.js';
 import { GUEST } from '../../stacks/install.js';
-import { ADMIN_KUBECONFIG, placed, probeStep, SETTLE_MS } from '../cluster.js';
+import { ADMIN_KUBECONFIG, placed, probeStep } from '../cluster.js';
 import {
   changedFiles,
   journalTail,
@@ -88,7 +88,7 @@ export const controlPlaneStep = probeStep({
     const written = await putFiles(host, files(ctx, vm));
     await startUnits(host, CONTROL_PLANE_UNITS, written.length > 0);
   },
-  settleMs: SETTLE_MS,
+  waits: true,
   hint: (vm) =>
     `Look at the logs: klab ssh ${vm.name} -- sudo journalctl -u kube-apiserver -u kube-controller-manager -n 80`,
   diagnose: (ctx, vm) => journalTail(ctx.host(vm.name), 'kube-apiserver'),

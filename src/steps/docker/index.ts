@@ -5,7 +5,7 @@
 import type { VmPlan } from '../../core/spec.js';
 import { renderDockerDaemonJson, renderDockerDropIn } from '../../render/units.js';
 import { GUEST } from '../../stacks/install.js';
-import { placed, probeStep, SETTLE_MS } from '../cluster.js';
+import { placed, probeStep } from '../cluster.js';
 import {
   changedFiles,
   journalTail,
@@ -62,7 +62,7 @@ export const dockerStep = probeStep({
     // Always a restart: docker0 may still have the address of a start before flannel.
     await startUnits(host, ['docker'], true);
   },
-  settleMs: SETTLE_MS,
+  waits: true,
   hint: (vm) => `Look at Docker's log: klab ssh ${vm.name} -- sudo journalctl -u docker -n 50`,
   diagnose: (ctx, vm) => journalTail(ctx.host(vm.name), 'docker'),
 });

@@ -6,7 +6,7 @@
 import type { VmPlan } from '../../core/spec.js';
 import { etcdMembers, renderEtcdUnit } from '../../render/units.js';
 import { GUEST } from '../../stacks/install.js';
-import { etcdctl, probeStep, SETTLE_MS } from '../cluster.js';
+import { etcdctl, probeStep } from '../cluster.js';
 import {
   changedFiles,
   journalTail,
@@ -51,7 +51,7 @@ export const etcdStep = probeStep({
     // Members start together (the pipeline runs VMs in parallel): each waits for quorum.
     await startUnits(host, ['etcd'], written.length > 0);
   },
-  settleMs: SETTLE_MS,
+  waits: true,
   hint: (vm) => `Look at etcd's log: klab ssh ${vm.name} -- sudo journalctl -u etcd -n 50`,
   diagnose: (ctx, vm) => journalTail(ctx.host(vm.name), 'etcd'),
 });

@@ -6,7 +6,7 @@
 import type { VmPlan } from '../../core/spec.js';
 import { FLANNEL_PREFIX, renderFlannelConfig, renderFlannelUnit } from '../../render/units.js';
 import { GUEST } from '../../stacks/install.js';
-import { etcdctl, firstEtcdMember, probeStep, SETTLE_MS } from '../cluster.js';
+import { etcdctl, firstEtcdMember, probeStep } from '../cluster.js';
 import {
   changedFiles,
   journalTail,
@@ -71,7 +71,7 @@ export const flannelStep = probeStep({
     const written = await putFiles(host, files(ctx, vm));
     await startUnits(host, ['flanneld'], written.length > 0);
   },
-  settleMs: SETTLE_MS,
+  waits: true,
   hint: (vm) => `Look at flanneld's log: klab ssh ${vm.name} -- sudo journalctl -u flanneld -n 50`,
   diagnose: (ctx, vm) => journalTail(ctx.host(vm.name), 'flanneld'),
 });

@@ -5,7 +5,7 @@
 import type { VmPlan } from '../../core/spec.js';
 import { renderKubeProxyConfig, renderKubeProxyUnit } from '../../render/units.js';
 import { GUEST } from '../../stacks/install.js';
-import { probeStep, SETTLE_MS } from '../cluster.js';
+import { probeStep } from '../cluster.js';
 import {
   changedFiles,
   journalTail,
@@ -55,7 +55,7 @@ export const kubeProxyStep = probeStep({
     const written = await putFiles(host, files(ctx, vm));
     await startUnits(host, ['kube-proxy'], written.length > 0);
   },
-  settleMs: SETTLE_MS,
+  waits: true,
   hint: (vm) =>
     `Look at kube-proxy's log: klab ssh ${vm.name} -- sudo journalctl -u kube-proxy -n 50`,
   diagnose: (ctx, vm) => journalTail(ctx.host(vm.name), 'kube-proxy'),

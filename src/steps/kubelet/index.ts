@@ -7,7 +7,7 @@
 import type { VmPlan } from '../../core/spec.js';
 import { KUBELET_CERT_DIR, renderKubeletConfig, renderKubeletUnit } from '../../render/units.js';
 import { GUEST } from '../../stacks/install.js';
-import { kubectl, placed, probeStep, SETTLE_MS } from '../cluster.js';
+import { kubectl, placed, probeStep } from '../cluster.js';
 import {
   changedFiles,
   journalTail,
@@ -78,7 +78,7 @@ export const kubeletStep = probeStep({
     const written = await putFiles(host, await files(ctx, vm));
     await startUnits(host, ['kubelet'], written.length > 0);
   },
-  settleMs: SETTLE_MS,
+  waits: true,
   hint: (vm) =>
     `Look at kubelet's log (klab ssh ${vm.name} -- sudo journalctl -u kubelet -n 80) and at the node requests (klab ssh master -- kubectl get csr).`,
   diagnose: (ctx, vm) => journalTail(ctx.host(vm.name), 'kubelet'),
