@@ -82,12 +82,23 @@ function normaliseCidr(cidr: string): string {
 
 export interface ResourceNeeds {
   memoryMb: number;
-  /** What a fresh lab writes to disk at first (thin qcow2 overlays + a box copy), in GB. */
+  /** What a provisioned lab writes to disk, checkpoints included, in GB. */
   diskGb: number;
+  /** Of that, the automatic checkpoints. */
+  checkpointGb: number;
 }
+
+/** Checkpoints a lab holds: one per provisioning step (15) and one saved by hand. */
+export const CHECKPOINTS_PER_LAB = 16;
 
 export function resourceNeeds(spec: LabSpec): ResourceNeeds {
   const memoryMb = spec.vms.reduce((sum, vm) => sum + vm.memory, 0);
-  // Overlays start small; a provisioned stack writes ~2-3 GB per VM. Plus the box volume.
-  return { memoryMb, diskGb: 3 * spec.vms.length + 2 };
+  // A provisioned cluster writes ~4 GB per VM into its overlay, plus the box volume.
+  const base = 4 * spec.vms.length + 2;
+  // Each checkpoint saves every VM's memory (about half of it is in use on average) and
+  // keeps the disk blocks changed since: qcow2 files grow with every checkpoint.
+  const checkpoints = spec.snapshots.automatic
+    ? Math.ceil(((memoryMb / 1024) * CHECKPOINTS_PER_LAB) / 2)
+    : 0;
+  return { memoryMb, diskGb: base + checkpoints, checkpointGb: checkpoints };
 }

@@ -139,8 +139,15 @@ export async function checkResources(spec: LabSpec): Promise<Finding[]> {
       : {
           check: 'disk',
           status: freeGb >= needs.diskGb / 2 ? 'warn' : 'fail',
-          detail: `${freeGb} GB free for libvirt images, the lab may need ${needs.diskGb} GB`,
-          fix: 'Free space under /var/lib/libvirt/images.',
+          detail:
+            `${freeGb} GB free for libvirt images, the lab may need ${needs.diskGb} GB` +
+            (needs.checkpointGb > 0
+              ? ` (${needs.checkpointGb} GB of it for automatic checkpoints)`
+              : ''),
+          fix:
+            needs.checkpointGb > 0
+              ? 'Free space under /var/lib/libvirt/images, or set "snapshots: {automatic: false}" in klab.yaml (klab snapshot prune frees existing checkpoints).'
+              : 'Free space under /var/lib/libvirt/images.',
         },
   );
   return findings;

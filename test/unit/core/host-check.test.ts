@@ -45,6 +45,10 @@ describe('subnet collisions with the host', () => {
 describe('resources and boot order', () => {
   it('adds up the VMs memory', () => {
     expect(resourceNeeds(spec).memoryMb).toBe(4 * 2048);
+    // 4 VMs x 4 GB + the box, plus 16 checkpoints of half of 8 GB of memory.
+    expect(resourceNeeds(spec)).toEqual({ memoryMb: 8192, diskGb: 18 + 64, checkpointGb: 64 });
+    const without = { ...spec, snapshots: { automatic: false } };
+    expect(resourceNeeds(without).diskGb).toBe(18);
   });
 
   it('boots the first VM alone (it uploads the box), then the rest in parallel only where that helps', () => {
