@@ -91,6 +91,17 @@ export interface ResourceNeeds {
 /** Checkpoints a lab holds: one per provisioning step (15) and one saved by hand. */
 export const CHECKPOINTS_PER_LAB = 16;
 
+/**
+ * Which automatic checkpoints a new lab takes: one per step when the disk has room for
+ * them, else only the one after the last step (said plainly), none when turned off.
+ */
+export type CheckpointMode = 'every-step' | 'last-step' | 'none';
+
+export function checkpointMode(spec: LabSpec, freeGb: number): CheckpointMode {
+  if (!spec.snapshots.automatic) return 'none';
+  return freeGb >= resourceNeeds(spec).diskGb ? 'every-step' : 'last-step';
+}
+
 export function resourceNeeds(spec: LabSpec): ResourceNeeds {
   const memoryMb = spec.vms.reduce((sum, vm) => sum + vm.memory, 0);
   // A provisioned cluster writes ~4 GB per VM into its overlay, plus the box volume.

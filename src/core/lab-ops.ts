@@ -24,6 +24,7 @@ import {
 } from './boxes.js';
 import { KlabError, tail } from './errors.js';
 import { type EventSink, task } from './events.js';
+import { checkpointMode, resourceNeeds } from './host-check.js';
 import type { HypervisorChoice } from './hypervisor.js';
 import { detectHypervisor } from './hypervisor-detect.js';
 import { labPaths, libvirtNames } from './lab.js';
@@ -43,6 +44,7 @@ import {
   checkSubnets,
   checkTools,
   checkVagrantLibvirt,
+  freeDiskGb,
 } from './preflight.js';
 import { connectAll } from './session.js';
 import { quote } from './shell.js';
@@ -217,6 +219,18 @@ export async function createLab(options: LabOptions, sink: EventSink): Promise<v
   lab.state.stack = stack;
   lab.state.accelerator = hypervisor.accelerator;
   lab.state.createdAt ??= new Date().toISOString();
+  if (!lab.state.checkpoints) {
+    lab.state.checkpoints = checkpointMode(lab.spec, await freeDiskGb());
+    if (lab.state.checkpoints === 'last-step') {
+      const needs = resourceNeeds(lab.spec);
+      const message =
+        `Not enough free disk for a checkpoint after every step (about ${needs.checkpointGb} GB more), ` +
+        'so klab keeps only the one after the last step (after-kubelet). Free space and run ' +
+        '"klab snapshot save NAME" whenever you want more.';
+      sink.emit({ kind: 'notice', level: 'warn', text: message });
+      lab.state.fallbacks = [...(lab.state.fallbacks ?? []), message];
+    }
+  }
   await renderLabVagrantfile(lab, hypervisor, box);
   await saveState(lab.paths.stateFile, lab.state);
   await task(
@@ -228,8 +242,12 @@ export async function createLab(options: LabOptions, sink: EventSink): Promise<v
 
   await bootVms(lab, hypervisor.accelerator);
   await withHosts(lab, async (pool) => {
-    const checkpoint = checkpointHook(lab, pool);
-    await runSteps(provisioningSteps(lab.spec), stepContext(lab, pool), lab.state, {
+    const steps = provisioningSteps(lab.spec);
+    const checkpoint = checkpointHook(lab, pool, {
+      mode: lab.state.checkpoints ?? 'every-step',
+      lastStep: steps[steps.length - 1]?.id ?? '',
+    });
+    await runSteps(steps, stepContext(lab, pool), lab.state, {
       afterStep: async (step, changed) => {
         await saveState(lab.paths.stateFile, lab.state);
         await checkpoint(step.id, changed);

@@ -105,6 +105,12 @@ export async function checkSubnets(spec: LabSpec): Promise<Finding> {
   };
 }
 
+/** GB free where libvirt keeps its images. */
+export async function freeDiskGb(): Promise<number> {
+  const disk = await statfs('/var/lib/libvirt').catch(() => statfs('/'));
+  return Math.floor((Number(disk.bavail) * Number(disk.bsize)) / 1024 ** 3);
+}
+
 export async function checkResources(spec: LabSpec): Promise<Finding[]> {
   const needs = resourceNeeds(spec);
   const totalMb = Math.floor(os.totalmem() / 1024 / 1024);
@@ -131,25 +137,27 @@ export async function checkResources(spec: LabSpec): Promise<Finding[]> {
       detail: `${needs.memoryMb} MB needed, ${freeMb} MB free`,
     });
   }
-  const disk = await statfs('/var/lib/libvirt').catch(() => statfs('/'));
-  const freeGb = Math.floor((Number(disk.bavail) * Number(disk.bsize)) / 1024 ** 3);
-  findings.push(
-    freeGb >= needs.diskGb
-      ? { check: 'disk', status: 'ok', detail: `${freeGb} GB free for libvirt images` }
-      : {
-          check: 'disk',
-          status: freeGb >= needs.diskGb / 2 ? 'warn' : 'fail',
-          detail:
-            `${freeGb} GB free for libvirt images, the lab may need ${needs.diskGb} GB` +
-            (needs.checkpointGb > 0
-              ? ` (${needs.checkpointGb} GB of it for automatic checkpoints)`
-              : ''),
-          fix:
-            needs.checkpointGb > 0
-              ? 'Free space under /var/lib/libvirt/images, or set "snapshots: {automatic: false}" in klab.yaml (klab snapshot prune frees existing checkpoints).'
-              : 'Free space under /var/lib/libvirt/images.',
-        },
-  );
+  const freeGb = await freeDiskGb();
+  const withoutCheckpoints = needs.diskGb - needs.checkpointGb;
+  if (freeGb >= needs.diskGb) {
+    findings.push({ check: 'disk', status: 'ok', detail: `${freeGb} GB free for libvirt images` });
+  } else if (freeGb >= withoutCheckpoints) {
+    findings.push({
+      check: 'disk',
+      status: 'warn',
+      detail:
+        `${freeGb} GB free for libvirt images: enough for the lab (${withoutCheckpoints} GB), ` +
+        `not for a checkpoint after every step (${needs.checkpointGb} GB more)`,
+      fix: 'klab keeps only the checkpoint after the last step; free space under /var/lib/libvirt/images for all of them.',
+    });
+  } else {
+    findings.push({
+      check: 'disk',
+      status: freeGb >= withoutCheckpoints / 2 ? 'warn' : 'fail',
+      detail: `${freeGb} GB free for libvirt images, the lab may need ${withoutCheckpoints} GB without checkpoints`,
+      fix: 'Free space under /var/lib/libvirt/images, or use fewer or smaller VMs in klab.yaml.',
+    });
+  }
   return findings;
 }
 

@@ -240,9 +240,15 @@ export async function resetLab(
 }
 
 /** The pipeline hook: a checkpoint after each step, when the spec wants them. */
-export function checkpointHook(lab: Lab, pool?: HostPool) {
+export function checkpointHook(
+  lab: Lab,
+  pool?: HostPool,
+  options: { mode?: 'every-step' | 'last-step' | 'none'; lastStep?: string } = {},
+) {
+  const mode = options.mode ?? (lab.spec.snapshots.automatic ? 'every-step' : 'none');
   return async (stepId: string, changed: boolean) => {
-    if (!lab.spec.snapshots.automatic) return;
+    if (mode === 'none') return;
+    if (mode === 'last-step' && stepId !== options.lastStep) return;
     const name = checkpointName(stepId);
     const exists = (await listSnapshots(lab)).some((snap) => snap.name === name);
     if (exists && !changed) return;

@@ -10,6 +10,8 @@ export interface LabState {
   accelerator?: 'kvm' | 'tcg';
   /** Why klab chose something other than what the spec asked for. */
   fallbacks?: string[];
+  /** Decided at the first create from the free disk space (see checkpointMode). */
+  checkpoints?: 'every-step' | 'last-step' | 'none';
   /** VM -> step id -> when it was last completed and verified. */
   steps: Record<string, Record<string, string>>;
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  checkpointMode,
   findSubnetCollisions,
   ipv4Addresses,
   resourceNeeds,
@@ -49,6 +50,10 @@ describe('resources and boot order', () => {
     expect(resourceNeeds(spec)).toEqual({ memoryMb: 8192, diskGb: 18 + 64, checkpointGb: 64 });
     const without = { ...spec, snapshots: { automatic: false } };
     expect(resourceNeeds(without).diskGb).toBe(18);
+    // Checkpoints follow the free space: all of them, only the last one, or none at all.
+    expect(checkpointMode(spec, 100)).toBe('every-step');
+    expect(checkpointMode(spec, 50)).toBe('last-step');
+    expect(checkpointMode(without, 100)).toBe('none');
   });
 
   it('boots the first VM alone (it uploads the box), then the rest in parallel only where that helps', () => {
