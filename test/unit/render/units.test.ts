@@ -19,8 +19,13 @@ import { expectGolden } from '../../helpers/golden.js';
 import { defaultSpec } from '../../helpers/specs.js';
 
 const spec = defaultSpec();
-const master = spec.vms[0]!;
-const node1 = spec.vms[1]!;
+function vm(name: string) {
+  const found = spec.vms.find((entry) => entry.name === name);
+  if (!found) throw new Error(`no VM ${name}`);
+  return found;
+}
+const master = vm('master');
+const node1 = vm('node1');
 
 /** Everything klab writes for the cluster on the default lab, as one readable document. */
 function renderAll(stack: 'debian' | 'v1.11.1'): string {

@@ -171,8 +171,12 @@ describe('certificate distribution', () => {
   }, 60_000);
   afterAll(() => rm(dir, { recursive: true, force: true }));
 
-  const paths = async (vm: string) =>
-    (await certFiles(ctx, spec.vms.find((entry) => entry.name === vm)!)).map((file) => file.path);
+  const vmNamed = (name: string) => {
+    const found = spec.vms.find((entry) => entry.name === name);
+    if (!found) throw new Error(`no VM ${name}`);
+    return found;
+  };
+  const paths = async (vm: string) => (await certFiles(ctx, vmNamed(vm))).map((file) => file.path);
 
   it('gives the CA key, service-account key and encryption config to the master only', async () => {
     const master = await paths('master');
@@ -203,7 +207,7 @@ describe('certificate distribution', () => {
   });
 
   it("puts etcd's own files under /etc/etcd/pki, owned by etcd, on members only", async () => {
-    const files = await certFiles(ctx, spec.vms.find((vm) => vm.name === 'node2')!);
+    const files = await certFiles(ctx, vmNamed('node2'));
     const etcdFiles = files.filter((file) => file.path.startsWith('/etc/etcd/pki/'));
     expect(etcdFiles.map((file) => path.basename(file.path)).sort()).toEqual([
       'ca.crt',
