@@ -85,14 +85,12 @@ function unitsFor(ctx: StepContext, vm: VmPlan): Unit[] {
             ],
             { sudo: true },
           );
-          await host.run(
-            [
-              'sh',
-              '-c',
-              'id etcd >/dev/null 2>&1 || useradd --system --home-dir /var/lib/etcd etcd',
-            ],
-            { sudo: true },
-          );
+          const user = await host.run(['id', 'etcd'], { allowFailure: true });
+          if (user.exitCode !== 0) {
+            await host.run(['useradd', '--system', '--home-dir', '/var/lib/etcd', 'etcd'], {
+              sudo: true,
+            });
+          }
         }
       },
     });
@@ -106,17 +104,19 @@ function unitsFor(ctx: StepContext, vm: VmPlan): Unit[] {
         await unpack(host, file, stage(docker.artifact));
         if (docker.kind === 'deb') await installDebs(host, stage(docker.artifact));
         else {
-          await host.run(
-            ['sh', '-c', 'install -m 0755 "$0"/docker/* /usr/bin/', stage(docker.artifact)],
-            {
-              sudo: true,
-            },
-          );
+          const programs = await filesIn(host, `${stage(docker.artifact)}/docker`);
+          await host.run(['install', '-m', '0755', ...programs, '/usr/bin/'], { sudo: true });
         }
       },
     });
   }
   return units;
+}
+
+/** Full paths of the regular files in a directory on the VM. */
+async function filesIn(host: RemoteHost, dir: string): Promise<string[]> {
+  const listing = await host.run(['find', dir, '-maxdepth', '1', '-type', 'f'], { sudo: true });
+  return listing.stdout.split('\n').filter(Boolean).sort();
 }
 
 async function unpack(host: RemoteHost, file: string, dir: string): Promise<void> {
@@ -139,7 +139,8 @@ async function installDebs(host: RemoteHost, dir: string): Promise<void> {
     },
   );
   try {
-    await host.run(['sh', '-c', 'dpkg -i --force-confold "$0"/*.deb', dir], {
+    const debs = (await filesIn(host, dir)).filter((file) => file.endsWith('.deb'));
+    await host.run(['dpkg', '-i', '--force-confold', ...debs], {
       sudo: true,
       env: { DEBIAN_FRONTEND: 'noninteractive' },
       timeoutMs: 15 * 60_000,

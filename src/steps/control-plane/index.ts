@@ -32,7 +32,7 @@ function files(ctx: StepContext, vm: VmPlan): ManagedFile[] {
   return [
     unit('kube-apiserver', renderApiserverUnit(ctx.spec, ctx.profile, vm)),
     unit('kube-controller-manager', renderControllerManagerUnit(ctx.spec)),
-    unit('kube-scheduler', renderSchedulerUnit()),
+    unit('kube-scheduler', renderSchedulerUnit(ctx.spec)),
   ];
 }
 

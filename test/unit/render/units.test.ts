@@ -37,7 +37,7 @@ function renderAll(stack: 'debian' | 'v1.11.1'): string {
     ['docker.service.d/klab.conf', renderDockerDropIn(profile)],
     ['kube-apiserver.service', renderApiserverUnit(spec, profile, master)],
     ['kube-controller-manager.service', renderControllerManagerUnit(spec)],
-    ['kube-scheduler.service', renderSchedulerUnit()],
+    ['kube-scheduler.service', renderSchedulerUnit(spec)],
     [
       'kubelet-config.yaml (node1)',
       renderKubeletConfig(spec, node1, { resolvConf: '/etc/resolv.conf' }),
@@ -69,7 +69,7 @@ describe('cluster renderers', () => {
       renderFlannelUnit(spec, node1),
       renderApiserverUnit(spec, profile, master),
       renderControllerManagerUnit(spec),
-      renderSchedulerUnit(),
+      renderSchedulerUnit(spec),
       renderKubeletUnit(profile, node1),
       renderKubeProxyUnit(),
     ]) {
@@ -101,6 +101,20 @@ describe('cluster renderers', () => {
       '--allow-privileged=true',
     );
     expect(renderKubeletUnit(installProfile('debian'), node1)).not.toContain('--allow-privileged');
+  });
+
+  it('elects a leader only when there are several masters (a lone one would lose its lease under load)', () => {
+    expect(renderControllerManagerUnit(spec)).toContain('--leader-elect=false');
+    expect(renderSchedulerUnit(spec)).toContain('--leader-elect=false');
+    const twoMasters = {
+      ...spec,
+      vms: spec.vms.map((entry) =>
+        entry.name === 'node1' ? { ...entry, role: 'master' as const } : entry,
+      ),
+    };
+    const text = renderControllerManagerUnit(twoMasters);
+    expect(text).toContain('--leader-elect=true');
+    expect(text).toContain('--leader-elect-lease-duration=60s');
   });
 
   it('pins every component to the private network', () => {
