@@ -119,7 +119,7 @@ export const SpecSchema = z
         ssh: seconds(300),
         command: seconds(1800),
         /** How long a cluster part may take to become healthy (etcd, apiserver, node Ready). */
-        health: seconds(360),
+        health: seconds(600),
       })
       .prefault({}),
     snapshots: z
