@@ -52,16 +52,7 @@ function unitsFor(ctx: StepContext, vm: VmPlan): Unit[] {
         .filter((name) => !name.endsWith('.sh')),
       async install(host, file) {
         await unpack(host, file, stage(archive.artifact));
-        await host.run(
-          [
-            'install',
-            '-m',
-            '0755',
-            ...archive.members.map((member) => `${stage(archive.artifact)}/${member}`),
-            GUEST.bin,
-          ],
-          { sudo: true },
-        );
+        await installPrograms(host, stage(archive.artifact), archive.members, GUEST.bin);
       },
     });
   }
@@ -75,16 +66,7 @@ function unitsFor(ctx: StepContext, vm: VmPlan): Unit[] {
         if (etcd.kind === 'deb') {
           await installDebs(host, stage(etcd.artifact));
         } else {
-          await host.run(
-            [
-              'install',
-              '-m',
-              '0755',
-              ...etcd.members.map((member) => `${stage(etcd.artifact)}/${member}`),
-              GUEST.bin,
-            ],
-            { sudo: true },
-          );
+          await installPrograms(host, stage(etcd.artifact), etcd.members, GUEST.bin);
           const user = await host.run(['id', 'etcd'], { allowFailure: true });
           if (user.exitCode !== 0) {
             await host.run(['useradd', '--system', '--home-dir', '/var/lib/etcd', 'etcd'], {
@@ -105,12 +87,23 @@ function unitsFor(ctx: StepContext, vm: VmPlan): Unit[] {
         if (docker.kind === 'deb') await installDebs(host, stage(docker.artifact));
         else {
           const programs = await filesIn(host, `${stage(docker.artifact)}/docker`);
-          await host.run(['install', '-m', '0755', ...programs, '/usr/bin/'], { sudo: true });
+          await installPrograms(host, '', programs, '/usr/bin');
         }
       },
     });
   }
   return units;
+}
+
+/** install -m 0755 of members (paths under dir, or absolute when dir is '') into dest. */
+async function installPrograms(
+  host: RemoteHost,
+  dir: string,
+  members: readonly string[],
+  dest: string,
+): Promise<void> {
+  const sources = members.map((member) => (dir ? `${dir}/${member}` : member));
+  await host.run(['install', '-m', '0755', ...sources, dest], { sudo: true });
 }
 
 /** Full paths of the regular files in a directory on the VM. */
