@@ -10,11 +10,13 @@ import { packagePath } from '../../src/core/package-root.js';
 import { runSteps } from '../../src/core/pipeline.js';
 import { validateSpec } from '../../src/core/spec-file.js';
 import { emptyState } from '../../src/core/state.js';
+import { clusterTuning } from '../../src/core/tuning.js';
 import { installProfile } from '../../src/stacks/install.js';
 import { parseDefaultRoutes } from '../../src/steps/default-route/index.js';
 import { HOST_PREP_STEPS } from '../../src/steps/index.js';
 import type { StepContext } from '../../src/steps/step.js';
 import {
+  attachNetwork,
   createNetwork,
   type SystemdNode,
   startSystemdNode,
@@ -37,6 +39,8 @@ const spec = validateSpec(
 );
 
 let network: TestNetwork;
+// The lab's private network (eth1), where the internal ranges are routed.
+let labNetwork: TestNetwork;
 const nodes: Record<string, SystemdNode> = {};
 const hosts: Record<string, SshHost> = {};
 
@@ -52,6 +56,7 @@ function context(): StepContext {
     },
     provisionFile: (...parts) => readFile(packagePath('provision', ...parts), 'utf8'),
     profile: installProfile('debian'),
+    tuning: clusterTuning(spec, 'tcg'),
     pkiDir: '/nonexistent/pki',
     artifactFile: (id) => {
       throw new Error(`host preparation needs no artifact (${id})`);
@@ -73,10 +78,12 @@ describe('host preparation over SSH in systemd containers', () => {
   beforeAll(async () => {
     const image = await systemdImage();
     network = await createNetwork('klab-ct-mgmt', '10.214.0.0/24', '10.214.0.1');
-    for (const name of ['master', 'node1']) {
-      const node = await startSystemdNode(image, name, network);
-      nodes[name] = node;
-      hosts[name] = await node.connect();
+    labNetwork = await createNetwork('klab-ct-lab', '10.213.0.0/24', '10.213.0.1');
+    for (const vm of spec.vms) {
+      const node = await startSystemdNode(image, vm.name, network);
+      await attachNetwork(node.container, labNetwork, vm.ip);
+      nodes[vm.name] = node;
+      hosts[vm.name] = await node.connect();
     }
   });
 
@@ -84,6 +91,7 @@ describe('host preparation over SSH in systemd containers', () => {
     for (const host of Object.values(hosts)) await host.close();
     for (const node of Object.values(nodes)) await node.container.stop({ timeout: 5 });
     await network?.remove();
+    await labNetwork?.remove();
   });
 
   it('starts from a broken state: no default route, a loopback hostname line, a shared machine-id', async () => {
@@ -110,6 +118,15 @@ describe('host preparation over SSH in systemd containers', () => {
   it('leaves exactly one default route via the management gateway', async () => {
     for (const vm of ['master', 'node1']) {
       expect(await routes(vm)).toEqual([{ via: '10.214.0.1', dev: 'eth0' }]);
+    }
+  });
+
+  it('routes the service and pod ranges into the private network, not out of the lab', async () => {
+    for (const vm of ['master', 'node1']) {
+      const table = await sh(vm, 'ip -4 route show');
+      expect(table).toContain(`${spec.network.serviceCidr} dev eth1`);
+      expect(table).toContain(`${spec.network.podCidr} dev eth1`);
+      expect(await sh(vm, 'ip -4 route get 10.254.3.4')).toContain('dev eth1');
     }
   });
 

@@ -82,6 +82,15 @@ export async function createNetwork(
   };
 }
 
+/** Attaches a running container to a second network (it becomes eth1, like a lab VM's). */
+export async function attachNetwork(
+  container: StartedTestContainer,
+  network: TestNetwork,
+  ip: string,
+): Promise<void> {
+  await execa('docker', ['network', 'connect', '--ip', ip, network.name, container.getId()]);
+}
+
 export interface SystemdNode {
   container: StartedTestContainer;
   ip: string;

@@ -25,8 +25,39 @@ export function parseDefaultRoutes(ipRouteOutput: string): DefaultRoute[] {
   return routes;
 }
 
-export function envFile(route: DefaultRoute): string {
-  return `# Written by klab: the one default route this VM keeps.\nKLAB_GATEWAY=${route.via}\nKLAB_DEVICE=${route.dev}\n`;
+/**
+ * The lab-internal ranges (services, pods) and the private interface they are routed to,
+ * so that traffic kube-proxy or flannel has not claimed yet never leaves the host.
+ */
+export interface InternalRoutes {
+  cidrs: string[];
+  dev: string;
+}
+
+export function desiredInternalRoutes(spec: LabSpec): InternalRoutes {
+  return { cidrs: [spec.network.serviceCidr, spec.network.podCidr], dev: 'eth1' };
+}
+
+export function envFile(route: DefaultRoute, internal?: InternalRoutes): string {
+  const lines = [
+    '# Written by klab: the one default route this VM keeps,',
+    '# and the lab-internal ranges that must never leave the lab.',
+    `KLAB_GATEWAY=${route.via}`,
+    `KLAB_DEVICE=${route.dev}`,
+  ];
+  if (internal) {
+    lines.push(`KLAB_INTERNAL_CIDRS="${internal.cidrs.join(' ')}"`);
+    lines.push(`KLAB_INTERNAL_DEVICE=${internal.dev}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** Whether `ip -4 route show` lists each internal range on the private interface. */
+export function internalRoutesPresent(ipRouteOutput: string, want: InternalRoutes): string[] {
+  const routes = ipRouteOutput.split('\n').map((line) => line.trim());
+  return want.cidrs.filter(
+    (cidr) => !routes.some((line) => line.startsWith(`${cidr} dev ${want.dev}`)),
+  );
 }
 
 const SCRIPT = '/usr/local/sbin/klab-default-route';
@@ -51,7 +82,8 @@ export const defaultRouteStep: Step = {
     const want = desiredDefaultRoute(ctx.spec);
     if (!routeIsRight(await currentRoutes(ctx, vm), want)) return false;
     const env = await host.run(['cat', ENV], { allowFailure: true });
-    if (env.exitCode !== 0 || env.stdout !== envFile(want)) return false;
+    if (env.exitCode !== 0 || env.stdout !== envFile(want, desiredInternalRoutes(ctx.spec)))
+      return false;
     const enabled = await host.run(['systemctl', 'is-enabled', 'klab-default-route.service'], {
       allowFailure: true,
     });
@@ -62,7 +94,10 @@ export const defaultRouteStep: Step = {
     const host = ctx.host(vm.name);
     const want = desiredDefaultRoute(ctx.spec);
     await host.run(['mkdir', '-p', '/etc/klab'], { sudo: true });
-    await host.writeFile(ENV, envFile(want), { sudo: true, mode: 0o644 });
+    await host.writeFile(ENV, envFile(want, desiredInternalRoutes(ctx.spec)), {
+      sudo: true,
+      mode: 0o644,
+    });
     await host.writeFile(SCRIPT, await ctx.provisionFile('default-route', 'klab-default-route'), {
       sudo: true,
       mode: 0o755,
@@ -86,6 +121,19 @@ export const defaultRouteStep: Step = {
         `${vm.name} should have exactly one default route via ${want.via} dev ${want.dev}, has ${
           routes.length === 0 ? 'none' : routes.map((r) => `via ${r.via} dev ${r.dev}`).join(', ')
         }`,
+        {
+          vm: vm.name,
+          hint: `See why with: klab ssh ${vm.name} -- sudo journalctl -u klab-default-route`,
+        },
+      );
+    }
+    const internal = desiredInternalRoutes(ctx.spec);
+    const all = await ctx.host(vm.name).run(['ip', '-4', 'route', 'show']);
+    const missing = internalRoutesPresent(all.stdout, internal);
+    if (missing.length > 0) {
+      throw new KlabError(
+        'KLAB_STEP_FAILED',
+        `${vm.name} does not route ${missing.join(', ')} into the private network (${internal.dev})`,
         {
           vm: vm.name,
           hint: `See why with: klab ssh ${vm.name} -- sudo journalctl -u klab-default-route`,

@@ -4,9 +4,11 @@ import { nullSink, systemClock } from '../../../src/core/events.js';
 import { packagePath } from '../../../src/core/package-root.js';
 import { runSteps } from '../../../src/core/pipeline.js';
 import { emptyState } from '../../../src/core/state.js';
+import { clusterTuning } from '../../../src/core/tuning.js';
 import { installProfile } from '../../../src/stacks/install.js';
 import {
   defaultRouteStep,
+  desiredInternalRoutes,
   envFile,
   parseDefaultRoutes,
   routeIsRight,
@@ -33,6 +35,7 @@ function context(hosts: Record<string, FakeHost>): StepContext {
     },
     provisionFile: (...parts) => readFile(packagePath('provision', ...parts), 'utf8'),
     profile: installProfile('debian'),
+    tuning: clusterTuning(spec, 'tcg'),
     pkiDir: '/nonexistent/pki',
     artifactFile: (id) => {
       throw new Error(`host preparation needs no artifact (${id})`);
@@ -134,7 +137,7 @@ default via 10.0.2.2 dev eth0 proto dhcp src 10.0.2.15 metric 100
     const host = new FakeHost('master', (argv) => {
       if (argv[0] === 'ip') return { stdout: routes };
       if (argv.join(' ') === 'systemctl restart klab-default-route.service') {
-        routes = 'default via 10.78.0.1 dev eth0\n';
+        routes = `default via 10.78.0.1 dev eth0\n${spec.network.serviceCidr} dev eth1 scope link\n${spec.network.podCidr} dev eth1 scope link\n`;
       }
       if (argv[1] === 'is-enabled') return { stdout: 'enabled\n' };
       return undefined;
@@ -146,7 +149,10 @@ default via 10.0.2.2 dev eth0 proto dhcp src 10.0.2.15 metric 100
     await defaultRouteStep.apply(ctx, vm);
     await defaultRouteStep.verify(ctx, vm);
     expect(host.files.get('/etc/klab/default-route.env')).toBe(
-      envFile({ via: '10.78.0.1', dev: 'eth0' }),
+      envFile({ via: '10.78.0.1', dev: 'eth0' }, desiredInternalRoutes(spec)),
+    );
+    expect(host.files.get('/etc/klab/default-route.env')).toContain(
+      `KLAB_INTERNAL_CIDRS="${spec.network.serviceCidr} ${spec.network.podCidr}"`,
     );
     expect(host.files.get('/usr/local/sbin/klab-default-route')).toMatch(/^#!\/bin\/sh/);
     expect(host.files.get('/etc/systemd/system/klab-default-route.service')).toContain(
@@ -154,6 +160,20 @@ default via 10.0.2.2 dev eth0 proto dhcp src 10.0.2.15 metric 100
     );
     expect(host.commands()).toContain('sudo systemctl enable klab-default-route.service');
     expect(await defaultRouteStep.check(ctx, vm)).toBe(true);
+  });
+
+  it('fails verification when the service range is not kept inside the lab', async () => {
+    const host = new FakeHost('master', (argv) => ({
+      stdout:
+        argv.at(-1) === 'default'
+          ? 'default via 10.78.0.1 dev eth0\n'
+          : `default via 10.78.0.1 dev eth0\n${spec.network.podCidr} dev eth1 scope link\n`,
+    }));
+    const vm = spec.vms[0];
+    if (!vm) throw new Error('no vm');
+    await expect(defaultRouteStep.verify(context({ master: host }), vm)).rejects.toThrow(
+      `master does not route ${spec.network.serviceCidr} into the private network (eth1)`,
+    );
   });
 
   it('fails verification, naming the routes it found, when there are two', async () => {
