@@ -111,6 +111,16 @@ export const libvirt = {
     for (const snap of parsed.snapshots ?? []) sizes.set(snap.name, snap['vm-state-size']);
     return sizes;
   },
+  /**
+   * Sets the guest clock to the host's through QEMU's guest agent. False when the domain
+   * has no agent channel or the agent does not answer (older labs, a guest still booting).
+   */
+  async setGuestTimeNow(domain: string): Promise<boolean> {
+    const result = await runProcess(['virsh', '-c', URI, 'domtime', domain, '--now'], {
+      timeoutMs: 20_000,
+    });
+    return result.exitCode === 0;
+  },
   /** Remove a domain klab owns, whatever state it is in (for leftovers of interrupted runs). */
   async removeDomain(domain: string): Promise<void> {
     for (const snapshot of await this.snapshots(domain)) {

@@ -37,6 +37,8 @@ export const ERROR_CODES = {
   KLAB_SSH_FAILED: 'lab',
   KLAB_STEP_FAILED: 'lab',
   KLAB_TIMEOUT: 'lab',
+  KLAB_CLOCK_SKEW: 'lab',
+  KLAB_LOCKED: 'lab',
   KLAB_CERTS_INVALID: 'lab',
   KLAB_VERIFY_FAILED: 'lab',
   KLAB_INTERNAL: 'klab',

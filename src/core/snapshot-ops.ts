@@ -4,7 +4,8 @@ import path from 'node:path';
 import { libvirt } from '../adapters/libvirt.js';
 import { provisioningSteps } from '../steps/index.js';
 import { KlabError } from './errors.js';
-import { type EventSink, task } from './events.js';
+import { type EventSink, systemClock, task } from './events.js';
+import { stepGuestClock } from './guest-clock.js';
 import { libvirtNames } from './lab.js';
 import { type Lab, type LabOptions, openLab, stepContext, withHosts } from './lab-context.js';
 import type { HostPool } from './session.js';
@@ -152,28 +153,22 @@ export async function pruneSnapshots(lab: Lab, all: boolean): Promise<string[]> 
   return victims.map((snap) => snap.name);
 }
 
-/** Step every guest clock to the host's and check they agree within a few seconds. */
-async function stepClocks(lab: Lab, pool: HostPool): Promise<number> {
-  let worst = 0;
-  await Promise.all(
-    lab.spec.vms.map(async (vm) => {
-      const host = pool.get(vm.name);
-      await host.run(['date', '-u', '-s', `@${Math.round(Date.now() / 1000)}`], { sudo: true });
-      const guest = Number((await host.run(['date', '+%s'])).stdout.trim());
-      const skew = Math.abs(guest - Date.now() / 1000);
-      worst = Math.max(worst, skew);
-      if (skew > 5) {
-        throw new KlabError(
-          'KLAB_STEP_FAILED',
-          `${vm.name}'s clock is ${skew.toFixed(0)} s off after stepping it`,
-          {
-            vm: vm.name,
-          },
-        );
-      }
-    }),
+/** Step every guest clock to the host's; returns the worst remaining skew (s). */
+export async function stepClocks(lab: Lab, pool: HostPool): Promise<number> {
+  const names = libvirtNames(lab.spec);
+  const results = await Promise.all(
+    lab.spec.vms.map((vm) =>
+      stepGuestClock(
+        {
+          vm: vm.name,
+          host: pool.get(vm.name),
+          setByAgent: () => libvirt.setGuestTimeNow(names.domain(vm.name)),
+        },
+        systemClock,
+      ),
+    ),
   );
-  return worst;
+  return Math.max(0, ...results.map((result) => result.skewS));
 }
 
 export interface ResetResult {
