@@ -14,6 +14,7 @@ import { connectAll, type HostPool } from './session.js';
 import type { LabSpec, StackName } from './spec.js';
 import { loadSpec, type SpecOverrides } from './spec-file.js';
 import { type LabState, loadState } from './state.js';
+import { clusterTuning } from './tuning.js';
 
 export interface LabOptions extends SpecOverrides {
   dir: string;
@@ -61,6 +62,7 @@ export function stepContext(lab: Lab, pool: HostPool): StepContext {
     host: (vm) => pool.get(vm),
     provisionFile: (...parts) => readFile(packagePath('provision', ...parts), 'utf8'),
     profile: installProfile(stackName),
+    tuning: clusterTuning(lab.spec, lab.state.accelerator),
     pkiDir: lab.paths.pkiDir,
     artifactFile: (id) => {
       const artifact = stack.artifacts.find((entry) => entry.id === id);

@@ -21,7 +21,14 @@ export const DEFAULT_NODES = [
 /** Node addresses start here inside the private subnet: master .10, node1 .11, ... */
 export const FIRST_NODE_HOST = 10;
 
-const NAME = /^[a-z][a-z0-9-]{0,30}$/;
+/** An RFC 1123 label (it becomes a hostname and a Node name): no "-" at either end. */
+const NAME = /^[a-z]([a-z0-9-]{0,29}[a-z0-9])?$/;
+
+/** Vagrant box names: "owner/name" or a plain name; no spaces or shell characters. */
+const BOX = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)?$/;
+
+/** RFC 1918 ranges: lab networks must never shadow real, routed addresses. */
+const PRIVATE_RANGES = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'] as const;
 
 const cidr = (what: string) =>
   z
@@ -53,7 +60,8 @@ const days = (fallback: number) =>
 
 const NodeSchema = z.strictObject({
   name: z.string({ error: 'must be a string' }).regex(NAME, {
-    error: 'must be lower-case letters, digits and "-", starting with a letter (max 31)',
+    error:
+      'must be a valid host name: lower-case letters, digits and "-", starting with a letter, not ending with "-" (max 31)',
   }),
   role: z.enum(['master', 'node'], { error: 'must be "master" or "node"' }).default('node'),
   memory: z
@@ -89,6 +97,10 @@ export const SpecSchema = z
     box: z
       .string({ error: 'must be a box name' })
       .min(1, { error: 'must not be empty' })
+      .regex(BOX, {
+        error:
+          'must be a Vagrant box name such as generic/ubuntu1804 (letters, digits, ".", "_", "-", one "/")',
+      })
       .optional(),
     stack: z.enum(STACKS, { error: `must be one of: ${STACKS.join(', ')}` }).optional(),
     hypervisor: z
@@ -120,6 +132,8 @@ export const SpecSchema = z
         command: seconds(1800),
         /** How long a cluster part may take to become healthy (etcd, apiserver, node Ready). */
         health: seconds(600),
+        /** How long one `klab verify` check may wait for what it depends on. */
+        check: seconds(300),
       })
       .prefault({}),
     snapshots: z
@@ -131,6 +145,19 @@ export const SpecSchema = z
         members: z
           .array(z.string({ error: 'must be a VM name' }), { error: 'must be a list of VM names' })
           .min(1, { error: 'must name at least one VM' })
+          .optional(),
+        /** Raft timing; default: etcd's own (100/1000 ms) with KVM, 1000/10000 ms under TCG. */
+        heartbeatMs: z
+          .number({ error: 'must be a number of milliseconds' })
+          .int({ error: 'must be a whole number of milliseconds' })
+          .min(50, { error: 'must be >= 50' })
+          .max(5000, { error: 'must be <= 5000' })
+          .optional(),
+        electionMs: z
+          .number({ error: 'must be a number of milliseconds' })
+          .int({ error: 'must be a whole number of milliseconds' })
+          .min(500, { error: 'must be >= 500' })
+          .max(50_000, { error: 'must be <= 50000 (etcd refuses more)' })
           .optional(),
       })
       .prefault({}),
@@ -173,8 +200,24 @@ export const SpecSchema = z
         names.set(node.name, index);
       }
     });
-    if (!spec.nodes.some((node) => node.role === 'master')) {
+    const masters = spec.nodes.filter((node) => node.role === 'master');
+    if (masters.length === 0) {
       ctx.addIssue({ code: 'custom', path: ['nodes'], message: 'needs one VM with role: master' });
+    } else if (masters.length > 1) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['nodes'],
+        message: `has ${masters.length} VMs with role: master (${masters.map((node) => node.name).join(', ')}); klab builds one control-plane VM, which every kubeconfig points at: give the others role: node`,
+      });
+    }
+
+    const { heartbeatMs, electionMs } = spec.etcd;
+    if (heartbeatMs !== undefined && electionMs !== undefined && electionMs < 5 * heartbeatMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['etcd', 'electionMs'],
+        message: `must be at least 5 x etcd.heartbeatMs (${5 * heartbeatMs}); etcd refuses to start otherwise`,
+      });
     }
 
     if (spec.etcd.members) {
@@ -213,6 +256,24 @@ export const SpecSchema = z
       podCidr: parseCidr(spec.network.podCidr),
     };
     const keys = Object.keys(nets) as (keyof typeof nets)[];
+    const privateRanges = PRIVATE_RANGES.map((range) => parseCidr(range));
+    for (const key of keys) {
+      const net = nets[key];
+      const inside = privateRanges.some(
+        (range) =>
+          range !== undefined &&
+          net !== undefined &&
+          cidrContains(range, hostAddress(net, 0)) &&
+          cidrSize(net) <= cidrSize(range),
+      );
+      if (net && !inside) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['network', key],
+          message: `${spec.network[key]} is a public range; use a private one (${PRIVATE_RANGES.join(', ')}) so that the lab never hides real addresses`,
+        });
+      }
+    }
     keys.forEach((a, i) => {
       for (const b of keys.slice(i + 1)) {
         const na = nets[a];
@@ -309,6 +370,8 @@ export interface LabSpec {
   snapshots: ParsedSpec['snapshots'];
   /** Names of the VMs that run etcd (an odd number). */
   etcdMembers: string[];
+  /** Raft timing the user set in klab.yaml; unset parts follow the hypervisor (see tuning.ts). */
+  etcdTiming: { heartbeatMs?: number | undefined; electionMs?: number | undefined };
   pki: ParsedSpec['pki'];
   mirrors: ParsedSpec['mirrors'];
 }
@@ -344,6 +407,7 @@ export function planLab(parsed: ParsedSpec, defaultName: string): LabSpec {
     timeouts: parsed.timeouts,
     snapshots: parsed.snapshots,
     etcdMembers: parsed.etcd.members ?? defaultEtcdMembers(parsed.nodes.map((node) => node.name)),
+    etcdTiming: { heartbeatMs: parsed.etcd.heartbeatMs, electionMs: parsed.etcd.electionMs },
     pki: parsed.pki,
     mirrors: parsed.mirrors,
   };

@@ -8,6 +8,7 @@
  */
 
 import type { LabSpec, VmPlan } from '../core/spec.js';
+import type { ClusterTuning } from '../core/tuning.js';
 import { kubernetesServiceIp } from '../pki/plan.js';
 import { GUEST, type InstallProfile } from '../stacks/install.js';
 
@@ -85,7 +86,12 @@ export function etcdBinary(profile: InstallProfile, name: 'etcd' | 'etcdctl'): s
   return profile.etcd.kind === 'deb' ? `/usr/bin/${name}` : `${BIN}/${name}`;
 }
 
-export function renderEtcdUnit(spec: LabSpec, profile: InstallProfile, vm: VmPlan): string {
+export function renderEtcdUnit(
+  spec: LabSpec,
+  profile: InstallProfile,
+  vm: VmPlan,
+  tuning: ClusterTuning,
+): string {
   const cluster = etcdMembers(spec)
     .map((member) => `${member.name}=https://${member.ip}:2380`)
     .join(',');
@@ -115,6 +121,10 @@ export function renderEtcdUnit(spec: LabSpec, profile: InstallProfile, vm: VmPla
       `--peer-trusted-ca-file=${ETCD_PKI}/ca.crt`,
       '--client-cert-auth=true',
       '--peer-client-cert-auth=true',
+      // Raft timing follows the hypervisor (src/core/tuning.ts): a starved TCG guest must
+      // not look like a dead leader.
+      `--heartbeat-interval=${tuning.etcdHeartbeatMs}`,
+      `--election-timeout=${tuning.etcdElectionMs}`,
       // etcd 3.4 serves the v2 API only when asked; flannel 0.10 needs it.
       profile.flannelEtcdApi === 'v2' && profile.etcd.kind === 'deb' && '--enable-v2=true',
     ])}`,
@@ -241,23 +251,14 @@ export function renderApiserverUnit(spec: LabSpec, profile: InstallProfile, vm: 
 }
 
 /**
- * Leader election only where there is someone to elect: with one master it only adds a
- * lease that must be renewed every few seconds, and on a loaded host under software
- * emulation a late renewal makes the controller manager exit (no CSR gets approved).
- * With several masters the lease is long enough for such a host.
+ * No leader election: klab builds exactly one master (klab.yaml refuses more), and a lone
+ * controller manager or scheduler only risks losing a lease it cannot share: on a loaded
+ * host under software emulation a late renewal made the controller manager exit, and no
+ * node CSR got approved.
  */
-function leaderElection(spec: LabSpec): string[] {
-  const masters = spec.vms.filter((vm) => vm.role === 'master').length;
-  if (masters < 2) return ['--leader-elect=false'];
-  return [
-    '--leader-elect=true',
-    '--leader-elect-lease-duration=60s',
-    '--leader-elect-renew-deadline=45s',
-    '--leader-elect-retry-period=10s',
-  ];
-}
+const LEADER_ELECTION = ['--leader-elect=false'];
 
-export function renderControllerManagerUnit(spec: LabSpec): string {
+export function renderControllerManagerUnit(spec: LabSpec, tuning: ClusterTuning): string {
   return unit({
     description: 'Kubernetes controller manager',
     docs: 'https://kubernetes.io/docs/reference/command-line-tools-reference/kube-controller-manager/',
@@ -267,7 +268,7 @@ export function renderControllerManagerUnit(spec: LabSpec): string {
       `--kubeconfig=${K8S}/kube-controller-manager.kubeconfig`,
       // Loopback only: `kubectl get componentstatuses` probes 127.0.0.1:10252.
       '--address=127.0.0.1',
-      ...leaderElection(spec),
+      ...LEADER_ELECTION,
       '--use-service-account-credentials=true',
       // Without these no certificate signing request (TLS bootstrap) is ever signed.
       `--cluster-signing-cert-file=${PKI}/ca.crt`,
@@ -276,11 +277,13 @@ export function renderControllerManagerUnit(spec: LabSpec): string {
       `--service-account-private-key-file=${PKI}/sa.key`,
       `--root-ca-file=${PKI}/ca.crt`,
       `--service-cluster-ip-range=${spec.network.serviceCidr}`,
+      // Under load a kubelet's status update can be late; do not call the node NotReady for it.
+      `--node-monitor-grace-period=${tuning.nodeMonitorGracePeriodS}s`,
     ])}`,
   });
 }
 
-export function renderSchedulerUnit(spec: LabSpec): string {
+export function renderSchedulerUnit(): string {
   return unit({
     description: 'Kubernetes scheduler',
     docs: 'https://kubernetes.io/docs/reference/command-line-tools-reference/kube-scheduler/',
@@ -289,7 +292,7 @@ export function renderSchedulerUnit(spec: LabSpec): string {
     execStart: `${BIN}/kube-scheduler ${flags([
       `--kubeconfig=${K8S}/kube-scheduler.kubeconfig`,
       '--address=127.0.0.1',
-      ...leaderElection(spec),
+      ...LEADER_ELECTION,
     ])}`,
   });
 }

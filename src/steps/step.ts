@@ -5,6 +5,7 @@
 import type { Clock, EventSink } from '../core/events.js';
 import type { RemoteHost } from '../core/remote.js';
 import type { LabSpec, VmPlan } from '../core/spec.js';
+import type { ClusterTuning } from '../core/tuning.js';
 import type { InstallProfile } from '../stacks/install.js';
 
 export interface StepContext {
@@ -17,6 +18,8 @@ export interface StepContext {
   provisionFile(...parts: string[]): Promise<string>;
   /** The stack the lab runs (after any fallback) and how it installs. */
   profile: InstallProfile;
+  /** Timing that follows the hypervisor (etcd raft timeouts, node grace period). */
+  tuning: ClusterTuning;
   /** The lab's PKI directory on the host (klab certs generate writes it). */
   pkiDir: string;
   /** The cached, verified file of one of the stack's artifacts. */

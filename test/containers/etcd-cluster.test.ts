@@ -14,6 +14,7 @@ import { nullSink, systemClock } from '../../src/core/events.js';
 import { runSteps } from '../../src/core/pipeline.js';
 import { validateSpec } from '../../src/core/spec-file.js';
 import { emptyState } from '../../src/core/state.js';
+import { clusterTuning } from '../../src/core/tuning.js';
 import { generatePki } from '../../src/pki/generate.js';
 import { artifactPath } from '../../src/stacks/cache.js';
 import { loadStack } from '../../src/stacks/index.js';
@@ -65,6 +66,7 @@ function context(): StepContext {
     },
     provisionFile: async () => '',
     profile: installProfile('debian'),
+    tuning: clusterTuning(spec, 'tcg'),
     pkiDir,
     artifactFile: (id) => {
       const artifact = stack.artifacts.find((entry) => entry.id === id);

@@ -31,8 +31,8 @@ function files(ctx: StepContext, vm: VmPlan): ManagedFile[] {
   });
   return [
     unit('kube-apiserver', renderApiserverUnit(ctx.spec, ctx.profile, vm)),
-    unit('kube-controller-manager', renderControllerManagerUnit(ctx.spec)),
-    unit('kube-scheduler', renderSchedulerUnit(ctx.spec)),
+    unit('kube-controller-manager', renderControllerManagerUnit(ctx.spec, ctx.tuning)),
+    unit('kube-scheduler', renderSchedulerUnit()),
   ];
 }
 

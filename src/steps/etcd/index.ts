@@ -21,7 +21,7 @@ function files(ctx: StepContext, vm: VmPlan): ManagedFile[] {
   return [
     {
       path: `${GUEST.units}/etcd.service`,
-      content: renderEtcdUnit(ctx.spec, ctx.profile, vm),
+      content: renderEtcdUnit(ctx.spec, ctx.profile, vm, ctx.tuning),
       mode: 0o644,
     },
   ];

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { nullSink, systemClock } from '../../../src/core/events.js';
 import { runSteps } from '../../../src/core/pipeline.js';
 import { emptyState } from '../../../src/core/state.js';
+import { clusterTuning } from '../../../src/core/tuning.js';
 import { installProfile } from '../../../src/stacks/install.js';
 import type { Step, StepContext } from '../../../src/steps/step.js';
 import { FakeHost } from '../../helpers/fake-host.js';
@@ -15,6 +16,7 @@ const ctx: StepContext = {
   host: (vm) => new FakeHost(vm),
   provisionFile: async () => '',
   profile: installProfile('debian'),
+  tuning: clusterTuning(spec, 'tcg'),
   pkiDir: '/nonexistent',
   artifactFile: () => '',
 };

@@ -87,7 +87,7 @@ nodes:
         'hypervisor: must be "auto", "kvm" or "qemu"',
         'network.subnet: must be an IPv4 network in CIDR form with a /8../30 prefix, e.g. 192.168.56.0/24',
         'nodes[0].cpus: must be >= 1',
-        'nodes[0].name: must be lower-case letters, digits and "-", starting with a letter (max 31)',
+        'nodes[0].name: must be a valid host name: lower-case letters, digits and "-", starting with a letter, not ending with "-" (max 31)',
         'nodes[0].role: must be "master" or "node"',
         'nodes[1].disk: must be a number (GB)',
         'stack: must be one of: v1.11.1, debian',
@@ -130,6 +130,37 @@ nodes:
       'network.podCidr: overlaps network.subnet (192.168.56.0/24)',
       'network.podCidr: overlaps network.managementSubnet (192.168.121.0/24)',
     ]);
+  });
+
+  it('rejects what it used to accept wrongly: two masters, a node name ending in "-", a public subnet, a box with spaces', () => {
+    expect(
+      problems('nodes:\n  - {name: master, role: master}\n  - {name: m2, role: master}\n'),
+    ).toEqual([
+      'nodes: has 2 VMs with role: master (master, m2); klab builds one control-plane VM, which every kubeconfig points at: give the others role: node',
+    ]);
+    expect(problems('nodes:\n  - {name: master, role: master}\n  - {name: node1-}\n')).toEqual([
+      'nodes[1].name: must be a valid host name: lower-case letters, digits and "-", starting with a letter, not ending with "-" (max 31)',
+    ]);
+    expect(problems('network:\n  subnet: 8.8.8.0/24\n')).toEqual([
+      'network.subnet: 8.8.8.0/24 is a public range; use a private one (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16) so that the lab never hides real addresses',
+    ]);
+    // Wider than any private range is public too.
+    expect(problems('network:\n  serviceCidr: 10.0.0.0/7\n')).toHaveLength(1);
+    expect(problems('box: "generic/ubuntu 1804"\n')).toEqual([
+      'box: must be a Vagrant box name such as generic/ubuntu1804 (letters, digits, ".", "_", "-", one "/")',
+    ]);
+    expect(parseSpecText('box: klab/debian-12\n', 'lab', 'klab.yaml').box).toBe('klab/debian-12');
+  });
+
+  it('checks etcd raft timing: ranges, and election >= 5 x heartbeat as etcd demands', () => {
+    expect(problems('etcd:\n  heartbeatMs: 500\n  electionMs: 1000\n')).toEqual([
+      'etcd.electionMs: must be at least 5 x etcd.heartbeatMs (2500); etcd refuses to start otherwise',
+    ]);
+    expect(problems('etcd:\n  heartbeatMs: 10\n')).toEqual(['etcd.heartbeatMs: must be >= 50']);
+    expect(
+      parseSpecText('etcd:\n  heartbeatMs: 250\n  electionMs: 2500\n', 'lab', 'klab.yaml')
+        .etcdTiming,
+    ).toEqual({ heartbeatMs: 250, electionMs: 2500 });
   });
 
   it('rejects a subnet too small for the VMs', () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
+import { clusterTuning } from '../../../src/core/tuning.js';
 import { renderIngress, renderTestApp, renderTlsBootstrap } from '../../../src/render/manifests.js';
 import {
   renderApiserverUnit,
@@ -19,6 +20,7 @@ import { expectGolden } from '../../helpers/golden.js';
 import { defaultSpec } from '../../helpers/specs.js';
 
 const spec = defaultSpec();
+const tcg = clusterTuning(spec, 'tcg');
 function vm(name: string) {
   const found = spec.vms.find((entry) => entry.name === name);
   if (!found) throw new Error(`no VM ${name}`);
@@ -31,13 +33,13 @@ const node1 = vm('node1');
 function renderAll(stack: 'debian' | 'v1.11.1'): string {
   const profile = installProfile(stack);
   const parts: [string, string][] = [
-    ['etcd.service (master)', renderEtcdUnit(spec, profile, master)],
+    ['etcd.service (master)', renderEtcdUnit(spec, profile, master, tcg)],
     ['flannel network config', renderFlannelConfig(spec)],
     ['flanneld.service (node1)', renderFlannelUnit(spec, node1)],
     ['docker.service.d/klab.conf', renderDockerDropIn(profile)],
     ['kube-apiserver.service', renderApiserverUnit(spec, profile, master)],
-    ['kube-controller-manager.service', renderControllerManagerUnit(spec)],
-    ['kube-scheduler.service', renderSchedulerUnit(spec)],
+    ['kube-controller-manager.service', renderControllerManagerUnit(spec, tcg)],
+    ['kube-scheduler.service', renderSchedulerUnit()],
     [
       'kubelet-config.yaml (node1)',
       renderKubeletConfig(spec, node1, { resolvConf: '/etc/resolv.conf' }),
@@ -65,11 +67,11 @@ describe('cluster renderers', () => {
   it('every unit restarts forever and waits for the network (reboot-proof)', () => {
     const profile = installProfile('debian');
     for (const text of [
-      renderEtcdUnit(spec, profile, master),
+      renderEtcdUnit(spec, profile, master, tcg),
       renderFlannelUnit(spec, node1),
       renderApiserverUnit(spec, profile, master),
-      renderControllerManagerUnit(spec),
-      renderSchedulerUnit(spec),
+      renderControllerManagerUnit(spec, tcg),
+      renderSchedulerUnit(),
       renderKubeletUnit(profile, node1),
       renderKubeProxyUnit(),
     ]) {
@@ -79,7 +81,7 @@ describe('cluster renderers', () => {
       expect(text).toMatch(/After=.*network-online\.target/);
       expect(text).toContain('WantedBy=multi-user.target');
     }
-    expect(renderEtcdUnit(spec, profile, master)).toContain('Type=notify');
+    expect(renderEtcdUnit(spec, profile, master, tcg)).toContain('Type=notify');
   });
 
   it('the apiserver has no insecure port, anonymous access or plain Secrets; flags follow the stack', () => {
@@ -103,25 +105,36 @@ describe('cluster renderers', () => {
     expect(renderKubeletUnit(installProfile('debian'), node1)).not.toContain('--allow-privileged');
   });
 
-  it('elects a leader only when there are several masters (a lone one would lose its lease under load)', () => {
-    expect(renderControllerManagerUnit(spec)).toContain('--leader-elect=false');
-    expect(renderSchedulerUnit(spec)).toContain('--leader-elect=false');
-    const twoMasters = {
-      ...spec,
-      vms: spec.vms.map((entry) =>
-        entry.name === 'node1' ? { ...entry, role: 'master' as const } : entry,
-      ),
-    };
-    const text = renderControllerManagerUnit(twoMasters);
-    expect(text).toContain('--leader-elect=true');
-    expect(text).toContain('--leader-elect-lease-duration=60s');
+  it('elects no leader: klab builds one master, and a lone one would lose its lease under load', () => {
+    expect(renderControllerManagerUnit(spec, tcg)).toContain('--leader-elect=false');
+    expect(renderSchedulerUnit()).toContain('--leader-elect=false');
+  });
+
+  it('etcd and node timing follow the hypervisor, and klab.yaml wins', () => {
+    const kvm = clusterTuning(spec, 'kvm');
+    expect(renderEtcdUnit(spec, installProfile('debian'), master, kvm)).toContain(
+      '--heartbeat-interval=100',
+    );
+    const slow = renderEtcdUnit(spec, installProfile('debian'), master, tcg);
+    expect(slow).toContain('--heartbeat-interval=1000');
+    expect(slow).toContain('--election-timeout=10000');
+    expect(renderControllerManagerUnit(spec, tcg)).toContain('--node-monitor-grace-period=120s');
+    expect(renderControllerManagerUnit(spec, kvm)).toContain('--node-monitor-grace-period=40s');
+    const set = clusterTuning({ ...spec, etcdTiming: { heartbeatMs: 300 } }, 'tcg');
+    expect([set.etcdHeartbeatMs, set.etcdElectionMs]).toEqual([300, 3000]);
+    const both = clusterTuning(
+      { ...spec, etcdTiming: { heartbeatMs: 200, electionMs: 4000 } },
+      'kvm',
+    );
+    expect([both.etcdHeartbeatMs, both.etcdElectionMs]).toEqual([200, 4000]);
+    expect(clusterTuning(spec, undefined).accelerator).toBe('tcg');
   });
 
   it('pins every component to the private network', () => {
     expect(renderFlannelUnit(spec, node1)).toContain(`-iface=${node1.ip}`);
     expect(renderKubeletUnit(installProfile('debian'), node1)).toContain(`--node-ip=${node1.ip}`);
     expect(renderKubeProxyConfig(spec, node1)).toContain(`bindAddress: ${node1.ip}`);
-    expect(renderEtcdUnit(spec, installProfile('debian'), master)).toContain(
+    expect(renderEtcdUnit(spec, installProfile('debian'), master, tcg)).toContain(
       `--initial-advertise-peer-urls=https://${master.ip}:2380`,
     );
   });

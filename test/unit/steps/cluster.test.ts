@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isKlabError } from '../../../src/core/errors.js';
 import { type Clock, nullSink } from '../../../src/core/events.js';
+import { clusterTuning } from '../../../src/core/tuning.js';
 import { generatePki } from '../../../src/pki/generate.js';
 import { loadStack } from '../../../src/stacks/index.js';
 import { installProfile } from '../../../src/stacks/install.js';
@@ -165,6 +166,7 @@ describe('certificate distribution', () => {
       host: () => new FakeHost('x'),
       provisionFile: async () => '',
       profile: installProfile('debian'),
+      tuning: clusterTuning(spec, 'tcg'),
       pkiDir: dir,
       artifactFile: () => '',
     };

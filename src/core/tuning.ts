@@ -1,0 +1,41 @@
+/**
+ * Timing that follows the hypervisor. Under TCG (software emulation) a 2-core host runs
+ * 8 guest vCPUs, and a guest can stall for a second or more: etcd with its defaults
+ * (100 ms heartbeat, 1 s election timeout) then changes leader again and again, and
+ * every change fails writes in flight ("etcdserver: leader changed"). etcd's tuning guide
+ * says: heartbeat about the worst round trip between members, election timeout about 10x
+ * that. Under TCG the "round trip" includes scheduling stalls, so klab uses 1 s / 10 s
+ * there, and etcd's own defaults with KVM. klab.yaml's etcd.heartbeatMs/electionMs win.
+ */
+import type { Accelerator } from './hypervisor.js';
+import type { LabSpec } from './spec.js';
+
+export interface ClusterTuning {
+  accelerator: Accelerator;
+  etcdHeartbeatMs: number;
+  etcdElectionMs: number;
+  /** kube-controller-manager --node-monitor-grace-period: how long before a silent node is NotReady. */
+  nodeMonitorGracePeriodS: number;
+}
+
+const BY_ACCELERATOR: Record<Accelerator, Omit<ClusterTuning, 'accelerator'>> = {
+  kvm: { etcdHeartbeatMs: 100, etcdElectionMs: 1000, nodeMonitorGracePeriodS: 40 },
+  tcg: { etcdHeartbeatMs: 1000, etcdElectionMs: 10_000, nodeMonitorGracePeriodS: 120 },
+};
+
+/** The lab's timing; an unknown accelerator (a lab from before klab recorded it) counts as TCG. */
+export function clusterTuning(spec: LabSpec, accelerator: Accelerator | undefined): ClusterTuning {
+  const chosen = accelerator ?? 'tcg';
+  const base = BY_ACCELERATOR[chosen];
+  const heartbeat = spec.etcdTiming.heartbeatMs ?? base.etcdHeartbeatMs;
+  // An explicit heartbeat alone keeps etcd's 10x rule for the election timeout.
+  const election =
+    spec.etcdTiming.electionMs ??
+    (spec.etcdTiming.heartbeatMs !== undefined ? heartbeat * 10 : base.etcdElectionMs);
+  return {
+    accelerator: chosen,
+    etcdHeartbeatMs: heartbeat,
+    etcdElectionMs: election,
+    nodeMonitorGracePeriodS: base.nodeMonitorGracePeriodS,
+  };
+}
