@@ -18,6 +18,7 @@ import {
   VERIFY_NAMESPACE,
 } from '../render/manifests.js';
 import { etcdMembers, firstMaster, KUBELET_CERT_DIR } from '../render/units.js';
+import { GUEST } from '../stacks/install.js';
 import { etcdctl, firstEtcdMember, kubectl, placed } from '../steps/cluster.js';
 import { unhealthyComponents } from '../steps/control-plane/index.js';
 import { waitFor } from '../steps/guest.js';
@@ -26,24 +27,56 @@ import type { StepContext } from '../steps/step.js';
 import { KlabError } from './errors.js';
 import { task } from './events.js';
 import { type LabOptions, openLab, requireCreated, stepContext, withHosts } from './lab-context.js';
+import type { VmPlan } from './spec.js';
 
 export interface CheckResult {
+  /** Stable id (etcd, apiserver, ...), for tests, benchmarks and --json. */
+  id: string;
   name: string;
   ok: boolean;
   detail: string;
+  /** How long the check waited for what it depends on (Endpoints, a rollout, a route). */
+  waitedS: number;
+  /** Not run, because a check it depends on failed. */
+  skipped?: boolean;
+}
+
+/** Named, bounded waits for one check; remembers how long it waited in all. */
+class CheckWaits {
+  waitedMs = 0;
+  constructor(private readonly ctx: StepContext) {}
+
+  async until(
+    what: string,
+    vm: string,
+    hint: string,
+    probe: () => Promise<true | string>,
+  ): Promise<number> {
+    const ms = await waitFor(
+      this.ctx,
+      { what, vm, timeoutMs: this.ctx.spec.timeouts.check * 1000, intervalMs: 2000, hint },
+      probe,
+    );
+    this.waitedMs = Math.max(this.waitedMs, ms);
+    return ms;
+  }
 }
 
 interface Check {
+  id: string;
   name: string;
+  /** Checks that must have passed first; when one failed this one is reported as not run. */
+  needs?: readonly string[];
   /** Returns a one-line detail; throws (any error) when the check fails. */
-  run(ctx: StepContext): Promise<string>;
+  run(ctx: StepContext, waits: CheckWaits): Promise<string>;
 }
-
-const ROLLOUT_TIMEOUT_S = 360;
 
 function fail(message: string): never {
   throw new Error(message);
 }
+
+const KUBECTL_HINT =
+  'Look at the control plane: klab ssh master -- sudo journalctl -u kube-apiserver -n 50';
 
 async function podsOfTestApp(
   ctx: StepContext,
@@ -60,13 +93,14 @@ async function podsOfTestApp(
   ]);
   const list = JSON.parse(result.stdout) as {
     items: {
-      metadata: { name: string };
+      metadata: { name: string; deletionTimestamp?: string };
       status: { podIP?: string; phase?: string };
       spec: { nodeName?: string };
     }[];
   };
   return list.items
     .filter((pod) => pod.status.phase === 'Running' && pod.status.podIP)
+    .filter((pod) => !pod.metadata.deletionTimestamp)
     .map((pod) => ({
       name: pod.metadata.name,
       ip: pod.status.podIP ?? '',
@@ -74,82 +108,191 @@ async function podsOfTestApp(
     }));
 }
 
-/** curl from a VM; returns the body or throws with curl's complaint. */
-async function curlFrom(ctx: StepContext, vm: string, url: string): Promise<string> {
+/** `kubectl get endpoints -o json` -> the addresses that are ready to serve. */
+export function readyEndpointAddresses(json: string): string[] {
+  const endpoints = JSON.parse(json) as { subsets?: { addresses?: { ip: string }[] }[] };
+  return (endpoints.subsets ?? []).flatMap((subset) =>
+    (subset.addresses ?? []).map((address) => address.ip),
+  );
+}
+
+/**
+ * A Service answers only once the endpoints controller has listed its ready pods, and
+ * on a loaded host that can take minutes after the pods are ready: wait for it by name.
+ */
+async function waitForEndpoints(ctx: StepContext, waits: CheckWaits, want: number) {
+  let addresses: string[] = [];
+  await waits.until(
+    `Endpoints of ${VERIFY_NAMESPACE}/${TEST_APP}: ${want} ready address(es)`,
+    firstMaster(ctx.spec).name,
+    'The endpoints controller runs in kube-controller-manager: klab ssh master -- sudo journalctl -u kube-controller-manager -n 50',
+    async () => {
+      const result = await kubectl(
+        ctx,
+        ['-n', VERIFY_NAMESPACE, 'get', 'endpoints', TEST_APP, '-o', 'json'],
+        { allowFailure: true },
+      );
+      if (result.exitCode !== 0) return result.stderr.trim() || 'no Endpoints object yet';
+      addresses = readyEndpointAddresses(result.stdout);
+      return addresses.length >= want ? true : `${addresses.length} ready address(es)`;
+    },
+  );
+  return addresses;
+}
+
+/** curl from a VM; returns the body, or a reason string that a wait can show. */
+async function curlFrom(ctx: StepContext, vm: string, url: string): Promise<string | Error> {
   const result = await ctx
     .host(vm)
-    .run(['curl', '-fsS', '--max-time', '10', url], { allowFailure: true });
+    .run(['curl', '-sS', '--max-time', '10', '-w', '\n%{http_code}', url], { allowFailure: true });
   if (result.exitCode !== 0)
-    fail(`${vm} -> ${url}: ${result.stderr.trim() || `curl exit ${result.exitCode}`}`);
-  return result.stdout;
+    return new Error(`${vm} -> ${url}: ${result.stderr.trim() || `curl exit ${result.exitCode}`}`);
+  const lines = result.stdout.split('\n');
+  const status = lines.pop() ?? '';
+  if (status !== '200') return new Error(`${vm} -> ${url}: HTTP ${status}`);
+  return lines.join('\n');
+}
+
+/** etcd_server_leader_changes_seen_total of one member (since it started), from /metrics. */
+export function leaderChangesFromMetrics(metrics: string): number | undefined {
+  const match = /^etcd_server_leader_changes_seen_total\s+(\d+)/m.exec(metrics);
+  return match?.[1] === undefined ? undefined : Number(match[1]);
+}
+
+async function leaderChanges(ctx: StepContext, member: VmPlan): Promise<number | undefined> {
+  const pki = GUEST.etcdPki;
+  const result = await ctx
+    .host(member.name)
+    .run(
+      [
+        'curl',
+        '-sS',
+        '--max-time',
+        '10',
+        '--cacert',
+        `${pki}/ca.crt`,
+        '--cert',
+        `${pki}/etcd-server-${member.name}.crt`,
+        '--key',
+        `${pki}/etcd-server-${member.name}.key`,
+        `https://${member.ip}:2379/metrics`,
+      ],
+      { sudo: true, allowFailure: true },
+    );
+  return result.exitCode === 0 ? leaderChangesFromMetrics(result.stdout) : undefined;
 }
 
 export const CHECKS: readonly Check[] = [
   {
+    id: 'etcd',
     name: 'etcd: every member healthy',
-    async run(ctx) {
+    async run(ctx, waits) {
       const members = etcdMembers(ctx.spec);
-      const result = await etcdctl(
-        ctx,
-        firstEtcdMember(ctx.spec),
-        [
-          `--endpoints=${members.map((vm) => `https://${vm.ip}:2379`).join(',')}`,
-          'endpoint',
-          'health',
-        ],
-        { allowFailure: true },
+      let healthy = 0;
+      await waits.until(
+        `etcd: ${members.length} healthy member(s)`,
+        firstEtcdMember(ctx.spec).name,
+        'Look at etcd: klab ssh <member> -- sudo journalctl -u etcd -n 50',
+        async () => {
+          const result = await etcdctl(
+            ctx,
+            firstEtcdMember(ctx.spec),
+            [
+              `--endpoints=${members.map((vm) => `https://${vm.ip}:2379`).join(',')}`,
+              'endpoint',
+              'health',
+            ],
+            { allowFailure: true },
+          );
+          // etcdctl prints one line per endpoint (to stderr); count endpoints, not lines.
+          healthy = new Set(
+            `${result.stdout}\n${result.stderr}`
+              .split('\n')
+              .filter((line) => /is healthy/.test(line))
+              .map((line) => line.split(' ')[0]),
+          ).size;
+          return healthy === members.length
+            ? true
+            : (result.stderr || result.stdout).trim() || 'no answer';
+        },
       );
-      // etcdctl prints one line per endpoint (to stderr); count endpoints, not lines.
-      const healthy = new Set(
-        `${result.stdout}\n${result.stderr}`
-          .split('\n')
-          .filter((line) => /is healthy/.test(line))
-          .map((line) => line.split(' ')[0]),
-      );
-      if (healthy.size !== members.length)
-        fail((result.stderr || result.stdout).trim() || 'no answer');
-      return `${healthy.size}/${members.length} members healthy`;
+      const changes = await Promise.all(members.map((vm) => leaderChanges(ctx, vm)));
+      const seen = members.map((vm, index) => `${vm.name} ${changes[index] ?? '?'}`).join(', ');
+      return `${healthy}/${members.length} members healthy; leader changes seen since each member started: ${seen} (raft heartbeat ${ctx.tuning.etcdHeartbeatMs} ms, election ${ctx.tuning.etcdElectionMs} ms)`;
     },
   },
   {
+    id: 'apiserver',
     name: 'kube-apiserver answers on its secure port',
-    async run(ctx) {
+    async run(ctx, waits) {
       const path = ctx.profile.kubernetesMinor >= 16 ? '/readyz' : '/healthz';
-      const result = await kubectl(ctx, ['get', '--raw', path], { allowFailure: true });
-      if (result.stdout.trim() !== 'ok') fail(`${path}: ${(result.stdout + result.stderr).trim()}`);
+      await waits.until(
+        `kube-apiserver ${path}`,
+        firstMaster(ctx.spec).name,
+        KUBECTL_HINT,
+        async () => {
+          const result = await kubectl(ctx, ['get', '--raw', path], { allowFailure: true });
+          return result.stdout.trim() === 'ok'
+            ? true
+            : `${path}: ${(result.stdout + result.stderr).trim()}`;
+        },
+      );
       return `${path} ok at https://${firstMaster(ctx.spec).ip}:6443`;
     },
   },
   {
+    id: 'components',
     name: 'scheduler, controller manager and etcd report healthy',
-    async run(ctx) {
-      const result = await kubectl(ctx, ['get', 'componentstatuses', '-o', 'json']);
-      const bad = unhealthyComponents(result.stdout);
-      if (bad.length > 0) fail(bad.join('; '));
+    needs: ['apiserver'],
+    async run(ctx, waits) {
+      await waits.until(
+        'componentstatuses all healthy',
+        firstMaster(ctx.spec).name,
+        KUBECTL_HINT,
+        async () => {
+          const result = await kubectl(ctx, ['get', 'componentstatuses', '-o', 'json'], {
+            allowFailure: true,
+          });
+          if (result.exitCode !== 0) return result.stderr.trim();
+          const bad = unhealthyComponents(result.stdout);
+          return bad.length === 0 ? true : bad.join('; ');
+        },
+      );
       return 'all healthy';
     },
   },
   {
+    id: 'nodes',
     name: 'every node is Ready',
-    async run(ctx) {
+    needs: ['apiserver'],
+    async run(ctx, waits) {
       const nodes = placed(ctx.spec, 'nodes');
-      const problems: string[] = [];
-      for (const vm of nodes) {
-        const result = await kubectl(ctx, ['get', 'node', vm.name, '-o', 'json'], {
-          allowFailure: true,
-        });
-        if (result.exitCode !== 0) problems.push(`${vm.name} is not registered`);
-        else {
-          const ready = nodeReady(result.stdout);
-          if (!ready.ready) problems.push(`${vm.name}: ${ready.reason}`);
-        }
-      }
-      if (problems.length > 0) fail(problems.join('; '));
+      await waits.until(
+        `${nodes.map((vm) => vm.name).join(', ')} Ready`,
+        firstMaster(ctx.spec).name,
+        'Look at the kubelet: klab ssh <node> -- sudo journalctl -u kubelet -n 50',
+        async () => {
+          const problems: string[] = [];
+          for (const vm of nodes) {
+            const result = await kubectl(ctx, ['get', 'node', vm.name, '-o', 'json'], {
+              allowFailure: true,
+            });
+            if (result.exitCode !== 0) problems.push(`${vm.name} is not registered`);
+            else {
+              const ready = nodeReady(result.stdout);
+              if (!ready.ready) problems.push(`${vm.name}: ${ready.reason}`);
+            }
+          }
+          return problems.length === 0 ? true : problems.join('; ');
+        },
+      );
       return nodes.map((vm) => vm.name).join(', ');
     },
   },
   {
+    id: 'tls-bootstrap',
     name: 'kubelets joined by TLS bootstrap (client certificates signed by the lab CA)',
+    needs: ['apiserver'],
     async run(ctx) {
       const ca = await readFile(path.join(ctx.pkiDir, 'ca.crt'), 'utf8');
       for (const vm of placed(ctx.spec, 'nodes')) {
@@ -173,7 +316,9 @@ export const CHECKS: readonly Check[] = [
     },
   },
   {
+    id: 'encryption',
     name: 'Secrets are encrypted at rest in etcd',
+    needs: ['apiserver', 'etcd'],
     async run(ctx) {
       const name = 'klab-verify-encryption';
       await kubectl(ctx, ['apply', '-f', '-'], {
@@ -195,59 +340,71 @@ export const CHECKS: readonly Check[] = [
     },
   },
   {
+    id: 'rollout',
     name: 'test app and Traefik ingress deployed and rolled out',
-    async run(ctx) {
+    needs: ['nodes'],
+    async run(ctx, waits) {
       const replicas = placed(ctx.spec, 'nodes').length;
       await kubectl(ctx, ['apply', '-f', '-'], { stdin: renderIngress(ctx.profile) });
       await kubectl(ctx, ['apply', '-f', '-'], {
         stdin: renderTestApp({ profile: ctx.profile, replicas }),
       });
-      const timeout = { timeoutMs: (ROLLOUT_TIMEOUT_S + 30) * 1000 };
-      await kubectl(
-        ctx,
-        [
-          '-n',
-          VERIFY_NAMESPACE,
-          'rollout',
-          'status',
-          `deployment/${TEST_APP}`,
-          `--timeout=${ROLLOUT_TIMEOUT_S}s`,
-        ],
-        timeout,
-      );
-      await kubectl(
-        ctx,
-        [
-          '-n',
-          'kube-system',
-          'rollout',
-          'status',
-          'daemonset/traefik-ingress',
-          `--timeout=${ROLLOUT_TIMEOUT_S}s`,
-        ],
-        timeout,
-      );
+      const limit = ctx.spec.timeouts.check;
+      const started = ctx.clock.now();
+      for (const [namespace, what] of [
+        [VERIFY_NAMESPACE, `deployment/${TEST_APP}`],
+        ['kube-system', 'daemonset/traefik-ingress'],
+      ] as const) {
+        const result = await kubectl(
+          ctx,
+          ['-n', namespace, 'rollout', 'status', what, `--timeout=${limit}s`],
+          { timeoutMs: (limit + 60) * 1000, allowFailure: true },
+        );
+        if (result.exitCode !== 0) {
+          fail(
+            `${namespace}/${what} not rolled out within ${limit} s (timeouts.check): ${(result.stderr || result.stdout).trim().split('\n').pop()}`,
+          );
+        }
+      }
+      waits.waitedMs = ctx.clock.now() - started;
+      await waitForEndpoints(ctx, waits, replicas);
       return `${replicas} replica(s) of ${ctx.profile.testAppImage.image}, Traefik ${ctx.profile.ingressImage.image}`;
     },
   },
   {
+    id: 'pod-ip',
     name: 'test app by pod IP from every VM',
-    async run(ctx) {
+    needs: ['rollout'],
+    async run(ctx, waits) {
       const pods = await podsOfTestApp(ctx);
       if (pods.length === 0) fail('no running test-app pod');
-      for (const vm of ctx.spec.vms) {
-        for (const pod of pods) {
-          const body = await curlFrom(ctx, vm.name, `http://${pod.ip}/`);
-          if (!body.includes(`served by: ${pod.name}`))
-            fail(`${vm.name} -> ${pod.ip}: unexpected answer`);
-        }
-      }
+      // flanneld on each VM learns the other subnets from etcd; a new lease can lag.
+      await Promise.all(
+        ctx.spec.vms.map((vm) =>
+          waits.until(
+            `${vm.name} reaches every test-app pod by its IP`,
+            vm.name,
+            `Look at flannel: klab ssh ${vm.name} -- ip route; sudo journalctl -u flanneld -n 30`,
+            async () => {
+              for (const pod of pods) {
+                const body = await curlFrom(ctx, vm.name, `http://${pod.ip}/`);
+                if (body instanceof Error) return body.message;
+                if (!body.includes(`served by: ${pod.name}`))
+                  return `${vm.name} -> ${pod.ip}: answered by someone else`;
+              }
+              return true;
+            },
+          ),
+        ),
+      );
       return `${pods.map((pod) => `${pod.ip} (${pod.node})`).join(', ')} from ${ctx.spec.vms.length} VMs`;
     },
   },
   {
+    id: 'cluster-ip',
     name: 'test app by ClusterIP from every VM',
-    async run(ctx) {
+    needs: ['rollout'],
+    async run(ctx, waits) {
       const svc = await kubectl(ctx, [
         '-n',
         VERIFY_NAMESPACE,
@@ -258,70 +415,123 @@ export const CHECKS: readonly Check[] = [
         'jsonpath={.spec.clusterIP}',
       ]);
       const ip = svc.stdout.trim();
-      for (const vm of ctx.spec.vms) {
-        const body = await curlFrom(ctx, vm.name, `http://${ip}/`);
-        if (!body.includes('klab test app')) fail(`${vm.name} -> ${ip}: unexpected answer`);
-      }
+      await waitForEndpoints(ctx, waits, placed(ctx.spec, 'nodes').length);
+      // kube-proxy on each VM turns the Endpoints into iptables rules on its own schedule.
+      await Promise.all(
+        ctx.spec.vms.map((vm) =>
+          waits.until(
+            `kube-proxy on ${vm.name} forwards ${ip}:80 to the test app`,
+            vm.name,
+            `Look at kube-proxy: klab ssh ${vm.name} -- sudo journalctl -u kube-proxy -n 30; sudo iptables-save -t nat | grep ${TEST_APP}`,
+            async () => {
+              const body = await curlFrom(ctx, vm.name, `http://${ip}/`);
+              if (body instanceof Error) return body.message;
+              return body.includes('klab test app')
+                ? true
+                : `${vm.name} -> ${ip}: unexpected answer`;
+            },
+          ),
+        ),
+      );
       return `${ip}:80 from ${ctx.spec.vms.length} VMs`;
     },
   },
   {
+    id: 'ingress',
     name: 'test app through the ingress on every node IP, from the host',
-    async run(ctx) {
+    needs: ['rollout'],
+    async run(ctx, waits) {
       const nodes = placed(ctx.spec, 'nodes');
-      for (const vm of nodes) {
-        await waitFor(
-          ctx,
-          {
-            what: `http://${vm.ip}/ (Host: ${INGRESS_HOST})`,
-            vm: vm.name,
-            timeoutMs: 90_000,
-            hint: 'Look at Traefik: klab ssh master -- kubectl -n kube-system logs ds/traefik-ingress',
-          },
-          async () => {
-            const response = await httpGet(`http://${vm.ip}/`, { Host: INGRESS_HOST });
-            const body = response.body.toString('utf8');
-            return response.status === 200 && body.includes('klab test app')
-              ? true
-              : `HTTP ${response.status}`;
-          },
-        );
-      }
+      await waitForEndpoints(ctx, waits, nodes.length);
+      // Traefik loads the route once it has seen the Ingress and its Endpoints.
+      await Promise.all(
+        nodes.map((vm) =>
+          waits.until(
+            `Traefik on ${vm.name} routes http://${vm.ip}/ (Host: ${INGRESS_HOST})`,
+            vm.name,
+            'Look at Traefik: klab ssh master -- kubectl -n kube-system logs ds/traefik-ingress',
+            async () => {
+              const response = await httpGet(`http://${vm.ip}/`, { Host: INGRESS_HOST });
+              const body = response.body.toString('utf8');
+              if (response.status === 200 && body.includes('klab test app')) return true;
+              return response.status === 404
+                ? 'HTTP 404: Traefik has no route for the test app yet'
+                : `HTTP ${response.status}`;
+            },
+          ),
+        ),
+      );
       return `http://{${nodes.map((vm) => vm.ip).join(',')}}/ with Host: ${INGRESS_HOST}`;
     },
   },
 ];
 
+function errorDetail(error: unknown): string {
+  return error instanceof KlabError
+    ? `${error.message}${error.outputTail ? `\n${error.outputTail}` : ''}`
+    : (error as Error).message;
+}
+
 /** Runs every check against an open lab (also the end of `klab create`). */
-export async function runChecks(ctx: StepContext): Promise<CheckResult[]> {
+export async function runChecks(
+  ctx: StepContext,
+  checks: readonly Check[] = CHECKS,
+): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
-  for (const check of CHECKS) {
+  for (const check of checks) {
+    const blocked = (check.needs ?? []).filter(
+      (id) => results.find((result) => result.id === id)?.ok === false,
+    );
+    if (blocked.length > 0) {
+      const detail = `not run: needs ${blocked.join(', ')}, which failed`;
+      ctx.sink.emit({ kind: 'notice', level: 'warn', text: `${check.name}: ${detail}` });
+      results.push({
+        id: check.id,
+        name: check.name,
+        ok: false,
+        detail,
+        waitedS: 0,
+        skipped: true,
+      });
+      continue;
+    }
+    const waits = new CheckWaits(ctx);
+    const describe = (detail: string) =>
+      waits.waitedMs >= 1000 ? `${detail}; waited ${Math.round(waits.waitedMs / 1000)} s` : detail;
     const result = await task(
       ctx.sink,
       check.name,
-      async () => check.run(ctx),
-      (detail) => detail,
+      async () => check.run(ctx, waits),
+      describe,
     ).then(
-      (detail): CheckResult => ({ name: check.name, ok: true, detail }),
+      (detail): CheckResult => ({
+        id: check.id,
+        name: check.name,
+        ok: true,
+        detail: describe(detail),
+        waitedS: waits.waitedMs / 1000,
+      }),
       (error: unknown): CheckResult => ({
+        id: check.id,
         name: check.name,
         ok: false,
-        detail:
-          error instanceof KlabError
-            ? `${error.message}${error.outputTail ? `\n${error.outputTail}` : ''}`
-            : (error as Error).message,
+        detail: errorDetail(error),
+        waitedS: waits.waitedMs / 1000,
       }),
     );
     results.push(result);
   }
   const failed = results.filter((result) => !result.ok);
   if (failed.length > 0) {
+    const run = failed.filter((result) => !result.skipped);
     throw new KlabError(
       'KLAB_VERIFY_FAILED',
-      `${failed.length} of ${results.length} cluster checks failed`,
+      `${run.length} of ${results.length} cluster checks failed${
+        run.length < failed.length ? ` (${failed.length - run.length} more not run)` : ''
+      }`,
       {
         details: failed.map((result) => `${result.name}: ${result.detail}`),
-        hint: 'Each failure names what it tried; "klab status" and "klab ssh <vm>" help look closer. Reset to a checkpoint with "klab reset after-kubelet" or repair with "klab create".',
+        hint: 'Each failure names what it waited for and for how long; "klab status" and "klab ssh <vm>" help look closer. A slow host: raise timeouts.check in klab.yaml. Reset to a checkpoint with "klab reset after-kubelet" or repair with "klab create".',
       },
     );
   }

@@ -113,18 +113,20 @@ export interface WaitOptions {
 
 /**
  * Polls `probe` until it returns true; throws KLAB_TIMEOUT naming what never happened.
- * `probe` may return a string: the latest reason, shown in the error.
+ * `probe` may return a string: the latest reason, shown in the error. Returns how long
+ * it waited (ms), so callers can tell a slow lab from a quick one.
  */
 export async function waitFor(
   ctx: Pick<StepContext, 'clock'>,
   options: WaitOptions,
   probe: () => Promise<true | string>,
-): Promise<void> {
-  const deadline = ctx.clock.now() + options.timeoutMs;
+): Promise<number> {
+  const started = ctx.clock.now();
+  const deadline = started + options.timeoutMs;
   let last = 'not yet';
   for (;;) {
     const answer = await probe().catch((error: unknown) => (error as Error).message);
-    if (answer === true) return;
+    if (answer === true) return ctx.clock.now() - started;
     last = answer;
     if (ctx.clock.now() >= deadline) break;
     await ctx.clock.sleep(options.intervalMs ?? 3000);
