@@ -11,6 +11,7 @@ import { COMMANDS } from './commands/index.js';
 import { cachePath } from './core/cache.js';
 import { isKlabError, KlabError } from './core/errors.js';
 import { labPaths } from './core/lab.js';
+import { acquireLabLock } from './core/lock.js';
 import { Reporter } from './ui/reporter.js';
 
 export interface MainIo {
@@ -129,7 +130,18 @@ export async function main(argv: readonly string[], io: MainIo = defaultIo()): P
       const logFile = logFileFor(command, name, globals.dir);
       if (logFile) reporter.setLogFile(logFile);
       reporter.log(`klab ${argv.join(' ')}`);
-      exitCode = await command.run(globals, commandIo);
+      const writes = command.writesLab?.(globals) ?? false;
+      const klabDir = labPaths(globals.dir).klabDir;
+      // Where there is no lab, only a command that makes one needs the lock.
+      const lock =
+        writes === 'new-lab' || (writes === 'lab' && existsSync(klabDir))
+          ? acquireLabLock(klabDir, `klab ${argv.join(' ')}`, reporter)
+          : undefined;
+      try {
+        exitCode = await command.run(globals, commandIo);
+      } finally {
+        lock?.release();
+      }
     });
   }
 

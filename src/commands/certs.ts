@@ -22,6 +22,7 @@ function pkiDir(args: { dir: string; 'pki-dir'?: unknown }): string {
 
 export const certsCommand: KlabCommand = {
   command: 'certs <action> [name]',
+  writesLab: (args) => (args.action === 'generate' || args.action === 'renew' ? 'lab' : false),
   describe:
     "The lab's own CA, certificates and kubeconfigs: generate, list, check, renew [NAME|all|ca]",
   builder: (y) =>

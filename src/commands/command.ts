@@ -21,5 +21,11 @@ export interface KlabCommand {
   builder: (yargs: Argv) => Argv;
   /** Whether the run's log belongs in the lab directory (else in the user cache). */
   logsInLab: 'always' | 'if-lab' | 'never';
+  /**
+   * Whether this run changes the lab (VMs, snapshots, state, PKI): such runs hold the
+   * lab's lock, one at a time. Reading runs never take it. 'new-lab': it may create the
+   * lab directory too (create), so the lock is taken even where there is no lab yet.
+   */
+  writesLab?: (args: Record<string, unknown>) => false | 'lab' | 'new-lab';
   run(args: Record<string, unknown> & GlobalArgs, io: CommandIo): Promise<number>;
 }

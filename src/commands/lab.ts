@@ -36,6 +36,7 @@ export const initCommand: KlabCommand = {
 
 export const createCommand: KlabCommand = {
   command: 'create',
+  writesLab: () => 'new-lab',
   describe:
     'Create the lab (or resume an interrupted create): boot the VMs, prepare them, provision the stack',
   builder: (y) =>
@@ -64,6 +65,7 @@ export const createCommand: KlabCommand = {
 
 export const upCommand: KlabCommand = {
   command: 'up',
+  writesLab: () => 'lab',
   describe: 'Start a halted lab and check that it is still as provisioned',
   builder: (y) => y,
   logsInLab: 'always',
@@ -75,6 +77,7 @@ export const upCommand: KlabCommand = {
 
 export const haltCommand: KlabCommand = {
   command: 'halt',
+  writesLab: () => 'lab',
   describe: 'Shut every VM of the lab down (klab up starts them again)',
   builder: (y) => y,
   logsInLab: 'always',
@@ -86,6 +89,7 @@ export const haltCommand: KlabCommand = {
 
 export const destroyCommand: KlabCommand = {
   command: 'destroy',
+  writesLab: () => 'lab',
   describe: "Delete the lab's VMs, disks, snapshots and networks (klab.yaml stays)",
   builder: (y) =>
     y.option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'do not ask' }),

@@ -14,6 +14,7 @@ import type { KlabCommand } from './command.js';
 
 export const snapshotCommand: KlabCommand = {
   command: 'snapshot <action> [name]',
+  writesLab: (args) => (args.action === 'list' ? false : 'lab'),
   describe: 'Save, list, delete or prune whole-lab snapshots (every VM paused and saved together)',
   builder: (y) =>
     y
@@ -73,6 +74,7 @@ export const snapshotCommand: KlabCommand = {
 
 export const resetCommand: KlabCommand = {
   command: 'reset [name]',
+  writesLab: () => 'lab',
   describe:
     'Put every VM back to a snapshot (default: the newest), step the clocks, wait until healthy',
   builder: (y) =>
