@@ -42,6 +42,52 @@ function logFileFor(command: KlabCommand, name: string, dir: string): string | u
   return cachePath('logs', file);
 }
 
+const COMMAND_NAMES = COMMANDS.map((command) => command.command.split(' ')[0] ?? command.command);
+/** Global options that take a value: the word after them is not the command. */
+const VALUE_OPTIONS = new Set(['--dir', '-C']);
+
+/** The first word that is not an option (or an option's value): the command the user typed. */
+export function firstPositional(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i += 1) {
+    const word = argv[i] ?? '';
+    if (word === '--') return undefined;
+    if (VALUE_OPTIONS.has(word)) {
+      i += 1;
+      continue;
+    }
+    if (!word.startsWith('-')) return word;
+  }
+  return undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i += 1) {
+    let diagonal = row[0] ?? 0;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j += 1) {
+      const above = row[j] ?? 0;
+      row[j] = Math.min(
+        above + 1,
+        (row[j - 1] ?? 0) + 1,
+        diagonal + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+      diagonal = above;
+    }
+  }
+  return row[b.length] ?? 0;
+}
+
+/** The closest name within two edits (typos such as "crate" or "snapshots"), if any. */
+export function closest(word: string, names: readonly string[]): string | undefined {
+  let best: { name: string; distance: number } | undefined;
+  for (const name of names) {
+    const distance = editDistance(word, name);
+    if (!best || distance < best.distance) best = { name, distance };
+  }
+  return best && best.distance <= 2 ? best.name : undefined;
+}
+
 export function formatError(error: KlabError, logPath: string | undefined): string {
   const lines = [`error[${error.code}]: ${error.message}`];
   for (const detail of error.details) lines.push(`  ${detail}`);
@@ -114,6 +160,13 @@ export async function main(argv: readonly string[], io: MainIo = defaultIo()): P
     .showHelpOnFail(false)
     .fail((message, error) => {
       if (error) throw error;
+      const word = firstPositional(argv);
+      if (word !== undefined && !COMMAND_NAMES.includes(word)) {
+        const near = closest(word, COMMAND_NAMES);
+        throw new KlabError('KLAB_USAGE', `unknown command "${word}"`, {
+          hint: `${near ? `Did you mean "klab ${near}"? ` : ''}"klab --help" lists the commands.`,
+        });
+      }
       throw new KlabError('KLAB_USAGE', message, {
         hint: 'See "klab --help" or "klab <command> --help".',
       });

@@ -4,6 +4,11 @@ import { runProcess } from './process.js';
 
 const URI = 'qemu:///system';
 
+/** virsh's words when it cannot talk to libvirtd at all (not "no such domain"). */
+export function libvirtUnreachable(stderr: string): boolean {
+  return /failed to connect to the hypervisor|Failed to connect socket|libvirt-sock/i.test(stderr);
+}
+
 async function virsh(args: readonly string[], allowFailure = false) {
   const result = await runProcess(['virsh', '-c', URI, ...args], { timeoutMs: 120_000 });
   if (result.notFound) {
@@ -11,8 +16,16 @@ async function virsh(args: readonly string[], allowFailure = false) {
       hint: 'Install libvirt: sudo apt-get install libvirt-daemon-system libvirt-clients qemu-system-x86',
     });
   }
+  // An unreachable libvirtd is never an answer ("no snapshots", "no domain"): say so.
+  if (result.exitCode !== 0 && libvirtUnreachable(result.stderr) && args[0] !== 'version') {
+    throw new KlabError('KLAB_LIBVIRT_UNREACHABLE', `libvirt (${URI}) cannot be reached`, {
+      command: ['virsh', ...args],
+      outputTail: tail(result.stderr, 3),
+      hint: 'Start it: sudo systemctl start libvirtd (without systemd: sudo libvirtd -d; sudo virtlogd -d), then run the command again.',
+    });
+  }
   if (result.exitCode !== 0 && !allowFailure) {
-    throw new KlabError('KLAB_VAGRANT_FAILED', `virsh ${args.join(' ')} failed`, {
+    throw new KlabError('KLAB_LIBVIRT_FAILED', `virsh ${args.join(' ')} failed`, {
       command: ['virsh', ...args],
       outputTail: tail(`${result.stdout}\n${result.stderr}`),
     });

@@ -84,7 +84,13 @@ export const certsCommand: KlabCommand = {
           rows.push([name, '(missing)', '', '', '', '']);
           continue;
         }
-        const info = inspectCertificate(pem);
+        let info: ReturnType<typeof inspectCertificate>;
+        try {
+          info = inspectCertificate(pem);
+        } catch {
+          rows.push([`${name}.crt`, '(corrupt: klab certs check)', '', '', '', '']);
+          continue;
+        }
         rows.push([
           `${name}.crt`,
           info.subject,

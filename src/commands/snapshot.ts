@@ -1,6 +1,6 @@
 /** klab snapshot save|list|delete|prune, and klab reset [NAME]. */
 import { KlabError } from '../core/errors.js';
-import { openLab } from '../core/lab-context.js';
+import { openLab, requireCreated } from '../core/lab-context.js';
 import {
   deleteSnapshot,
   listSnapshots,
@@ -28,6 +28,7 @@ export const snapshotCommand: KlabCommand = {
   logsInLab: 'always',
   async run(args, io) {
     const lab = await openLab({ dir: args.dir }, io.reporter);
+    requireCreated(lab);
     const action = String(args.action);
     const name = typeof args.name === 'string' ? args.name : undefined;
     if ((action === 'save' || action === 'delete') && !name) {

@@ -3,7 +3,7 @@ import { statfs } from 'node:fs/promises';
 import os from 'node:os';
 import { libvirt } from '../adapters/libvirt.js';
 import { findExecutable, runProcess } from '../adapters/process.js';
-import { KlabError } from './errors.js';
+import { type ErrorCode, KlabError } from './errors.js';
 import { findSubnetCollisions, ipv4Addresses, resourceNeeds } from './host-check.js';
 import { libvirtNames } from './lab.js';
 import type { LabSpec } from './spec.js';
@@ -161,20 +161,35 @@ export async function checkResources(spec: LabSpec): Promise<Finding[]> {
   return findings;
 }
 
+/** Which error a blocking finding makes, most specific first; the headline names that finding. */
+const FINDING_CODES: readonly { code: ErrorCode; matches: (finding: Finding) => boolean }[] = [
+  { code: 'KLAB_SUBNET_COLLISION', matches: (f) => f.check === 'lab subnets' },
+  { code: 'KLAB_LIBVIRT_UNREACHABLE', matches: (f) => f.check === 'libvirtd' },
+  { code: 'KLAB_NOT_ENOUGH_RESOURCES', matches: (f) => f.check === 'memory' || f.check === 'disk' },
+  { code: 'KLAB_TOOL_MISSING', matches: () => true },
+];
+
 /** For create/up: fail fast, with every blocking finding at once. */
 export function assertNoFailures(findings: readonly Finding[]): void {
   const failed = findings.filter((finding) => finding.status === 'fail');
   if (failed.length === 0) return;
-  const first = failed[0];
-  const code = failed.some((f) => f.check === 'lab subnets')
-    ? 'KLAB_SUBNET_COLLISION'
-    : failed.some((f) => f.check === 'libvirtd')
-      ? 'KLAB_LIBVIRT_UNREACHABLE'
-      : failed.some((f) => f.check === 'memory' || f.check === 'disk')
-        ? 'KLAB_NOT_ENOUGH_RESOURCES'
-        : 'KLAB_TOOL_MISSING';
-  throw new KlabError(code, `the host is not ready: ${first?.check}: ${first?.detail}`, {
-    details: failed.map((f) => `${f.check}: ${f.detail}${f.fix ? `\n    fix: ${f.fix}` : ''}`),
-    hint: 'Fix the findings above ("klab doctor" lists every check), then run the command again.',
-  });
+  let code: ErrorCode = 'KLAB_TOOL_MISSING';
+  let headline = failed[0] as Finding;
+  for (const entry of FINDING_CODES) {
+    const match = failed.find(entry.matches);
+    if (match) {
+      code = entry.code;
+      headline = match;
+      break;
+    }
+  }
+  const more = failed.length - 1;
+  throw new KlabError(
+    code,
+    `the host is not ready: ${headline.check}: ${headline.detail}${more > 0 ? ` (and ${more} more finding${more === 1 ? '' : 's'})` : ''}`,
+    {
+      details: failed.map((f) => `${f.check}: ${f.detail}${f.fix ? `\n    fix: ${f.fix}` : ''}`),
+      hint: 'Fix the findings above ("klab doctor" lists every check), then run the command again.',
+    },
+  );
 }

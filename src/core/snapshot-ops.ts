@@ -7,7 +7,14 @@ import { KlabError } from './errors.js';
 import { type EventSink, systemClock, task } from './events.js';
 import { stepGuestClock } from './guest-clock.js';
 import { libvirtNames } from './lab.js';
-import { type Lab, type LabOptions, openLab, stepContext, withHosts } from './lab-context.js';
+import {
+  type Lab,
+  type LabOptions,
+  openLab,
+  requireCreated,
+  stepContext,
+  withHosts,
+} from './lab-context.js';
 import type { HostPool } from './session.js';
 import {
   assertComplete,
@@ -182,6 +189,8 @@ export async function resetLab(
   name: string | undefined,
 ): Promise<ResetResult> {
   const lab = await openLab(options, sink);
+  // A lab that was never created has no snapshots: say that, without asking libvirt.
+  requireCreated(lab);
   const started = Date.now();
   const snapshots = await listSnapshots(lab);
   const wanted = name ?? snapshots[0]?.name;

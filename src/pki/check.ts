@@ -4,7 +4,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import type { LabSpec } from '../core/spec.js';
 import { pkiFiles } from './generate.js';
-import { inspectCertificate, keyMatchesCertificate, signedBy } from './inspect.js';
+import { type CertInfo, inspectCertificate, keyMatchesCertificate, signedBy } from './inspect.js';
 import { planPki } from './plan.js';
 
 export interface CertFinding {
@@ -17,6 +17,15 @@ export const EXPIRY_WARNING_DAYS = 30;
 const DAY_MS = 86_400_000;
 
 const read = (file: string) => readFile(file, 'utf8').catch(() => undefined);
+
+/** A certificate that does not parse is a finding, never a crash. */
+function tryInspect(pem: string): CertInfo | string {
+  try {
+    return inspectCertificate(pem);
+  } catch (error) {
+    return `cannot be parsed as a certificate (${(error as Error).message}): run klab certs generate`;
+  }
+}
 
 function sameSet(a: readonly string[], b: readonly string[]): boolean {
   return (
@@ -38,6 +47,30 @@ function expiry(name: string, notAfter: Date, now: number): CertFinding | undefi
   return undefined;
 }
 
+const decode = (data: string | undefined) => Buffer.from(data ?? '', 'base64').toString('utf8');
+
+/** What is wrong with a kubeconfig's credentials, if anything. */
+function credentialProblem(
+  user:
+    | { 'client-certificate-data'?: string; 'client-key-data'?: string; token?: string }
+    | undefined,
+  caPem: string | undefined,
+): string | undefined {
+  if (!user) return 'has no user credentials';
+  if (user.token !== undefined) {
+    return /^[a-z0-9]{6}\.[a-z0-9]{16}$/.test(user.token)
+      ? undefined
+      : 'its bootstrap token is malformed';
+  }
+  const cert = decode(user['client-certificate-data']);
+  const key = decode(user['client-key-data']);
+  if (!cert || !key) return 'has neither a client certificate and key nor a token';
+  if (!keyMatchesCertificate(cert, key))
+    return 'its client key does not match its client certificate';
+  if (!caPem || !signedBy(cert, caPem)) return 'its client certificate is not signed by the lab CA';
+  return undefined;
+}
+
 export async function checkPki(
   spec: LabSpec,
   dir: string,
@@ -54,8 +87,12 @@ export async function checkPki(
       findings.push({ name: ca.name, status: 'fail', detail: 'missing: run klab certs generate' });
       continue;
     }
+    const info = tryInspect(certPem);
+    if (typeof info === 'string') {
+      findings.push({ name: ca.name, status: 'fail', detail: info });
+      continue;
+    }
     caPems.set(ca.name, certPem);
-    const info = inspectCertificate(certPem);
     const problems: string[] = [];
     if (!info.isCa) problems.push('not a CA certificate');
     if (!signedBy(certPem, certPem)) problems.push('not self-signed');
@@ -83,7 +120,11 @@ export async function checkPki(
       });
       continue;
     }
-    const info = inspectCertificate(certPem);
+    const info = tryInspect(certPem);
+    if (typeof info === 'string') {
+      findings.push({ name: cert.name, status: 'fail', detail: info });
+      continue;
+    }
     const problems: string[] = [];
     const issuer = caPems.get(cert.issuer);
     if (!issuer || !signedBy(certPem, issuer)) problems.push(`not signed by ${cert.issuer}`);
@@ -122,6 +163,9 @@ export async function checkPki(
     try {
       const doc = YAML.parse(text) as {
         clusters: { cluster: { server: string; 'certificate-authority-data': string } }[];
+        users?: {
+          user?: { 'client-certificate-data'?: string; 'client-key-data'?: string; token?: string };
+        }[];
       };
       const cluster = doc.clusters[0]?.cluster;
       const embeddedCa = Buffer.from(
@@ -136,6 +180,12 @@ export async function checkPki(
         });
       } else if (embeddedCa !== caPem) {
         findings.push({ name, status: 'fail', detail: 'embeds another CA than .klab/pki/ca.crt' });
+      } else if (credentialProblem(doc.users?.[0]?.user, caPem)) {
+        findings.push({
+          name,
+          status: 'fail',
+          detail: `${credentialProblem(doc.users?.[0]?.user, caPem)}: run klab certs generate`,
+        });
       } else {
         findings.push({ name, status: 'ok', detail: `${kc.purpose}` });
       }

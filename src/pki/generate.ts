@@ -6,6 +6,7 @@ import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import YAML from 'yaml';
+import { KlabError } from '../core/errors.js';
 import type { LabSpec } from '../core/spec.js';
 import { inspectCertificate, keyMatchesCertificate, signedBy } from './inspect.js';
 import { renderKubeconfig } from './kubeconfig.js';
@@ -110,10 +111,7 @@ export async function generatePki(spec: LabSpec, options: PkiOptions): Promise<P
   await chmod(dir, 0o700);
   await mkdir(path.join(dir, 'kubeconfigs'), { recursive: true, mode: 0o700 });
   await chmod(path.join(dir, 'kubeconfigs'), 0o700);
-  const manifestText = await readText(path.join(dir, MANIFEST));
-  const manifest: Manifest = manifestText
-    ? (JSON.parse(manifestText) as Manifest)
-    : { version: 1, inputs: {} };
+  const manifest = parseManifest(await readText(path.join(dir, MANIFEST)), dir);
   const nextInputs: Record<string, string> = {};
 
   async function validExisting(
@@ -211,6 +209,15 @@ export async function generatePki(spec: LabSpec, options: PkiOptions): Promise<P
   const encFile = path.join(dir, 'encryption-config.yaml');
   const encText = await readText(encFile);
   const existingKey = encText ? extractEncryptionKey(encText) : undefined;
+  if (encText && !existingKey) {
+    // A new key would leave every Secret already in etcd unreadable: never replace it silently.
+    throw corrupt(
+      dir,
+      'encryption-config.yaml',
+      'it holds no aescbc key of 32 bytes',
+      'Restore it from a backup; only if the cluster holds no Secrets you need, delete it and run "klab certs generate".',
+    );
+  }
   const encKey = existingKey ?? newEncryptionKey();
   if (await writeIfChanged(encFile, renderEncryptionConfig(spec.stack, encKey), 0o600)) {
     result.written.push('encryption-config.yaml');
@@ -218,7 +225,7 @@ export async function generatePki(spec: LabSpec, options: PkiOptions): Promise<P
 
   // One bootstrap token per node; kept while the node exists.
   const tokenFile = path.join(dir, 'bootstrap-tokens.json');
-  const oldTokens = JSON.parse((await readText(tokenFile)) ?? '[]') as BootstrapToken[];
+  const oldTokens = parseTokens(await readText(tokenFile), dir);
   const tokens = plan.bootstrapNodes.map(
     (node) => oldTokens.find((token) => token.node === node) ?? newBootstrapToken(node),
   );
@@ -265,8 +272,69 @@ function extractEncryptionKey(text: string): string | undefined {
     const doc = YAML.parse(text) as {
       resources?: { providers?: { aescbc?: { keys?: { secret?: string }[] } }[] }[];
     };
-    return doc.resources?.[0]?.providers?.[0]?.aescbc?.keys?.[0]?.secret;
+    const key = doc.resources?.[0]?.providers?.[0]?.aescbc?.keys?.[0]?.secret;
+    return typeof key === 'string' && Buffer.from(key, 'base64').length === 32 ? key : undefined;
   } catch {
     return undefined;
   }
+}
+
+function corrupt(dir: string, file: string, why: string, hint: string): KlabError {
+  return new KlabError('KLAB_CERTS_INVALID', `${path.join(dir, file)} is corrupt: ${why}`, {
+    hint,
+  });
+}
+
+/** manifest.json: which inputs each certificate was issued for. Corrupt -> refuse (else every certificate, the CA too, would be re-issued). */
+function parseManifest(text: string | undefined, dir: string): Manifest {
+  if (text === undefined) return { version: 1, inputs: {} };
+  const hint =
+    'Restore it, or move it aside to re-issue every certificate including the CA (the VMs then need "klab create" to receive them).';
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw corrupt(dir, MANIFEST, (error as Error).message, hint);
+  }
+  const inputs = (parsed as Partial<Manifest> | null)?.inputs;
+  if (
+    typeof inputs !== 'object' ||
+    inputs === null ||
+    Object.values(inputs).some((value) => typeof value !== 'string')
+  ) {
+    throw corrupt(dir, MANIFEST, 'it has no "inputs" map of strings', hint);
+  }
+  return { version: 1, inputs: inputs as Record<string, string> };
+}
+
+const TOKEN_ID = /^[a-z0-9]{6}$/;
+const TOKEN_SECRET = /^[a-z0-9]{16}$/;
+
+/** bootstrap-tokens.json, each entry checked: a malformed token must never reach a kubeconfig. */
+function parseTokens(text: string | undefined, dir: string): BootstrapToken[] {
+  if (text === undefined) return [];
+  const hint =
+    'Delete bootstrap-tokens.json and run "klab certs generate": nodes that already joined keep their certificates; new tokens are issued for the rest.';
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw corrupt(dir, 'bootstrap-tokens.json', (error as Error).message, hint);
+  }
+  if (!Array.isArray(parsed)) throw corrupt(dir, 'bootstrap-tokens.json', 'not a list', hint);
+  return parsed.map((entry: Partial<BootstrapToken>, index) => {
+    if (
+      typeof entry?.node !== 'string' ||
+      !TOKEN_ID.test(String(entry.id)) ||
+      !TOKEN_SECRET.test(String(entry.secret))
+    ) {
+      throw corrupt(
+        dir,
+        'bootstrap-tokens.json',
+        `entry ${index} is not a bootstrap token ([a-z0-9]{6}.[a-z0-9]{16} for a node)`,
+        hint,
+      );
+    }
+    return { id: entry.id as string, secret: entry.secret as string, node: entry.node };
+  });
 }

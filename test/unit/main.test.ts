@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -47,6 +47,40 @@ describe('main', () => {
     expect(unknown.err).toContain('error[KLAB_USAGE]');
     const badOption = await run(['status', '--colour']);
     expect(badOption.code).toBe(2);
+    expect(badOption.err).toContain('Unknown argument: colour');
+  });
+
+  it('names a mistyped command and the closest one', async () => {
+    const typo = await run(['--dir', '/tmp', 'crate']);
+    expect(typo.code).toBe(2);
+    expect(typo.err).toContain('error[KLAB_USAGE]: unknown command "crate"');
+    expect(typo.err).toContain('hint: Did you mean "klab create"?');
+    const far = await run(['frobnicate']);
+    expect(far.err).toContain('unknown command "frobnicate"');
+    expect(far.err).not.toContain('Did you mean');
+  });
+
+  it('reset and snapshot list on a lab that was never created say so, without asking libvirt', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-main-'));
+    for (const argv of [
+      ['reset', 'base'],
+      ['snapshot', 'list'],
+    ]) {
+      const { code, err } = await run(['--dir', dir, ...argv]);
+      expect(code).toBe(2);
+      expect(err).toContain(`error[KLAB_NO_LAB]: no lab in ${dir}`);
+    }
+  });
+
+  it('a klab.yaml that is a directory is a clear input error (exit 2), not a crash', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-main-'));
+    await mkdir(path.join(dir, 'klab.yaml'));
+    const { code, err } = await run(['--dir', dir, 'status']);
+    expect(code).toBe(2);
+    expect(err).toContain('error[KLAB_SPEC_PARSE]');
+    expect(err).toContain('klab.yaml is a directory, not a file');
+    expect(err).not.toContain('KLAB_INTERNAL');
+    expect(err).not.toMatch(/\n\s+at /);
   });
 
   it('says there is no lab for status in an empty directory... and lists VMs as not created', async () => {

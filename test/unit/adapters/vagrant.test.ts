@@ -2,6 +2,7 @@ import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { libvirtUnreachable } from '../../../src/adapters/libvirt.js';
 import {
   parseBoxList,
   parseMachineReadable,
@@ -156,5 +157,16 @@ describe('Vagrant adapter with a fake vagrant', () => {
       'Progress: 100%',
       'done',
     ]);
+  });
+});
+
+describe('virsh failures', () => {
+  it('tells an unreachable libvirtd from a missing domain', () => {
+    expect(
+      libvirtUnreachable(
+        "error: failed to connect to the hypervisor\nerror: Failed to connect socket to '/var/run/libvirt/libvirt-sock': No such file or directory",
+      ),
+    ).toBe(true);
+    expect(libvirtUnreachable("error: failed to get domain 'lab_master'")).toBe(false);
   });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { KlabError } from '../../../src/core/errors.js';
 import {
   checkpointMode,
   findSubnetCollisions,
@@ -6,6 +7,7 @@ import {
   resourceNeeds,
 } from '../../../src/core/host-check.js';
 import { bootOrder } from '../../../src/core/lab-ops.js';
+import { assertNoFailures, type Finding } from '../../../src/core/preflight.js';
 import { defaultSpec } from '../../helpers/specs.js';
 
 const spec = defaultSpec();
@@ -65,5 +67,32 @@ describe('resources and boot order', () => {
     expect(bootOrder(vms, 'kvm', 2)[1]?.parallel).toBe(true);
     expect(bootOrder(vms, 'tcg', 8)[1]?.parallel).toBe(true);
     expect(bootOrder(['master'], 'kvm', 8)).toEqual([{ vms: ['master'], parallel: false }]);
+  });
+});
+
+describe('blocking findings', () => {
+  it('headline and error code name the same finding, however many there are', () => {
+    const findings: Finding[] = [
+      { check: 'vagrant-libvirt plugin', status: 'fail', detail: 'not installed', fix: 'apt' },
+      { check: 'memory', status: 'ok', detail: 'enough' },
+      { check: 'lab subnets', status: 'fail', detail: '192.168.56.0/24 is on eth3' },
+    ];
+    let error: KlabError | undefined;
+    try {
+      assertNoFailures(findings);
+    } catch (e) {
+      error = e as KlabError;
+    }
+    expect(error?.code).toBe('KLAB_SUBNET_COLLISION');
+    expect(error?.message).toBe(
+      'the host is not ready: lab subnets: 192.168.56.0/24 is on eth3 (and 1 more finding)',
+    );
+    expect(error?.details).toHaveLength(2);
+    expect(() =>
+      assertNoFailures([{ check: 'tool vagrant', status: 'fail', detail: 'not found on PATH' }]),
+    ).toThrow(expect.objectContaining({ code: 'KLAB_TOOL_MISSING' }));
+    expect(() =>
+      assertNoFailures([{ check: 'disk', status: 'warn', detail: 'tight' }]),
+    ).not.toThrow();
   });
 });

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -209,6 +209,89 @@ describe('loadSpec', () => {
     await writeFile(path.join(dir, 'klab.yaml'), 'nodes: 3\n');
     await expect(loadSpec(dir)).rejects.toThrow(/problem/);
     expect(await readdir(dir)).toEqual(['klab.yaml']);
+  });
+
+  async function refusal(setup: (dir: string) => Promise<void>): Promise<KlabError> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-bad-'));
+    await setup(dir);
+    const before = await readdir(dir);
+    const error = await loadSpec(dir).then(
+      () => {
+        throw new Error('expected a refusal');
+      },
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(KlabError);
+    expect(await readdir(dir)).toEqual(before);
+    return error as KlabError;
+  }
+
+  it('refuses a klab.yaml that is a directory, a symlink loop, dangling or unreadable, with exit 2', async () => {
+    const asDir = await refusal((dir) => mkdir(path.join(dir, 'klab.yaml')));
+    expect([asDir.code, asDir.exitCode]).toEqual(['KLAB_SPEC_PARSE', 2]);
+    expect(asDir.message).toMatch(/klab\.yaml is a directory, not a file$/);
+    const loop = await refusal(async (dir) => {
+      await symlink(path.join(dir, 'b'), path.join(dir, 'klab.yaml'));
+      await symlink(path.join(dir, 'klab.yaml'), path.join(dir, 'b'));
+    });
+    expect(loop.message).toMatch(/klab\.yaml is a symbolic link loop$/);
+    const dangling = await refusal((dir) => symlink('/nonexistent/x', path.join(dir, 'klab.yaml')));
+    expect(dangling.message).toMatch(/is a symbolic link to nothing$/);
+    if (process.getuid?.() !== 0) {
+      const unreadable = await refusal(async (dir) => {
+        await writeFile(path.join(dir, 'klab.yaml'), 'name: x\n', { mode: 0o000 });
+      });
+      expect(unreadable.message).toMatch(/permission denied/);
+    }
+  });
+
+  it('refuses a lab directory that is a regular file', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-'));
+    const file = path.join(dir, 'not-a-dir');
+    await writeFile(file, 'x');
+    await expect(loadSpec(file)).rejects.toMatchObject({
+      code: 'KLAB_USAGE',
+      message: `${file} is a file, not a lab directory`,
+    });
+  });
+
+  it('refuses an alias bomb, binary junk and a huge file quickly, with short messages', async () => {
+    const lol = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
+    for (const n of 'bcdefghi') {
+      const prev = String.fromCharCode(n.charCodeAt(0) - 1);
+      lol.push(
+        `${n}: &${n} [*${prev},*${prev},*${prev},*${prev},*${prev},*${prev},*${prev},*${prev},*${prev}]`,
+      );
+    }
+    const bomb = await refusal((dir) =>
+      writeFile(path.join(dir, 'klab.yaml'), `${lol.join('\n')}\n`),
+    );
+    expect(bomb.code).toBe('KLAB_SPEC_PARSE');
+    expect(bomb.message).toMatch(/cannot be read as YAML$/);
+
+    const junk = await refusal((dir) =>
+      writeFile(
+        path.join(dir, 'klab.yaml'),
+        Buffer.from(Array.from({ length: 200_000 }, (_, i) => (i * 7919) % 256)),
+      ),
+    );
+    expect(junk.message).toMatch(/is not a text file \(it holds binary data\)$/);
+    expect(JSON.stringify(junk).length + junk.message.length).toBeLessThan(2000);
+
+    const started = Date.now();
+    const huge = await refusal((dir) =>
+      writeFile(path.join(dir, 'klab.yaml'), `name: x\n# ${'y'.repeat(10 * 1024 * 1024)}\n`),
+    );
+    expect(huge.message).toMatch(/is 1048\d{4} bytes; a klab.yaml is a few KB/);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it('keeps every finding short, however long the junk that caused it', () => {
+    const long = `name: ${'x'.repeat(5000)}\n${Array.from({ length: 40 }, (_, i) => `bogus${i}: 1`).join('\n')}\n`;
+    const details = problems(long);
+    expect(details.length).toBeLessThanOrEqual(26);
+    expect(details.at(-1)).toMatch(/^\.\.\. and \d+ more$/);
+    for (const line of details) expect(line.length).toBeLessThanOrEqual(203);
   });
 
   it('turns directory names into lab names', () => {

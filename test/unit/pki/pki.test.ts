@@ -4,7 +4,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { copyFile, mkdtemp, readFile, stat } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -368,5 +368,72 @@ describe('re-running generation', () => {
     expect(soon.find((f) => f.name === 'apiserver')).toMatchObject({ status: 'warn' });
     const late = await checkPki(spec, dir, CLOCK + threeYears + 86400_000);
     expect(late.find((f) => f.name === 'apiserver')).toMatchObject({ status: 'fail' });
+  });
+
+  it('reports a corrupt certificate as a finding instead of crashing', async () => {
+    const copy = await mkdtemp(path.join(os.tmpdir(), 'klab-pki-'));
+    await generateInto(copy);
+    await writeFile(
+      pkiFiles(copy, 'apiserver').crt,
+      '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n',
+    );
+    await writeFile(pkiFiles(copy, 'ca').crt, 'garbage');
+    const findings = await checkPki(spec, copy, CLOCK);
+    expect(findings.find((f) => f.name === 'apiserver')).toMatchObject({
+      status: 'fail',
+      detail: expect.stringMatching(/^cannot be parsed as a certificate/),
+    });
+    expect(findings.find((f) => f.name === 'ca')).toMatchObject({ status: 'fail' });
+  });
+
+  it('fails a kubeconfig whose embedded client key does not match its certificate', async () => {
+    const copy = await mkdtemp(path.join(os.tmpdir(), 'klab-pki-'));
+    await generateInto(copy);
+    const file = path.join(copy, 'kubeconfigs', 'admin.kubeconfig');
+    const doc = YAML.parse(await readFile(file, 'utf8')) as {
+      users: { user: Record<string, string> }[];
+    };
+    const other = await readFile(pkiFiles(copy, 'kube-proxy').key, 'utf8');
+    const user = doc.users[0]?.user;
+    if (!user) throw new Error('no user');
+    user['client-key-data'] = Buffer.from(other).toString('base64');
+    await writeFile(file, YAML.stringify(doc));
+    const findings = await checkPki(spec, copy, CLOCK);
+    expect(findings.find((f) => f.name === 'kubeconfigs/admin')).toMatchObject({
+      status: 'fail',
+      detail: 'its client key does not match its client certificate: run klab certs generate',
+    });
+  });
+
+  it('refuses a corrupt manifest, tokens file or encryption config instead of re-issuing around it', async () => {
+    const copy = await mkdtemp(path.join(os.tmpdir(), 'klab-pki-'));
+    await generateInto(copy);
+    const caBefore = await readFile(pkiFiles(copy, 'ca').crt, 'utf8');
+    await writeFile(path.join(copy, 'manifest.json'), '{"inputs": ');
+    await expect(generateInto(copy)).rejects.toMatchObject({
+      code: 'KLAB_CERTS_INVALID',
+      message: expect.stringMatching(/manifest\.json is corrupt/),
+    });
+    expect(await readFile(pkiFiles(copy, 'ca').crt, 'utf8')).toBe(caBefore);
+
+    const fresh = await mkdtemp(path.join(os.tmpdir(), 'klab-pki-'));
+    await generateInto(fresh);
+    await writeFile(
+      path.join(fresh, 'bootstrap-tokens.json'),
+      JSON.stringify([{ id: 'ABC', secret: 'x; rm -rf /', node: 'node1' }]),
+    );
+    await expect(generateInto(fresh)).rejects.toMatchObject({
+      code: 'KLAB_CERTS_INVALID',
+      message: expect.stringMatching(
+        /bootstrap-tokens\.json is corrupt: entry 0 is not a bootstrap token/,
+      ),
+    });
+
+    const third = await mkdtemp(path.join(os.tmpdir(), 'klab-pki-'));
+    await generateInto(third);
+    await writeFile(path.join(third, 'encryption-config.yaml'), 'kind: [');
+    await expect(generateInto(third)).rejects.toMatchObject({
+      message: expect.stringMatching(/encryption-config\.yaml is corrupt: it holds no aescbc key/),
+    });
   });
 });
