@@ -49,6 +49,7 @@ export const certsCommand: KlabCommand = {
       const known = new Set([
         'all',
         'ca',
+        'etcd-ca',
         'front-proxy-ca',
         'sa',
         ...planPki(spec).certs.map((c) => c.name),

@@ -170,7 +170,7 @@ async function leaderChanges(ctx: StepContext, member: VmPlan): Promise<number |
         '--max-time',
         '10',
         '--cacert',
-        `${pki}/ca.crt`,
+        `${pki}/etcd-ca.crt`,
         '--cert',
         `${pki}/etcd-server-${member.name}.crt`,
         '--key',

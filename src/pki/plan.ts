@@ -6,7 +6,7 @@ import { hostAddress, parseCidr } from '../core/net.js';
 import type { LabSpec } from '../core/spec.js';
 
 export type Usage = 'server' | 'client';
-export type CaName = 'ca' | 'front-proxy-ca';
+export type CaName = 'ca' | 'etcd-ca' | 'front-proxy-ca';
 
 export interface CaPlan {
   name: CaName;
@@ -68,7 +68,7 @@ export function planPki(spec: LabSpec): PkiPlan {
   for (const vm of etcd) {
     certs.push({
       name: `etcd-server-${vm.name}`,
-      issuer: 'ca',
+      issuer: 'etcd-ca',
       commonName: `etcd-server-${vm.name}`,
       organizations: [],
       dnsNames: [vm.name, 'localhost'],
@@ -79,7 +79,7 @@ export function planPki(spec: LabSpec): PkiPlan {
     });
     certs.push({
       name: `etcd-peer-${vm.name}`,
-      issuer: 'ca',
+      issuer: 'etcd-ca',
       commonName: `etcd-peer-${vm.name}`,
       organizations: [],
       dnsNames: [vm.name, 'localhost'],
@@ -114,14 +114,23 @@ export function planPki(spec: LabSpec): PkiPlan {
       [],
       'kube-apiserver presents it to etcd',
       masterNames,
+      'etcd-ca',
     ),
-    client('etcd-client-flanneld', 'flanneld', [], 'flanneld on every VM presents it to etcd', all),
+    client(
+      'etcd-client-flanneld',
+      'flanneld',
+      [],
+      'flanneld on every VM presents it to etcd',
+      all,
+      'etcd-ca',
+    ),
     client(
       'etcd-client-admin',
       'etcd-admin',
       [],
       'you present it to etcd with etcdctl',
       masterNames,
+      'etcd-ca',
     ),
     {
       name: 'apiserver',
@@ -252,6 +261,12 @@ export function planPki(spec: LabSpec): PkiPlan {
         name: 'ca',
         commonName: `klab-${spec.name}-ca`,
         purpose: 'signs every lab certificate; everyone trusts it',
+      },
+      {
+        name: 'etcd-ca',
+        commonName: `klab-${spec.name}-etcd-ca`,
+        purpose:
+          'signs etcd members and the few clients that may talk to etcd (apiserver, flanneld, your etcdctl); etcd trusts nothing else',
       },
       {
         name: 'front-proxy-ca',

@@ -117,8 +117,9 @@ export function renderEtcdUnit(
       `--key-file=${ETCD_PKI}/etcd-server-${vm.name}.key`,
       `--peer-cert-file=${ETCD_PKI}/etcd-peer-${vm.name}.crt`,
       `--peer-key-file=${ETCD_PKI}/etcd-peer-${vm.name}.key`,
-      `--trusted-ca-file=${ETCD_PKI}/ca.crt`,
-      `--peer-trusted-ca-file=${ETCD_PKI}/ca.crt`,
+      // etcd's own CA (as kubeadm does): certificates of the lab CA are refused.
+      `--trusted-ca-file=${ETCD_PKI}/etcd-ca.crt`,
+      `--peer-trusted-ca-file=${ETCD_PKI}/etcd-ca.crt`,
       '--client-cert-auth=true',
       '--peer-client-cert-auth=true',
       // Raft timing follows the hypervisor (src/core/tuning.ts): a starved TCG guest must
@@ -152,7 +153,7 @@ export function renderFlannelUnit(spec: LabSpec, vm: VmPlan): string {
     type: 'notify',
     execStart: `${BIN}/flanneld ${flags([
       `-etcd-endpoints=${etcdEndpoints(spec)}`,
-      `-etcd-cafile=${PKI}/ca.crt`,
+      `-etcd-cafile=${PKI}/etcd-ca.crt`,
       `-etcd-certfile=${PKI}/etcd-client-flanneld.crt`,
       `-etcd-keyfile=${PKI}/etcd-client-flanneld.key`,
       `-etcd-prefix=${FLANNEL_PREFIX}`,
@@ -216,7 +217,7 @@ export function renderApiserverUnit(spec: LabSpec, profile: InstallProfile, vm: 
       '--secure-port=6443',
       '--insecure-port=0',
       `--etcd-servers=${etcdEndpoints(spec)}`,
-      `--etcd-cafile=${PKI}/ca.crt`,
+      `--etcd-cafile=${PKI}/etcd-ca.crt`,
       `--etcd-certfile=${PKI}/etcd-client-apiserver.crt`,
       `--etcd-keyfile=${PKI}/etcd-client-apiserver.key`,
       '--authorization-mode=Node,RBAC',

@@ -47,13 +47,13 @@ export function etcdctl(
     api === 'v3'
       ? [
           `--endpoints=https://${member.ip}:2379`,
-          `--cacert=${pki}/ca.crt`,
+          `--cacert=${pki}/etcd-ca.crt`,
           `--cert=${pki}/etcd-server-${member.name}.crt`,
           `--key=${pki}/etcd-server-${member.name}.key`,
         ]
       : [
           `--endpoints=https://${member.ip}:2379`,
-          `--ca-file=${pki}/ca.crt`,
+          `--ca-file=${pki}/etcd-ca.crt`,
           `--cert-file=${pki}/etcd-server-${member.name}.crt`,
           `--key-file=${pki}/etcd-server-${member.name}.key`,
         ];

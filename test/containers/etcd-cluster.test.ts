@@ -174,6 +174,35 @@ describe('an etcd cluster of three over SSH in systemd containers', () => {
     expect(keyMode?.stdout.trim()).toBe('etcd 600');
   });
 
+  it("trusts only its own CA: the apiserver's and flanneld's certificates pass, kube-proxy's is refused", async () => {
+    const getVersion = (vm: string, cert: string) =>
+      hosts[vm]?.run(
+        [
+          'curl',
+          '-sS',
+          '--max-time',
+          '20',
+          '--cacert',
+          '/etc/kubernetes/pki/etcd-ca.crt',
+          '--cert',
+          `/etc/kubernetes/pki/${cert}.crt`,
+          '--key',
+          `/etc/kubernetes/pki/${cert}.key`,
+          `https://${member('node1').ip}:2379/version`,
+        ],
+        { sudo: true, allowFailure: true },
+      );
+    const apiserver = await getVersion('master', 'etcd-client-apiserver');
+    expect(apiserver?.exitCode, apiserver?.stderr).toBe(0);
+    expect(apiserver?.stdout).toContain('etcdserver');
+    const flanneld = await getVersion('node2', 'etcd-client-flanneld');
+    expect(flanneld?.exitCode, flanneld?.stderr).toBe(0);
+    // Signed by the lab CA, which every Kubernetes component trusts, but etcd does not.
+    const kubeProxy = await getVersion('node2', 'kube-proxy');
+    expect(kubeProxy?.exitCode).not.toBe(0);
+    expect(kubeProxy?.stdout).not.toContain('etcdserver');
+  });
+
   it('a killed member is restarted by systemd and rejoins', async () => {
     await hosts.node1?.run(['systemctl', 'kill', '-s', 'KILL', 'etcd'], { sudo: true });
     // The step's verify waits until the member is healthy again.

@@ -1,6 +1,6 @@
 /**
  * x03 of the tutorial: each VM gets exactly the certificates, keys and kubeconfigs its
- * components use, from the lab PKI on the host (klab certs). Nodes never see the CA key;
+ * components use, from the lab PKI on the host (klab certs). Nodes never see a CA key;
  * etcd's files belong to the etcd user. A renewed certificate is re-copied on the next run.
  */
 import { readFile } from 'node:fs/promises';
@@ -30,6 +30,8 @@ export async function certFiles(ctx: StepContext, vm: VmPlan): Promise<ManagedFi
     });
 
   await put('ca.crt', `${GUEST.pki}/ca.crt`, 0o644);
+  // Every VM runs flanneld, an etcd client: it needs etcd's own CA to trust the members.
+  await put('etcd-ca.crt', `${GUEST.pki}/etcd-ca.crt`, 0o644);
   for (const cert of plan.certs.filter((entry) => entry.vms.includes(vm.name))) {
     const etcdOwn = cert.name.startsWith('etcd-server-') || cert.name.startsWith('etcd-peer-');
     const dir = etcdOwn ? GUEST.etcdPki : GUEST.pki;
@@ -45,7 +47,9 @@ export async function certFiles(ctx: StepContext, vm: VmPlan): Promise<ManagedFi
     );
   }
   if (ctx.spec.etcdMembers.includes(vm.name)) {
-    await put('ca.crt', `${GUEST.etcdPki}/ca.crt`, 0o644, 'etcd:etcd');
+    // etcd trusts only its own CA, for clients and peers: a kube-proxy or kubelet
+    // certificate (signed by the lab CA) is refused.
+    await put('etcd-ca.crt', `${GUEST.etcdPki}/etcd-ca.crt`, 0o644, 'etcd:etcd');
   }
   if (master) {
     // The controller manager signs kubelet client certificates (TLS bootstrap) with it.

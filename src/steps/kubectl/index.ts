@@ -17,7 +17,7 @@ async function files(ctx: StepContext): Promise<ManagedFile[]> {
     '# Managed by klab: etcdctl talks to the lab etcd with the admin client certificate.',
     'export ETCDCTL_API=3',
     `export ETCDCTL_ENDPOINTS=${etcdEndpoints(ctx.spec)}`,
-    `export ETCDCTL_CACERT=${GUEST.pki}/ca.crt`,
+    `export ETCDCTL_CACERT=${GUEST.pki}/etcd-ca.crt`,
     `export ETCDCTL_CERT=${GUEST.pki}/etcd-client-admin.crt`,
     `export ETCDCTL_KEY=${GUEST.pki}/etcd-client-admin.key`,
     '',

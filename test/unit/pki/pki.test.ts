@@ -61,6 +61,7 @@ describe('the default lab PKI', () => {
   it('issues every certificate the lab needs', () => {
     expect(first.issued).toEqual([
       'ca',
+      'etcd-ca',
       'front-proxy-ca',
       'etcd-server-master',
       'etcd-peer-master',
@@ -139,6 +140,42 @@ describe('the default lab PKI', () => {
         pkiFiles(dir, 'front-proxy-client').crt,
       ]),
     ).toThrow();
+  });
+
+  it('etcd has its own CA: its members and its three clients verify against it, nothing else does', () => {
+    const attime = String(Math.floor(CLOCK / 1000) + 86400);
+    const verify = (ca: string, cert: string) => () =>
+      openssl([
+        'verify',
+        '-attime',
+        attime,
+        '-CAfile',
+        pkiFiles(dir, ca).crt,
+        pkiFiles(dir, cert).crt,
+      ]);
+    const etcdSide = first.plan.certs
+      .filter((cert) => cert.issuer === 'etcd-ca')
+      .map((c) => c.name);
+    expect(etcdSide.sort()).toEqual(
+      [
+        'etcd-client-admin',
+        'etcd-client-apiserver',
+        'etcd-client-flanneld',
+        'etcd-peer-master',
+        'etcd-peer-node1',
+        'etcd-peer-node2',
+        'etcd-server-master',
+        'etcd-server-node1',
+        'etcd-server-node2',
+      ].sort(),
+    );
+    for (const name of etcdSide) {
+      expect(verify('etcd-ca', name)).not.toThrow();
+      expect(verify('ca', name), `${name} must not verify against the lab CA`).toThrow();
+    }
+    for (const name of ['kube-proxy', 'admin', 'kubelet-node1', 'apiserver-kubelet-client']) {
+      expect(verify('etcd-ca', name), `${name} must not be trusted by etcd`).toThrow();
+    }
   });
 
   it('has the SANs, usages, CN and O each component needs (read with node:crypto)', async () => {
@@ -281,7 +318,7 @@ describe('the default lab PKI', () => {
   it('passes klab certs check', async () => {
     const findings = await checkPki(spec, dir, CLOCK + 86400_000);
     expect(findings.filter((f) => f.status !== 'ok')).toEqual([]);
-    expect(findings).toHaveLength(2 + 19 + 10); // CAs, component certificates, kubeconfigs
+    expect(findings).toHaveLength(3 + 19 + 10); // CAs, component certificates, kubeconfigs
   });
 });
 
@@ -291,7 +328,7 @@ describe('re-running generation', () => {
     const again = await generateInto(dir);
     expect(again.issued).toEqual([]);
     expect(again.written).toEqual([]);
-    expect(again.reused).toHaveLength(22);
+    expect(again.reused).toHaveLength(23);
     expect((await stat(pkiFiles(dir, 'apiserver').crt)).mtimeMs).toBe(before);
   });
 

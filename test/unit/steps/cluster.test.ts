@@ -212,7 +212,7 @@ describe('certificate distribution', () => {
     const files = await certFiles(ctx, vmNamed('node2'));
     const etcdFiles = files.filter((file) => file.path.startsWith('/etc/etcd/pki/'));
     expect(etcdFiles.map((file) => path.basename(file.path)).sort()).toEqual([
-      'ca.crt',
+      'etcd-ca.crt',
       'etcd-peer-node2.crt',
       'etcd-peer-node2.key',
       'etcd-server-node2.crt',
