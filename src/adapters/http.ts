@@ -1,8 +1,141 @@
-/** HTTP(S) downloads into a file, resuming a partial file with a Range request. */
+/**
+ * HTTP(S) downloads into a file, resuming a partial file with a Range request. Honours
+ * HTTP_PROXY / HTTPS_PROXY / NO_PROXY (upper or lower case) the way curl and Go do:
+ * plain http goes to the proxy with the whole URL, https through a CONNECT tunnel.
+ * Lab traffic (verify's requests to node IPs) passes `proxy: false`.
+ */
 import { createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
+import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import { cidrContains, parseCidr } from '../core/net.js';
+
+type Env = Record<string, string | undefined>;
+
+function envValue(env: Env, name: string): string | undefined {
+  const value = env[name] ?? env[name.toLowerCase()];
+  return value && value.trim().length > 0 ? value.trim() : undefined;
+}
+
+/** Whether NO_PROXY exempts this host: "*", a host, a domain (with or without a leading dot), an IP or a CIDR. */
+export function noProxyMatches(hostname: string, noProxy: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  for (const raw of noProxy.split(/[\s,]+/)) {
+    const entry = raw.trim().toLowerCase().replace(/:\d+$/, '');
+    if (!entry) continue;
+    if (entry === '*') return true;
+    if (entry.includes('/')) {
+      const cidr = parseCidr(entry);
+      if (cidr && isIP(host) === 4 && cidrContains(cidr, host)) return true;
+      continue;
+    }
+    const domain = entry.startsWith('.') ? entry.slice(1) : entry;
+    if (host === domain || host.endsWith(`.${domain}`)) return true;
+  }
+  return false;
+}
+
+/** The proxy to use for a URL, from the environment; undefined for a direct connection. */
+export function proxyFor(target: string, env: Env = process.env): URL | undefined {
+  const url = new URL(target);
+  if (noProxyMatches(url.hostname, envValue(env, 'NO_PROXY') ?? '')) return undefined;
+  const raw = envValue(env, url.protocol === 'https:' ? 'HTTPS_PROXY' : 'HTTP_PROXY');
+  if (!raw) return undefined;
+  const proxy = new URL(raw.includes('://') ? raw : `http://${raw}`);
+  if (proxy.protocol !== 'http:') {
+    throw new HttpError(
+      `the proxy ${proxy.origin} is not an http:// proxy; klab speaks to proxies over plain http (https goes through a CONNECT tunnel)`,
+    );
+  }
+  return proxy;
+}
+
+function proxyAuthorization(proxy: URL): Record<string, string> {
+  if (!proxy.username) return {};
+  const credentials = `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`;
+  return { 'Proxy-Authorization': `Basic ${Buffer.from(credentials).toString('base64')}` };
+}
+
+/** An https agent whose connections are CONNECT tunnels through an http proxy. */
+function tunnelAgent(proxy: URL): https.Agent {
+  const agent = new https.Agent({ keepAlive: false });
+  const connect = (
+    options: https.RequestOptions & { servername?: string },
+    callback: (error: Error | null, socket?: Duplex) => void,
+  ) => {
+    const target = `${options.host}:${options.port ?? 443}`;
+    const request = http.request({
+      host: proxy.hostname,
+      port: Number(proxy.port || 80),
+      method: 'CONNECT',
+      path: target,
+      headers: { Host: target, ...proxyAuthorization(proxy) },
+      timeout: 30_000,
+    });
+    request.once('connect', (response, socket) => {
+      if (response.statusCode !== 200) {
+        socket.destroy();
+        callback(
+          new HttpError(
+            `proxy ${proxy.host} refused CONNECT ${target}: HTTP ${response.statusCode}`,
+          ),
+        );
+        return;
+      }
+      callback(
+        null,
+        tls.connect({
+          socket,
+          servername: options.servername ?? String(options.host),
+          ...(options.ca ? { ca: options.ca } : {}),
+        }),
+      );
+    });
+    request.once('timeout', () =>
+      request.destroy(new HttpError(`proxy ${proxy.host} did not answer`)),
+    );
+    request.once('error', (error) =>
+      callback(new HttpError(`proxy ${proxy.host}: ${error.message}`)),
+    );
+    request.end();
+  };
+  (agent as unknown as { createConnection: typeof connect }).createConnection = connect;
+  return agent;
+}
+
+export interface RequestTarget {
+  module: typeof http | typeof https;
+  url: string | URL;
+  options: https.RequestOptions;
+}
+
+/** How to reach `target`: directly, through a proxy with the absolute URL, or through a tunnel. */
+export function requestTarget(
+  target: string,
+  headers: Record<string, string>,
+  useProxy: boolean,
+  env: Env = process.env,
+): RequestTarget {
+  const url = new URL(target);
+  const proxy = useProxy ? proxyFor(target, env) : undefined;
+  const https_ = url.protocol === 'https:';
+  if (!proxy) return { module: https_ ? https : http, url: target, options: { headers } };
+  if (https_)
+    return { module: https, url: target, options: { headers, agent: tunnelAgent(proxy) } };
+  return {
+    module: http,
+    url: `http://${proxy.host}/`,
+    options: {
+      host: proxy.hostname,
+      port: Number(proxy.port || 80),
+      path: target,
+      headers: { ...headers, Host: url.host, ...proxyAuthorization(proxy) },
+    },
+  };
+}
 
 export interface DownloadProgress {
   received: number;
@@ -52,21 +185,21 @@ export async function downloadToFile(
     timeoutMs?: number;
     redirects?: number;
     headers?: Record<string, string>;
+    /** Use HTTP(S)_PROXY from the environment (default true). */
+    proxy?: boolean;
   } = {},
 ): Promise<DownloadResult> {
   const offset = await sizeOf(file);
   const redirects = options.redirects ?? 5;
+  const target = requestTarget(
+    url,
+    { ...(options.headers ?? {}), ...(offset > 0 ? { Range: `bytes=${offset}-` } : {}) },
+    options.proxy ?? true,
+  );
   return new Promise((resolve, reject) => {
-    const client = url.startsWith('https:') ? https : http;
-    const request = client.get(
-      url,
-      {
-        headers: {
-          ...(options.headers ?? {}),
-          ...(offset > 0 ? { Range: `bytes=${offset}-` } : {}),
-        },
-        timeout: options.timeoutMs ?? 30_000,
-      },
+    const request = target.module.get(
+      target.url,
+      { ...target.options, timeout: options.timeoutMs ?? 30_000 },
       (response) => {
         const status = response.statusCode ?? 0;
         if (status >= 300 && status < 400 && response.headers.location) {
@@ -142,24 +275,32 @@ export function httpGet(
   url: string,
   headers: Record<string, string> = {},
   redirects = 5,
+  options: { proxy?: boolean } = {},
 ): Promise<HttpResponse> {
+  const target = requestTarget(url, headers, options.proxy ?? true);
   return new Promise((resolve, reject) => {
-    const client = url.startsWith('https:') ? https : http;
-    const request = client.get(url, { headers, timeout: 30_000 }, (response) => {
-      const status = response.statusCode ?? 0;
-      if (status >= 300 && status < 400 && response.headers.location && redirects > 0) {
-        response.resume();
-        const next = new URL(response.headers.location, url).toString();
-        httpGet(next, forRedirect(url, next, headers) ?? {}, redirects - 1).then(resolve, reject);
-        return;
-      }
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('end', () =>
-        resolve({ status, headers: response.headers, body: Buffer.concat(chunks), url }),
-      );
-      response.on('error', reject);
-    });
+    const request = target.module.get(
+      target.url,
+      { ...target.options, timeout: 30_000 },
+      (response) => {
+        const status = response.statusCode ?? 0;
+        if (status >= 300 && status < 400 && response.headers.location && redirects > 0) {
+          response.resume();
+          const next = new URL(response.headers.location, url).toString();
+          httpGet(next, forRedirect(url, next, headers) ?? {}, redirects - 1, options).then(
+            resolve,
+            reject,
+          );
+          return;
+        }
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () =>
+          resolve({ status, headers: response.headers, body: Buffer.concat(chunks), url }),
+        );
+        response.on('error', reject);
+      },
+    );
     request.on('timeout', () => request.destroy(new HttpError(`no answer from ${url} in time`)));
     request.on('error', (error) =>
       reject(error instanceof HttpError ? error : new HttpError(error.message)),

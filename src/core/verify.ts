@@ -451,7 +451,10 @@ export const CHECKS: readonly Check[] = [
             vm.name,
             'Look at Traefik: klab ssh master -- kubectl -n kube-system logs ds/traefik-ingress',
             async () => {
-              const response = await httpGet(`http://${vm.ip}/`, { Host: INGRESS_HOST });
+              // Lab traffic: never through a proxy from the environment.
+              const response = await httpGet(`http://${vm.ip}/`, { Host: INGRESS_HOST }, 0, {
+                proxy: false,
+              });
               const body = response.body.toString('utf8');
               if (response.status === 200 && body.includes('klab test app')) return true;
               return response.status === 404

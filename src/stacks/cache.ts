@@ -8,7 +8,7 @@ import { createReadStream, existsSync } from 'node:fs';
 import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type DownloadProgress, downloadToFile } from '../adapters/http.js';
+import { type DownloadProgress, downloadToFile, HttpError } from '../adapters/http.js';
 import { cachePath } from '../core/cache.js';
 import { KlabError } from '../core/errors.js';
 import type { LabSpec } from '../core/spec.js';
@@ -84,7 +84,16 @@ export async function sha256File(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/** A file in the cache is usable when its recorded and actual hash equal the expected one. */
+/** Where a downloaded file's SHA-256 is recorded when it enters the cache. */
+export function recordedHashFile(file: string): string {
+  return `${file}.sha256`;
+}
+
+/**
+ * A file in the cache is usable when its hash equals the expected one; without an
+ * expected hash (nothing pinned yet), when it equals the hash recorded as it was
+ * downloaded: a file truncated or changed since then is fetched again, never used.
+ */
 export async function cachedAndVerified(
   file: string,
   expected: string | undefined,
@@ -92,14 +101,30 @@ export async function cachedAndVerified(
   if (!existsSync(file)) return undefined;
   const actual = await sha256File(file);
   if (expected && actual !== expected) return undefined;
+  if (!expected) {
+    const recorded = await readFile(recordedHashFile(file), 'utf8').catch(() => undefined);
+    if (recorded !== undefined && recorded.trim() !== actual) return undefined;
+  }
   return actual;
 }
+
+/** Network trouble or a server error: worth asking the same source again. A 404 is not. */
+export function isTransient(error: unknown): boolean {
+  if (!(error instanceof HttpError)) return false;
+  const status = error.status;
+  return status === undefined || status >= 500 || status === 429 || status === 408;
+}
+
+const ATTEMPTS_PER_SOURCE = 3;
 
 export interface FetchOptions {
   expected: string | undefined;
   mirrors: MirrorConfig;
   root?: string;
   onProgress?: (progress: DownloadProgress & { source: string; text?: string }) => void;
+  /** Backoff between attempts at one source: 2 s, then 4 s (tests pass a fake). */
+  sleep?: (ms: number) => Promise<void>;
+  retryDelayMs?: number;
 }
 
 export interface FetchResult {
@@ -117,12 +142,41 @@ export async function fetchArtifact(
   const dest = artifactPath(artifact, options.root);
   const cached = await cachedAndVerified(dest, options.expected);
   if (cached) return { file: dest, sha256: cached, source: 'cache', downloaded: 0 };
-  if (existsSync(dest)) await rm(dest); // present but does not verify: never use it
+  if (existsSync(dest)) {
+    // Present but does not verify (truncated, changed): never use it, fetch it again.
+    options.onProgress?.({
+      received: 0,
+      total: undefined,
+      source: 'cache',
+      text: `${artifact.file} in the cache does not verify; fetching it again`,
+    });
+    await rm(dest);
+    await rm(recordedHashFile(dest), { force: true });
+  }
 
   await mkdir(path.dirname(dest), { recursive: true });
   const partial = `${dest}.partial`;
   const problems: string[] = [];
   let mismatch: string | undefined;
+  const sleep = options.sleep ?? ((ms) => new Promise<void>((done) => setTimeout(done, ms)));
+  /** Transient failures are retried with backoff before the next source is tried. */
+  async function withRetries<T>(source: string, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await fn();
+      } catch (error) {
+        if (!isTransient(error) || attempt >= ATTEMPTS_PER_SOURCE) throw error;
+        const delay = (options.retryDelayMs ?? 2000) * 2 ** (attempt - 1);
+        options.onProgress?.({
+          received: 0,
+          total: undefined,
+          source,
+          text: `${(error as Error).message}; trying again in ${Math.round(delay / 1000)} s (attempt ${attempt + 1} of ${ATTEMPTS_PER_SOURCE})`,
+        });
+        await sleep(delay);
+      }
+    }
+  }
   for (const source of candidateSources(artifact, options.mirrors)) {
     let downloaded = 0;
     try {
@@ -136,18 +190,23 @@ export async function fetchArtifact(
       } else if (source.startsWith('registry+')) {
         const [baseUrl, reference] = source.slice('registry+'.length).split('#');
         await rm(partial, { force: true });
-        await pullImage(reference ?? '', {
-          out: partial,
-          work: `${dest}.work`,
-          baseUrl: baseUrl ?? '',
-          onProgress: (text) =>
-            options.onProgress?.({ received: 0, total: undefined, source, text }),
-        });
+        await withRetries(source, () =>
+          pullImage(reference ?? '', {
+            out: partial,
+            work: `${dest}.work`,
+            baseUrl: baseUrl ?? '',
+            onProgress: (text) =>
+              options.onProgress?.({ received: 0, total: undefined, source, text }),
+          }),
+        );
         await rm(`${dest}.work`, { recursive: true, force: true });
       } else {
-        const result = await downloadToFile(source, partial, {
-          onProgress: (p) => options.onProgress?.({ ...p, source }),
-        });
+        // A retry resumes the partial file where the cut connection left it.
+        const result = await withRetries(source, () =>
+          downloadToFile(source, partial, {
+            onProgress: (p) => options.onProgress?.({ ...p, source }),
+          }),
+        );
         downloaded = result.transferred;
       }
     } catch (error) {
@@ -163,6 +222,7 @@ export async function fetchArtifact(
       continue;
     }
     await rename(partial, dest);
+    await writeFile(recordedHashFile(dest), `${actual}\n`);
     return { file: dest, sha256: actual, source, downloaded };
   }
   if (mismatch) {

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HttpError, httpGet, noProxyMatches, proxyFor } from '../../../src/adapters/http.js';
 import { KlabError } from '../../../src/core/errors.js';
 import { nullSink } from '../../../src/core/events.js';
 import { validateSpec } from '../../../src/core/spec-file.js';
@@ -13,6 +14,7 @@ import {
   artifactPath,
   candidateSources,
   fetchArtifact,
+  isTransient,
   type LockFile,
   type MirrorConfig,
   mirrorConfig,
@@ -30,6 +32,7 @@ interface Seen {
 }
 const seen: Seen[] = [];
 let cutNext = false;
+let flakyFailures = 0;
 let server: http.Server;
 let base: string;
 
@@ -38,6 +41,11 @@ beforeAll(async () => {
     seen.push({ url: req.url ?? '', range: req.headers.range });
     if (req.url?.startsWith('/missing/')) {
       res.writeHead(404).end();
+      return;
+    }
+    if (req.url?.startsWith('/flaky/') && flakyFailures > 0) {
+      flakyFailures -= 1;
+      res.writeHead(503).end();
       return;
     }
     const body = req.url?.startsWith('/corrupt/') ? Buffer.from(PAYLOAD).fill(7, 0, 10) : PAYLOAD;
@@ -202,28 +210,26 @@ describe('fetching into the cache', () => {
     expect(await readFile(file)).toEqual(PAYLOAD);
   });
 
-  it('resumes an interrupted download with an HTTP Range request', async () => {
+  it('resumes an interrupted download with an HTTP Range request, within the same run', async () => {
     const r = await root();
     seen.length = 0;
     cutNext = true;
-    const first = await fetchArtifact(artifact('d', SHA), {
+    const delays: number[] = [];
+    const result = await fetchArtifact(artifact('d', SHA), {
       expected: SHA,
       mirrors: mirrors('resume'),
       root: r,
-    }).catch((e) => e);
-    expect((first as KlabError).code).toBe('KLAB_ARTIFACT_UNAVAILABLE');
-    const partial = `${artifactPath(artifact('d'), r)}.partial`;
-    const kept = (await stat(partial)).size;
+      sleep: async (ms) => {
+        delays.push(ms);
+      },
+    });
+    // The cut connection was retried after 2 s, asking only for the missing bytes.
+    expect(delays).toEqual([2000]);
+    expect(seen).toHaveLength(2);
+    const kept = Number(/^bytes=(\d+)-$/.exec(seen[1]?.range ?? '')?.[1]);
     expect(kept).toBeGreaterThan(0);
     expect(kept).toBeLessThan(PAYLOAD.length);
-    const second = await fetchArtifact(artifact('d', SHA), {
-      expected: SHA,
-      mirrors: mirrors('resume'),
-      root: r,
-    });
-    expect(seen.at(-1)?.range).toBe(`bytes=${kept}-`);
-    expect(second.downloaded).toBe(PAYLOAD.length - kept);
-    expect(await readFile(second.file)).toEqual(PAYLOAD);
+    expect(await readFile(result.file)).toEqual(PAYLOAD);
   });
 
   it('falls back from a missing local dir and a failing mirror to the next source', async () => {
@@ -361,5 +367,129 @@ describe('pull, verify and offline bundles', () => {
     ).catch((e) => e);
     expect((error as KlabError).code).toBe('KLAB_ARTIFACT_UNAVAILABLE');
     expect((error as KlabError).details).toHaveLength(3);
+  });
+});
+
+describe('downloads over a bad network', () => {
+  it('retries a transient failure with backoff before moving on, and says so', async () => {
+    const r = await root();
+    flakyFailures = 2;
+    const delays: number[] = [];
+    const notes: string[] = [];
+    const result = await fetchArtifact(artifact('flaky', SHA), {
+      expected: SHA,
+      mirrors: mirrors('flaky'),
+      root: r,
+      sleep: async (ms) => {
+        delays.push(ms);
+      },
+      onProgress: (p) => {
+        if (p.text) notes.push(p.text);
+      },
+    });
+    expect(result.sha256).toBe(SHA);
+    expect(delays).toEqual([2000, 4000]);
+    expect(notes[0]).toMatch(/HTTP 503 .*; trying again in 2 s \(attempt 2 of 3\)/);
+  });
+
+  it('does not retry a 404: the next source is tried at once', async () => {
+    const r = await root();
+    const delays: number[] = [];
+    const error = (await fetchArtifact(artifact('gone', SHA), {
+      expected: SHA,
+      mirrors: mirrors('missing'),
+      root: r,
+      sleep: async (ms) => {
+        delays.push(ms);
+      },
+    }).catch((e: unknown) => e)) as KlabError;
+    expect(error.code).toBe('KLAB_ARTIFACT_UNAVAILABLE');
+    expect(delays).toEqual([]);
+    expect(isTransient(new HttpError('HTTP 404', 404))).toBe(false);
+    expect(isTransient(new HttpError('connection reset'))).toBe(true);
+  });
+
+  it('a cached file truncated after its download (nothing pinned) is detected and fetched again', async () => {
+    const r = await root();
+    const first = await fetchArtifact(artifact('trunc'), {
+      expected: undefined,
+      mirrors: mirrors('ok'),
+      root: r,
+    });
+    expect(await readFile(`${first.file}.sha256`, 'utf8')).toBe(`${SHA}\n`);
+    const whole = await readFile(first.file);
+    await writeFile(first.file, whole.subarray(0, 1000));
+    const again = await fetchArtifact(artifact('trunc'), {
+      expected: undefined,
+      mirrors: mirrors('ok'),
+      root: r,
+    });
+    expect(again.source).not.toBe('cache');
+    expect(again.sha256).toBe(SHA);
+    expect((await stat(again.file)).size).toBe(PAYLOAD.length);
+  });
+});
+
+describe('proxies from the environment', () => {
+  it('follows HTTP_PROXY / HTTPS_PROXY and NO_PROXY (hosts, domains, CIDRs, *)', () => {
+    const env = {
+      HTTP_PROXY: 'http://proxy.lan:3128',
+      https_proxy: 'proxy.lan:3129',
+      NO_PROXY: '.corp.example,10.0.0.0/8,localhost',
+    };
+    expect(proxyFor('http://dl.k8s.io/x', env)?.host).toBe('proxy.lan:3128');
+    expect(proxyFor('https://github.com/x', env)?.host).toBe('proxy.lan:3129');
+    expect(proxyFor('https://mirror.corp.example/x', env)).toBeUndefined();
+    expect(proxyFor('http://10.1.2.3/x', env)).toBeUndefined();
+    expect(proxyFor('http://localhost:8080/x', env)).toBeUndefined();
+    expect(proxyFor('http://dl.k8s.io/x', { ...env, NO_PROXY: '*' })).toBeUndefined();
+    expect(proxyFor('http://dl.k8s.io/x', {})).toBeUndefined();
+    expect(noProxyMatches('a.b.example', 'b.example')).toBe(true);
+    expect(noProxyMatches('notb.example', 'b.example')).toBe(false);
+    expect(() => proxyFor('http://x/y', { HTTP_PROXY: 'socks5://p:1080' })).toThrow(
+      /not an http:\/\/ proxy/,
+    );
+  });
+
+  it('downloads through an http proxy on this machine, which sees the whole URL', async () => {
+    const through: string[] = [];
+    const proxy = http.createServer((req, res) => {
+      through.push(req.url ?? '');
+      const upstream = http.get(req.url ?? '', { headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      upstream.on('error', () => res.writeHead(502).end());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const port = (proxy.address() as AddressInfo).port;
+    const saved = {
+      HTTP_PROXY: process.env.HTTP_PROXY,
+      NO_PROXY: process.env.NO_PROXY,
+      no_proxy: process.env.no_proxy,
+    };
+    process.env.HTTP_PROXY = `http://127.0.0.1:${port}`;
+    process.env.NO_PROXY = '';
+    process.env.no_proxy = '';
+    try {
+      const r = await root();
+      const result = await fetchArtifact(artifact('viaproxy', SHA), {
+        expected: SHA,
+        mirrors: mirrors('ok'),
+        root: r,
+      });
+      expect(result.sha256).toBe(SHA);
+      expect(through).toEqual([`${base}/ok/v1/viaproxy.tar.gz`]);
+      // Lab traffic never takes the proxy.
+      const direct = await httpGet(`${base}/ok/x`, {}, 0, { proxy: false });
+      expect(direct.status).toBe(200);
+      expect(through).toHaveLength(1);
+    } finally {
+      for (const [key, value] of Object.entries(saved)) {
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      }
+      proxy.close();
+    }
   });
 });
