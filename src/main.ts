@@ -10,6 +10,7 @@ import type { CommandIo, GlobalArgs, KlabCommand } from './commands/command.js';
 import { COMMANDS } from './commands/index.js';
 import { cachePath } from './core/cache.js';
 import { isKlabError, KlabError } from './core/errors.js';
+import { interrupt } from './core/interrupt.js';
 import { labPaths } from './core/lab.js';
 import { acquireLabLock } from './core/lock.js';
 import { Reporter } from './ui/reporter.js';
@@ -19,7 +20,11 @@ export interface MainIo {
   stderr: NodeJS.WritableStream;
   stdin: NodeJS.ReadableStream & { isTTY?: boolean };
   isTty: boolean;
+  /** Where SIGINT/SIGTERM arrive (the process; tests pass an emitter). */
+  signals?: NodeJS.EventEmitter;
 }
+
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 
 function defaultIo(): MainIo {
   return {
@@ -190,9 +195,29 @@ export async function main(argv: readonly string[], io: MainIo = defaultIo()): P
         writes === 'new-lab' || (writes === 'lab' && existsSync(klabDir))
           ? acquireLabLock(klabDir, `klab ${argv.join(' ')}`, reporter)
           : undefined;
+      // First Ctrl-C: stop at the next safe point. Second: stop now (the default action).
+      const signals = io.signals ?? process;
+      const onSignal = (signal: string) => {
+        if (interrupt.requested) {
+          for (const name of STOP_SIGNALS) signals.removeListener(name, onSignal);
+          reporter.close();
+          lock?.release();
+          if (signals === process) process.kill(process.pid, signal);
+          return;
+        }
+        interrupt.request(signal);
+        reporter.emit({
+          kind: 'notice',
+          level: 'warn',
+          text: `${signal}: stopping at the next safe point, leaving the lab resumable (press Ctrl-C again to stop at once).`,
+        });
+      };
+      for (const name of STOP_SIGNALS) signals.on(name, onSignal);
       try {
         exitCode = await command.run(globals, commandIo);
       } finally {
+        for (const name of STOP_SIGNALS) signals.removeListener(name, onSignal);
+        interrupt.reset();
         lock?.release();
       }
     });

@@ -105,19 +105,22 @@ export const libvirt = {
     const match = /<creationTime>(\d+)<\/creationTime>/.exec(result.stdout);
     return match?.[1] ? Number(match[1]) * 1000 : undefined;
   },
-  /** Bytes of saved machine state per internal snapshot of a domain's disk (qemu-img). */
-  async snapshotStateSizes(domain: string): Promise<Map<string, number>> {
+  /**
+   * Bytes of saved machine state per internal snapshot of a domain's disk (qemu-img);
+   * undefined when the disk could not be read (then nothing is known either way).
+   */
+  async snapshotStateSizes(domain: string): Promise<Map<string, number> | undefined> {
     const sizes = new Map<string, number>();
     const disks = await virsh(['domblklist', domain, '--details'], true);
     const file = disks.stdout
       .split('\n')
       .map((line) => line.trim().split(/\s+/))
       .find((cols) => cols[0] === 'file' && cols[1] === 'disk')?.[3];
-    if (!file) return sizes;
+    if (!file) return undefined;
     const info = await runProcess(['qemu-img', 'info', '--force-share', '--output=json', file], {
       timeoutMs: 60_000,
     });
-    if (info.exitCode !== 0) return sizes;
+    if (info.exitCode !== 0) return undefined;
     const parsed = JSON.parse(info.stdout) as {
       snapshots?: { name: string; 'vm-state-size': number }[];
     };

@@ -65,6 +65,9 @@ export async function runProcess(
     reject: false,
     all: false,
     stripFinalNewline: false,
+    // Its own process group: the terminal's Ctrl-C reaches klab, not a virsh or vagrant
+    // call in the middle of a snapshot; klab stops at a safe point (core/interrupt.ts).
+    detached: true,
   });
   const { onLine } = options;
   if (onLine) {

@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   KLAB_VM_UNKNOWN: 'user',
   KLAB_VM_NOT_RUNNING: 'user',
   KLAB_ABORTED: 'user',
+  KLAB_INTERRUPTED: 'user',
   KLAB_SUBNET_COLLISION: 'user',
   KLAB_NOT_ENOUGH_RESOURCES: 'user',
   KLAB_SNAPSHOT_MISSING: 'user',
@@ -39,6 +40,7 @@ export const ERROR_CODES = {
   KLAB_STEP_FAILED: 'lab',
   KLAB_TIMEOUT: 'lab',
   KLAB_CLOCK_SKEW: 'lab',
+  KLAB_SNAPSHOT_FAILED: 'lab',
   KLAB_LOCKED: 'lab',
   KLAB_CERTS_INVALID: 'lab',
   KLAB_VERIFY_FAILED: 'lab',
@@ -83,6 +85,8 @@ export class KlabError extends Error {
   }
 
   get exitCode(): number {
+    // 128 + SIGINT, as shells report a run stopped with Ctrl-C.
+    if (this.code === 'KLAB_INTERRUPTED') return 130;
     return EXIT_CODES[this.fault];
   }
 }

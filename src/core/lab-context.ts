@@ -1,6 +1,7 @@
 /** A lab opened from its directory: spec, state, Vagrant; and SSH sessions into its VMs. */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { type Libvirt, libvirt } from '../adapters/libvirt.js';
 import { Vagrant } from '../adapters/vagrant.js';
 import { artifactPath } from '../stacks/cache.js';
 import { loadStack } from '../stacks/index.js';
@@ -25,6 +26,8 @@ export interface Lab {
   spec: LabSpec;
   state: LabState;
   vagrant: Vagrant;
+  /** libvirt (virsh): snapshots, domain states; unit tests pass a fake. */
+  libvirt: Libvirt;
   sink: EventSink;
 }
 
@@ -35,7 +38,7 @@ export async function openLab(options: LabOptions, sink: EventSink): Promise<Lab
   const vagrant = new Vagrant(paths.dir, {
     onLine: (line) => sink.emit({ kind: 'output', source: 'vagrant', line }),
   });
-  return { paths, spec, state, vagrant, sink };
+  return { paths, spec, state, vagrant, libvirt, sink };
 }
 
 /** A lab exists once klab rendered its Vagrantfile. */

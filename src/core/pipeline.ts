@@ -1,6 +1,7 @@
 /** Runs the ordered steps: one step at a time, on all its VMs in parallel. */
 import type { Step, StepContext } from '../steps/step.js';
 import { task } from './events.js';
+import { interrupt } from './interrupt.js';
 import { type LabState, markStepDone } from './state.js';
 
 export interface PipelineHooks {
@@ -28,6 +29,10 @@ export async function runSteps(
   // state of that step), so it is retaken even where the later step had nothing to do.
   let changedSoFar = false;
   for (const step of steps) {
+    // A safe point: every earlier step is done and recorded in the state.
+    interrupt.throwIfRequested(
+      `Run "klab create" again to resume at "${step.id}"; the steps done so far are kept.`,
+    );
     const vms = step.targets ? step.targets(ctx.spec) : ctx.spec.vms;
     const results = await task(
       ctx.sink,

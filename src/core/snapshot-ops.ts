@@ -1,11 +1,11 @@
 /** klab snapshot save/list/delete/prune and klab reset: the lab as one unit. */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { libvirt } from '../adapters/libvirt.js';
 import { provisioningSteps } from '../steps/index.js';
 import { KlabError } from './errors.js';
 import { type EventSink, systemClock, task } from './events.js';
 import { stepGuestClock } from './guest-clock.js';
+import { interrupt } from './interrupt.js';
 import { libvirtNames } from './lab.js';
 import {
   type Lab,
@@ -31,7 +31,7 @@ async function domainsOf(lab: Lab): Promise<{ vm: string; domain: string; state:
   return Promise.all(
     lab.spec.vms.map(async (vm) => {
       const domain = names.domain(vm.name);
-      const state = await libvirt.domainState(domain);
+      const state = await lab.libvirt.domainState(domain);
       if (!state) {
         throw new KlabError(
           'KLAB_NO_LAB',
@@ -51,15 +51,16 @@ export async function listSnapshots(lab: Lab): Promise<LabSnapshot[]> {
   const perVm = new Map<string, { name: string; createdAt: number; stateBytes: number }[]>();
   for (const vm of lab.spec.vms) {
     const domain = names.domain(vm.name);
-    const snaps = await libvirt.snapshots(domain);
+    const snaps = await lab.libvirt.snapshots(domain);
     const sizes =
-      snaps.length > 0 ? await libvirt.snapshotStateSizes(domain) : new Map<string, number>();
+      (snaps.length > 0 ? await lab.libvirt.snapshotStateSizes(domain) : undefined) ??
+      new Map<string, number>();
     perVm.set(
       vm.name,
       await Promise.all(
         snaps.map(async (name) => ({
           name,
-          createdAt: (await libvirt.snapshotCreationTime(domain, name)) ?? 0,
+          createdAt: (await lab.libvirt.snapshotCreationTime(domain, name)) ?? 0,
           stateBytes: sizes.get(name) ?? 0,
         })),
       ),
@@ -88,20 +89,48 @@ export async function saveSnapshot(
       hint: `Delete it first ("klab snapshot delete ${name}") or pick another name.`,
     });
   }
+  interrupt.throwIfRequested(`No snapshot was taken; run "klab snapshot save ${name}" again.`);
   return task(lab.sink, `Snapshot "${name}" of ${domains.length} VMs`, async () => {
     if (existing) await deleteSnapshotEverywhere(lab, name);
     const running = domains.filter((d) => d.state === 'running');
-    for (const d of running) await libvirt.suspend(d.domain);
+    const taken: string[] = [];
+    let failure: { vm: string; error: unknown } | undefined;
     try {
+      for (const d of running) await lab.libvirt.suspend(d.domain);
       for (const d of domains) {
-        await libvirt.createSnapshot(
-          d.domain,
-          name,
-          `klab lab ${lab.spec.name}${options.automatic ? ' (checkpoint)' : ''}`,
-        );
+        try {
+          await lab.libvirt.createSnapshot(
+            d.domain,
+            name,
+            `klab lab ${lab.spec.name}${options.automatic ? ' (checkpoint)' : ''}`,
+          );
+        } catch (error) {
+          failure = { vm: d.vm, error };
+          break;
+        }
+        taken.push(d.domain);
+      }
+      if (failure) {
+        // All or nothing: a snapshot of only some VMs (some etcd members) is worse than none.
+        for (const domain of taken) {
+          await lab.libvirt.deleteSnapshot(domain, name).catch(() => undefined);
+        }
       }
     } finally {
-      for (const d of running) await libvirt.resume(d.domain).catch(() => undefined);
+      for (const d of running) await lab.libvirt.resume(d.domain).catch(() => undefined);
+    }
+    if (failure) {
+      const cause = failure.error;
+      throw new KlabError(
+        'KLAB_SNAPSHOT_FAILED',
+        `snapshot "${name}" failed on ${failure.vm}; the ${taken.length} VM(s) already saved were rolled back, so no VM has it, and every VM runs again`,
+        {
+          vm: failure.vm,
+          outputTail: cause instanceof KlabError ? cause.outputTail : (cause as Error).message,
+          hint: 'A full disk is the usual cause: free space under /var/lib/libvirt/images (df -h; "klab snapshot prune" drops checkpoints), then try again.',
+          cause,
+        },
+      );
     }
     // A paused guest's clock stood still: put it right, or TLS sees the future.
     if (running.length > 0 && options.pool) await stepClocks(lab, options.pool);
@@ -133,8 +162,8 @@ async function deleteSnapshotEverywhere(lab: Lab, name: string): Promise<number>
   let deleted = 0;
   for (const vm of lab.spec.vms) {
     const domain = names.domain(vm.name);
-    if ((await libvirt.snapshots(domain)).includes(name)) {
-      await libvirt.deleteSnapshot(domain, name);
+    if ((await lab.libvirt.snapshots(domain)).includes(name)) {
+      await lab.libvirt.deleteSnapshot(domain, name);
       deleted += 1;
     }
   }
@@ -169,13 +198,37 @@ export async function stepClocks(lab: Lab, pool: HostPool): Promise<number> {
         {
           vm: vm.name,
           host: pool.get(vm.name),
-          setByAgent: () => libvirt.setGuestTimeNow(names.domain(vm.name)),
+          setByAgent: () => lab.libvirt.setGuestTimeNow(names.domain(vm.name)),
         },
         systemClock,
       ),
     ),
   );
   return Math.max(0, ...results.map((result) => result.skewS));
+}
+
+/** The VMs whose part of a snapshot is missing or damaged (its metadata or its disk state). */
+async function unusableSnapshots(
+  lab: Lab,
+  domains: readonly { vm: string; domain: string }[],
+  name: string,
+): Promise<{ vm: string; why: string }[]> {
+  const problems: { vm: string; why: string }[] = [];
+  for (const d of domains) {
+    if (!(await lab.libvirt.snapshots(d.domain)).includes(name)) {
+      problems.push({ vm: d.vm, why: 'no such snapshot' });
+      continue;
+    }
+    // libvirt keeps the metadata; the saved state lives in the qcow2 disk. Both must be there.
+    const onDisk = await lab.libvirt.snapshotStateSizes(d.domain);
+    if (onDisk && !onDisk.has(name)) {
+      problems.push({
+        vm: d.vm,
+        why: 'libvirt knows it, but the disk image holds no such snapshot',
+      });
+    }
+  }
+  return problems;
 }
 
 export interface ResetResult {
@@ -188,7 +241,12 @@ export async function resetLab(
   sink: EventSink,
   name: string | undefined,
 ): Promise<ResetResult> {
-  const lab = await openLab(options, sink);
+  return resetOpenLab(await openLab(options, sink), name);
+}
+
+/** klab reset on an opened lab: every VM back to one snapshot, or none at all. */
+export async function resetOpenLab(lab: Lab, name: string | undefined): Promise<ResetResult> {
+  const sink = lab.sink;
   // A lab that was never created has no snapshots: say that, without asking libvirt.
   requireCreated(lab);
   const started = Date.now();
@@ -205,16 +263,34 @@ export async function resetLab(
     lab.spec.vms.map((vm) => vm.name),
   );
   const domains = await domainsOf(lab);
+  // All or nothing: make sure every VM can go back before the first one does.
+  const unusable = await unusableSnapshots(lab, domains, snapshot.name);
+  if (unusable.length > 0) {
+    throw new KlabError(
+      'KLAB_SNAPSHOT_MISSING',
+      `snapshot "${snapshot.name}" cannot be restored on ${unusable.map((u) => u.vm).join(', ')}; nothing was reverted`,
+      {
+        details: unusable.map((u) => `${u.vm}: ${u.why}`),
+        hint: 'Pick another snapshot ("klab snapshot list"), or delete this one with "klab snapshot delete".',
+      },
+    );
+  }
+  interrupt.throwIfRequested(`Nothing was reverted; run "klab reset ${snapshot.name}" again.`);
   await task(sink, `Revert every VM to "${snapshot.name}"`, async () => {
-    for (const d of domains) await libvirt.revertSnapshot(d.domain, snapshot.name);
+    for (const d of domains) await lab.libvirt.revertSnapshot(d.domain, snapshot.name);
     // Resume together, so no VM (no etcd member) runs ahead of the others.
     for (const d of domains) {
-      if ((await libvirt.domainState(d.domain)) === 'paused') await libvirt.resume(d.domain);
+      if ((await lab.libvirt.domainState(d.domain)) === 'paused')
+        await lab.libvirt.resume(d.domain);
     }
   });
   await restoreSteps(lab, snapshot.name);
+  // Every VM is reverted and resumed together; stopping here leaves a consistent lab.
+  interrupt.throwIfRequested(
+    `Every VM is back at "${snapshot.name}"; clocks and health were not checked: run "klab reset ${snapshot.name}" again or "klab verify".`,
+  );
   const running = await Promise.all(
-    domains.map(async (d) => (await libvirt.domainState(d.domain)) === 'running'),
+    domains.map(async (d) => (await lab.libvirt.domainState(d.domain)) === 'running'),
   );
   if (running.every(Boolean)) {
     await withHosts(lab, async (pool) => {

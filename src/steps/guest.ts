@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { KlabError } from '../core/errors.js';
+import { interrupt } from '../core/interrupt.js';
 import type { RemoteHost } from '../core/remote.js';
 import type { StepContext } from './step.js';
 
@@ -129,6 +130,9 @@ export async function waitFor(
     if (answer === true) return ctx.clock.now() - started;
     last = answer;
     if (ctx.clock.now() >= deadline) break;
+    interrupt.throwIfRequested(
+      `Stopped while waiting for ${options.what}; run the command again to go on.`,
+    );
     await ctx.clock.sleep(options.intervalMs ?? 3000);
   }
   const diagnosis = options.diagnose ? await options.diagnose().catch(() => '') : '';

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -6,7 +7,7 @@ import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../src/main.js';
 
-async function run(argv: string[]) {
+async function run(argv: string[], signals?: NodeJS.EventEmitter) {
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   let out = '';
@@ -17,7 +18,13 @@ async function run(argv: string[]) {
   stderr.on('data', (d) => {
     err += d;
   });
-  const code = await main(argv, { stdout, stderr, stdin: new PassThrough(), isTty: false });
+  const code = await main(argv, {
+    stdout,
+    stderr,
+    stdin: new PassThrough(),
+    isTty: false,
+    ...(signals ? { signals } : {}),
+  });
   return { code, out, err };
 }
 
@@ -70,6 +77,35 @@ describe('main', () => {
       expect(code).toBe(2);
       expect(err).toContain(`error[KLAB_NO_LAB]: no lab in ${dir}`);
     }
+  });
+
+  it('Ctrl-C lets the action under way finish (a vagrant call is not cut) and says what happens', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-main-'));
+    await writeFile(path.join(dir, 'Vagrantfile'), '# fake lab\n');
+    const bin = await mkdtemp(path.join(os.tmpdir(), 'klab-bin-'));
+    const marker = path.join(dir, 'halt-finished');
+    // A fake vagrant: takes a moment, then records that it ran to the end.
+    await writeFile(path.join(bin, 'vagrant'), `#!/bin/sh\nsleep 1\necho done > '${marker}'\n`, {
+      mode: 0o755,
+    });
+    const signals = new EventEmitter();
+    const savedPath = process.env.PATH;
+    process.env.PATH = `${bin}:${savedPath}`;
+    try {
+      const running = run(['--dir', dir, 'halt'], signals);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(signals.listenerCount('SIGINT')).toBe(1);
+      signals.emit('SIGINT', 'SIGINT');
+      const { code, err } = await running;
+      expect(err).toContain('SIGINT: stopping at the next safe point, leaving the lab resumable');
+      expect(code).toBe(0);
+      expect(existsSync(marker)).toBe(true);
+    } finally {
+      process.env.PATH = savedPath;
+    }
+    expect(signals.listenerCount('SIGINT')).toBe(0);
+    expect(signals.listenerCount('SIGTERM')).toBe(0);
+    expect(existsSync(path.join(dir, '.klab', 'lock'))).toBe(false);
   });
 
   it('a klab.yaml that is a directory is a clear input error (exit 2), not a crash', async () => {

@@ -1,9 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import type { KlabError } from '../../../src/core/errors.js';
 import { nullSink, systemClock } from '../../../src/core/events.js';
+import { interrupt } from '../../../src/core/interrupt.js';
 import { runSteps } from '../../../src/core/pipeline.js';
 import { emptyState } from '../../../src/core/state.js';
 import { clusterTuning } from '../../../src/core/tuning.js';
 import { installProfile } from '../../../src/stacks/install.js';
+import { waitFor } from '../../../src/steps/guest.js';
 import type { Step, StepContext } from '../../../src/steps/step.js';
 import { FakeHost } from '../../helpers/fake-host.js';
 import { twoVmSpec } from '../../helpers/specs.js';
@@ -72,5 +75,59 @@ describe('runSteps', () => {
       }),
     ).rejects.toThrow('node1 broke');
     expect(hooks).toEqual([]);
+  });
+});
+
+describe('Ctrl-C during provisioning', () => {
+  it('finishes the step under way, records it, and stops before the next with exit 130 and how to resume', async () => {
+    const log: string[] = [];
+    const state = emptyState();
+    const interrupting: Step = {
+      ...fakeStep('first', false, log),
+      apply: async (_ctx, vm) => {
+        log.push(`apply first ${vm.name}`);
+        interrupt.request('SIGINT');
+      },
+    };
+    const hooks: string[] = [];
+    try {
+      const error = (await runSteps([interrupting, fakeStep('second', false, log)], ctx, state, {
+        afterStep: async (step) => void hooks.push(step.id),
+      }).catch((e: unknown) => e)) as KlabError;
+      expect(error.code).toBe('KLAB_INTERRUPTED');
+      expect(error.exitCode).toBe(130);
+      expect(error.message).toBe('stopped on SIGINT, at a safe point');
+      expect(error.hint).toBe(
+        'Run "klab create" again to resume at "second"; the steps done so far are kept.',
+      );
+    } finally {
+      interrupt.reset();
+    }
+    expect(log).toEqual(['apply first master', 'apply first node1']);
+    // The finished step is recorded (and its checkpoint hook ran): a re-run skips it.
+    expect(hooks).toEqual(['first']);
+    expect(Object.keys(state.steps.master ?? {})).toEqual(['first']);
+  });
+
+  it('a wait stops between two polls', async () => {
+    let polls = 0;
+    try {
+      const error = await waitFor(
+        { clock: { now: () => 0, sleep: async () => {} } },
+        { what: 'etcd healthy', vm: 'master', timeoutMs: 60_000, hint: '' },
+        async () => {
+          polls += 1;
+          interrupt.request('SIGTERM');
+          return 'not yet';
+        },
+      ).catch((e: unknown) => e);
+      expect(error).toMatchObject({
+        code: 'KLAB_INTERRUPTED',
+        hint: 'Stopped while waiting for etcd healthy; run the command again to go on.',
+      });
+    } finally {
+      interrupt.reset();
+    }
+    expect(polls).toBe(1);
   });
 });
