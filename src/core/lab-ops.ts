@@ -6,7 +6,6 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { libvirt } from '../adapters/libvirt.js';
 import { findExecutable } from '../adapters/process.js';
 import { generatePki } from '../pki/generate.js';
 import { renderKlabYaml } from '../render/klab-yaml.js';
@@ -48,7 +47,7 @@ import {
 } from './preflight.js';
 import { connectAll } from './session.js';
 import { quote } from './shell.js';
-import { checkpointHook } from './snapshot-ops.js';
+import { checkpointHook, stepClocks } from './snapshot-ops.js';
 import type { StackName } from './spec.js';
 import { ensureStack } from './stack-ops.js';
 import { saveState } from './state.js';
@@ -174,6 +173,30 @@ async function bootVms(lab: Lab, accelerator: 'kvm' | 'tcg'): Promise<void> {
   }
 }
 
+/**
+ * A run killed in the middle of a snapshot (between pause and resume) leaves VMs paused:
+ * resume them, and say so. Their clocks stood still meanwhile; the caller steps them.
+ */
+async function resumeLeftPaused(lab: Lab): Promise<string[]> {
+  const names = libvirtNames(lab.spec);
+  const resumed: string[] = [];
+  for (const vm of lab.spec.vms) {
+    const domain = names.domain(vm.name);
+    if ((await lab.libvirt.domainState(domain)) === 'paused') {
+      await lab.libvirt.resume(domain);
+      resumed.push(vm.name);
+    }
+  }
+  if (resumed.length > 0) {
+    lab.sink.emit({
+      kind: 'notice',
+      level: 'warn',
+      text: `${resumed.join(', ')} had been left paused by an interrupted run (a snapshot under way); resumed them.`,
+    });
+  }
+  return resumed;
+}
+
 async function preflight(lab: Lab): Promise<void> {
   const findings = await task(lab.sink, 'Check the host', async () => {
     const tools = await checkTools();
@@ -240,8 +263,12 @@ export async function createLab(options: LabOptions, sink: EventSink): Promise<v
     (result) => `${result.issued.length} issued, ${result.reused.length} reused`,
   );
 
+  const resumed = await resumeLeftPaused(lab);
   await bootVms(lab, hypervisor.accelerator);
   await withHosts(lab, async (pool) => {
+    if (resumed.length > 0) {
+      await task(sink, 'Step every guest clock to the host clock', () => stepClocks(lab, pool));
+    }
     const steps = provisioningSteps(lab.spec);
     const checkpoint = checkpointHook(lab, pool, {
       mode: lab.state.checkpoints ?? 'every-step',
@@ -271,8 +298,12 @@ export async function createLab(options: LabOptions, sink: EventSink): Promise<v
 export async function upLab(options: LabOptions, sink: EventSink): Promise<void> {
   const lab = await openLab(options, sink);
   requireCreated(lab);
+  const resumed = await resumeLeftPaused(lab);
   await bootVms(lab, lab.state.accelerator ?? 'tcg');
   await withHosts(lab, async (pool) => {
+    if (resumed.length > 0) {
+      await task(sink, 'Step every guest clock to the host clock', () => stepClocks(lab, pool));
+    }
     const ctx = stepContext(lab, pool);
     const drifted: string[] = [];
     await task(sink, 'Check that every provisioning step survived the restart', async () => {
@@ -310,12 +341,12 @@ export async function destroyLab(options: LabOptions, sink: EventSink): Promise<
   const names = libvirtNames(lab.spec);
   const ours = (name: string) => name.startsWith(names.domainPrefix);
   const removed: string[] = [];
-  const domains = (await libvirt.domains()).filter(ours);
+  const domains = (await lab.libvirt.domains()).filter(ours);
 
   await task(sink, 'Delete snapshots (libvirt keeps domains that still have some)', async () => {
     for (const domain of domains) {
-      for (const snapshot of await libvirt.snapshots(domain)) {
-        await libvirt.deleteSnapshot(domain, snapshot);
+      for (const snapshot of await lab.libvirt.snapshots(domain)) {
+        await lab.libvirt.deleteSnapshot(domain, snapshot);
       }
     }
   });
@@ -323,18 +354,18 @@ export async function destroyLab(options: LabOptions, sink: EventSink): Promise<
     await task(sink, 'Destroy the VMs', () => lab.vagrant.destroy());
   }
   await task(sink, 'Remove what is left in libvirt', async () => {
-    for (const domain of (await libvirt.domains()).filter(ours)) {
-      await libvirt.removeDomain(domain);
+    for (const domain of (await lab.libvirt.domains()).filter(ours)) {
+      await lab.libvirt.removeDomain(domain);
       removed.push(`domain ${domain}`);
     }
-    for (const volume of (await libvirt.volumes()).filter(ours)) {
-      await libvirt.removeVolume(volume);
+    for (const volume of (await lab.libvirt.volumes()).filter(ours)) {
+      await lab.libvirt.removeVolume(volume);
       removed.push(`volume ${volume}`);
     }
-    const networks = await libvirt.networks();
+    const networks = await lab.libvirt.networks();
     for (const network of [names.network, names.managementNetwork]) {
       if (networks.includes(network)) {
-        await libvirt.removeNetwork(network);
+        await lab.libvirt.removeNetwork(network);
         removed.push(`network ${network}`);
       }
     }

@@ -29,6 +29,52 @@ nodes:
     memory: 1536
 `;
 
+const CLI = new URL('../../dist/src/cli.js', import.meta.url).pathname;
+
+async function bootId(vm: string): Promise<string> {
+  return ok(
+    await klab(['ssh', vm, '--', 'cat', '/proc/sys/kernel/random/boot_id'], DIR),
+  ).stdout.trim();
+}
+
+/** Polls until the VM answers over SSH with another boot id (it really rebooted). */
+async function waitForNewBoot(vm: string, before: string): Promise<void> {
+  const deadline = Date.now() + 600_000;
+  while (Date.now() < deadline) {
+    const now = await klab(
+      ['ssh', vm, '--', 'cat', '/proc/sys/kernel/random/boot_id'],
+      DIR,
+      60_000,
+    );
+    if (now.exitCode === 0 && now.stdout.trim() && now.stdout.trim() !== before) return;
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+  }
+  throw new Error(`${vm} did not come back from its reboot within 600 s`);
+}
+
+/** Polls libvirt until every VM's domain is in the state. */
+async function waitForState(vms: string[], state: string): Promise<void> {
+  const { execa } = await import('execa');
+  const deadline = Date.now() + 300_000;
+  while (Date.now() < deadline) {
+    const states = await Promise.all(
+      vms.map(async (vm) => {
+        const result = await execa(
+          'virsh',
+          ['-c', 'qemu:///system', 'domstate', `${PREFIX}_${vm}`],
+          {
+            reject: false,
+          },
+        );
+        return String(result.stdout).trim();
+      }),
+    );
+    if (states.every((entry) => entry === state)) return;
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+  }
+  throw new Error(`${vms.join(', ')} did not reach "${state}" within 300 s`);
+}
+
 async function defaultRoutes(vm: string): Promise<string[]> {
   const result = ok(await klab(['ssh', vm, '--', 'ip', '-4', 'route', 'show', 'default'], DIR));
   return result.stdout
@@ -57,15 +103,43 @@ describe('a 2-VM lab on real VMs', () => {
     expect(result.exitCode).toBe(0);
   });
 
-  it('klab create boots both VMs, installs the cluster and verifies it', async () => {
+  it('klab create, killed with SIGKILL in the middle of a step, is finished by the next klab create', async () => {
+    // The first run: killed the moment the etcd step starts (host prep, binaries and
+    // certificates are done by then), as a crash or a closed terminal would.
+    const { execa } = await import('execa');
+    const first = execa('node', [CLI, '--dir', DIR, 'create'], {
+      reject: false,
+      env: { CI: 'true' },
+      stdin: 'ignore',
+    });
+    let firstErr = '';
+    const killed = new Promise<void>((resolve) => {
+      first.stderr?.on('data', (chunk: Buffer) => {
+        firstErr += chunk.toString();
+        if (/^ - etcd cluster/m.test(firstErr)) {
+          first.kill('SIGKILL');
+          resolve();
+        }
+      });
+      void first.then(() => resolve());
+    });
+    await killed;
+    const firstResult = await first;
+    expect(firstResult.signal, firstErr).toBe('SIGKILL');
+    expect(firstErr).toMatch(/ok Default route .*2\/2 VMs changed/);
+    expect(firstErr).toMatch(/ok \/etc\/hosts entries/);
+    expect(firstErr).toMatch(/ok Generate the lab PKI .*issued/);
+
+    // The second run takes over the dead run's lock, skips what is done, and finishes.
     const result = ok(await klab(['create'], DIR));
+    expect(result.stderr).toContain("Took over the lab's lock");
+    expect(result.stderr).toMatch(/ok Default route .*already done/);
+    expect(result.stderr).toMatch(/ok Install the stack.*already done/);
+    expect(result.stderr).toMatch(/ok Copy certificates.*already done/);
+    expect(result.stderr).toMatch(/ok etcd cluster .*(1\/1 VMs changed|already done)/);
     expect(result.stdout).toContain(
       `Lab "${LAB}" is ready: master ${MASTER_IP}, node1 ${NODE1_IP}`,
     );
-    expect(result.stderr).toMatch(/ok Default route .*2\/2 VMs changed/);
-    expect(result.stderr).toMatch(/ok \/etc\/hosts entries/);
-    expect(result.stderr).toMatch(/ok Generate the lab PKI .*issued/);
-    expect(result.stderr).toMatch(/ok etcd cluster .*1\/1 VMs changed/);
     expect(result.stderr).toMatch(/ok kubelet on the nodes, joined by TLS bootstrap; nodes Ready/);
     // create ends with the cluster checks of klab verify.
     expect(result.stderr).toMatch(
@@ -99,6 +173,38 @@ describe('a 2-VM lab on real VMs', () => {
     expect(page.body.toString()).toMatch(/served by: php-apache-/);
   });
 
+  it('verify waits, by name and bounded, for Endpoints that come late, and fails naming the wait when they never come', async () => {
+    const master = (...argv: string[]) => klab(['ssh', 'master', '--', ...argv], DIR);
+    const deleteEndpoints = () =>
+      master('kubectl', '-n', 'klab-verify', 'delete', 'endpoints', 'php-apache');
+    // The endpoints controller lives in kube-controller-manager: stopped, nobody rebuilds them.
+    ok(await master('sudo', 'systemctl', 'stop', 'kube-controller-manager'));
+    ok(await deleteEndpoints());
+    await writeFile(`${DIR}/klab.yaml`, `${SPEC}timeouts:\n  check: 30\n`);
+    const never = await klab(['verify'], DIR);
+    expect(never.exitCode).toBe(4);
+    expect(never.stderr).toContain(
+      'Endpoints of klab-verify/php-apache: 1 ready address(es): not reached within 30 s',
+    );
+    await writeFile(`${DIR}/klab.yaml`, SPEC);
+
+    // Now they come back 40 s into the run: verify waits for them and passes.
+    const late = klab(['verify'], DIR);
+    await new Promise((resolve) => setTimeout(resolve, 40_000));
+    ok(await master('sudo', 'systemctl', 'start', 'kube-controller-manager'));
+    const result = ok(await late);
+    expect(result.stdout).toMatch(/All \d+ cluster checks passed/);
+    expect(result.stderr).toMatch(
+      /ok scheduler, controller manager and etcd report healthy .*waited \d+ s/,
+    );
+    console.log(
+      `verify with late Endpoints:\n${result.stderr
+        .split('\n')
+        .filter((l) => l.startsWith('ok '))
+        .join('\n')}`,
+    );
+  });
+
   it('the VMs reach each other on the private network, by name too', async () => {
     ok(await klab(['ssh', 'master', '--', 'ping', '-c', '2', '-W', '5', NODE1_IP], DIR));
     ok(await klab(['ssh', 'node1', '--', 'ping', '-c', '2', '-W', '5', MASTER_IP], DIR));
@@ -106,9 +212,14 @@ describe('a 2-VM lab on real VMs', () => {
     expect(byName.stdout.split(/\s+/)[0]).toBe(MASTER_IP);
   });
 
-  it('each VM has exactly one default route, via the management gateway', async () => {
+  it('each VM has exactly one default route, via the management gateway; lab ranges stay inside', async () => {
     for (const vm of ['master', 'node1']) {
       expect(await defaultRoutes(vm)).toEqual([`default via ${MGMT_GW} dev eth0`]);
+      // A ClusterIP nobody programmed goes to the isolated private network, not out via NAT.
+      const route = ok(
+        await klab(['ssh', vm, '--', 'ip', '-4', 'route', 'get', '10.254.250.250'], DIR),
+      );
+      expect(route.stdout).toContain('dev eth1');
     }
   });
 
@@ -259,6 +370,40 @@ describe('a 2-VM lab on real VMs', () => {
       new RegExp(
         `node1\\s+running\\s+${NODE1_IP.replaceAll('.', '\\.')}\\s+via ${MGMT_GW.replaceAll('.', '\\.')} dev eth0 \\(ok\\)\\s+(\\d+)/\\1`,
       ),
+    );
+  });
+
+  it('comes back by itself when rebooted nodes first, and when all reboot at once while one VM is killed', async () => {
+    // (klab halt + klab up above is the master-first order: up boots the master first.)
+    // Nodes first: both down, node1 boots alone while the master (etcd, the apiserver)
+    // is still off, then the master follows.
+    const nodesFirst = Date.now();
+    const { execa: run } = await import('execa');
+    const nodeBoot = await bootId('node1');
+    for (const vm of ['node1', 'master']) {
+      await klab(['ssh', vm, '--', 'sudo', 'systemctl', 'poweroff'], DIR);
+    }
+    await waitForState(['master', 'node1'], 'shut off');
+    await run('virsh', ['-c', 'qemu:///system', 'start', `${PREFIX}_node1`]);
+    await waitForNewBoot('node1', nodeBoot);
+    ok(await klab(['up'], DIR));
+    expect(ok(await klab(['verify'], DIR)).stdout).toMatch(/All \d+ cluster checks passed/);
+    console.log(
+      `reboot nodes first -> verified: ${Math.round((Date.now() - nodesFirst) / 1000)} s`,
+    );
+
+    const allAtOnce = Date.now();
+    const { execa } = await import('execa');
+    const masterBoot = await bootId('master');
+    await klab(['ssh', 'master', '--', 'sudo', 'systemctl', 'reboot'], DIR);
+    // node1 crashes outright: no shutdown, as a power cut would do it.
+    await execa('virsh', ['-c', 'qemu:///system', 'destroy', `${PREFIX}_node1`]);
+    await waitForNewBoot('master', masterBoot);
+    const up = ok(await klab(['up'], DIR));
+    expect(up.stderr).not.toContain('Not as provisioned');
+    expect(ok(await klab(['verify'], DIR)).stdout).toMatch(/All \d+ cluster checks passed/);
+    console.log(
+      `reboot all at once, node1 killed -> verified: ${Math.round((Date.now() - allAtOnce) / 1000)} s`,
     );
   });
 
