@@ -285,17 +285,21 @@ function corrupt(dir: string, file: string, why: string, hint: string): KlabErro
   });
 }
 
+/** JSON from one of the PKI's own files, or KLAB_CERTS_INVALID naming the file. */
+function parseJsonFile(text: string, dir: string, file: string, hint: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw corrupt(dir, file, (error as Error).message, hint);
+  }
+}
+
 /** manifest.json: which inputs each certificate was issued for. Corrupt -> refuse (else every certificate, the CA too, would be re-issued). */
 function parseManifest(text: string | undefined, dir: string): Manifest {
   if (text === undefined) return { version: 1, inputs: {} };
   const hint =
     'Restore it, or move it aside to re-issue every certificate including the CA (the VMs then need "klab create" to receive them).';
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (error) {
-    throw corrupt(dir, MANIFEST, (error as Error).message, hint);
-  }
+  const parsed = parseJsonFile(text, dir, MANIFEST, hint);
   const inputs = (parsed as Partial<Manifest> | null)?.inputs;
   if (
     typeof inputs !== 'object' ||
@@ -315,12 +319,7 @@ function parseTokens(text: string | undefined, dir: string): BootstrapToken[] {
   if (text === undefined) return [];
   const hint =
     'Delete bootstrap-tokens.json and run "klab certs generate": nodes that already joined keep their certificates; new tokens are issued for the rest.';
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (error) {
-    throw corrupt(dir, 'bootstrap-tokens.json', (error as Error).message, hint);
-  }
+  const parsed = parseJsonFile(text, dir, 'bootstrap-tokens.json', hint);
   if (!Array.isArray(parsed)) throw corrupt(dir, 'bootstrap-tokens.json', 'not a list', hint);
   return parsed.map((entry: Partial<BootstrapToken>, index) => {
     if (
