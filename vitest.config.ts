@@ -9,7 +9,9 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
-          testTimeout: 60_000,
+          // RSA key generation and openssl are slow on a loaded host: generous, not tight.
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
         },
       },
       {
