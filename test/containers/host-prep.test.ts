@@ -78,7 +78,8 @@ describe('host preparation over SSH in systemd containers', () => {
   beforeAll(async () => {
     const image = await systemdImage();
     network = await createNetwork('klab-ct-mgmt', '10.214.0.0/24', '10.214.0.1');
-    labNetwork = await createNetwork('klab-ct-lab', '10.213.0.0/24', '10.213.0.1');
+    // Docker re-attaches networks in name order on a restart: "mgmt" < "priv" keeps eth0/eth1.
+    labNetwork = await createNetwork('klab-ct-priv', '10.213.0.0/24', '10.213.0.1');
     for (const vm of spec.vms) {
       const node = await startSystemdNode(image, vm.name, network);
       await attachNetwork(node.container, labNetwork, vm.ip);
