@@ -381,7 +381,7 @@ describe('a 2-VM lab on real VMs', () => {
     const { execa: run } = await import('execa');
     const nodeBoot = await bootId('node1');
     for (const vm of ['node1', 'master']) {
-      await klab(['ssh', vm, '--', 'sudo', 'systemctl', 'poweroff'], DIR);
+      await klab(['ssh', vm, '--', 'sudo', 'systemctl', 'poweroff'], DIR, 120_000);
     }
     await waitForState(['master', 'node1'], 'shut off');
     await run('virsh', ['-c', 'qemu:///system', 'start', `${PREFIX}_node1`]);
@@ -395,7 +395,7 @@ describe('a 2-VM lab on real VMs', () => {
     const allAtOnce = Date.now();
     const { execa } = await import('execa');
     const masterBoot = await bootId('master');
-    await klab(['ssh', 'master', '--', 'sudo', 'systemctl', 'reboot'], DIR);
+    await klab(['ssh', 'master', '--', 'sudo', 'systemctl', 'reboot'], DIR, 120_000);
     // node1 crashes outright: no shutdown, as a power cut would do it.
     await execa('virsh', ['-c', 'qemu:///system', 'destroy', `${PREFIX}_node1`]);
     await waitForNewBoot('master', masterBoot);
