@@ -138,6 +138,28 @@ describe('the ClusterIP check waits for what it depends on', () => {
   });
 });
 
+describe('the etcd check', () => {
+  it('reports the leader changes each member has seen, from one metrics line', async () => {
+    const { ctx, hosts } = context((argv) => {
+      if (argv.includes('endpoint')) return { stderr: 'https://10.77.0.10:2379 is healthy: ok\n' };
+      if (argv[0] === 'sh') return { stdout: 'etcd_server_leader_changes_seen_total 2\n' };
+      return undefined;
+    });
+    const [result] = await runChecks(ctx, [check('etcd')]);
+    expect(result?.detail).toBe(
+      '1/1 members healthy; leader changes seen since each member started: master 2 (raft heartbeat 1000 ms, election 10000 ms)',
+    );
+    // The metrics page is filtered on the VM: the script is fixed, the paths are its arguments.
+    const call = hosts[0]?.calls.find((entry) => entry.argv[0] === 'sh');
+    expect(call?.argv.slice(0, 4)).toEqual([
+      'sh',
+      '-c',
+      'curl -sS --max-time 10 "$@" | grep "^etcd_server_leader_changes_seen_total "',
+      'sh',
+    ]);
+  });
+});
+
 describe('checks that depend on a failed check are not run', () => {
   it('reports them as not run, naming what failed, and counts them apart', async () => {
     const { ctx, hosts } = context((argv) => {
