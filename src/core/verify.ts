@@ -41,25 +41,79 @@ export interface CheckResult {
   skipped?: boolean;
 }
 
+/** Units that must run on a VM for a check's subject to come: stopped means broken, not slow. */
+export interface NeededUnits {
+  vm: string;
+  units: readonly string[];
+}
+
+/** `systemctl is-active A B` output -> the units that are stopped (not running, not restarting). */
+export function stoppedUnits(units: readonly string[], isActiveOutput: string): string[] {
+  const states = isActiveOutput.split('\n').map((line) => line.trim());
+  return units.filter((_, index) => states[index] === 'inactive' || states[index] === 'failed');
+}
+
 /** Named, bounded waits for one check; remembers how long it waited in all. */
 class CheckWaits {
   waitedMs = 0;
   constructor(private readonly ctx: StepContext) {}
 
+  /**
+   * Polls `probe` up to timeouts.check. Between failed polls it looks at the units the
+   * result depends on: one that is stopped (Restart=always brings back anything that
+   * crashed, so "inactive" means someone stopped it) will not come back by itself, and
+   * the check fails at once instead of waiting minutes for nothing.
+   */
   async until(
     what: string,
     vm: string,
     hint: string,
     probe: () => Promise<true | string>,
+    needs: readonly NeededUnits[] = [],
   ): Promise<number> {
+    let broken: { vm: string; unit: string } | undefined;
     const ms = await waitFor(
       this.ctx,
       { what, vm, timeoutMs: this.ctx.spec.timeouts.check * 1000, intervalMs: 2000, hint },
-      probe,
+      async () => {
+        const answer = await probe().catch((error: unknown) => (error as Error).message);
+        if (answer === true) return true;
+        broken = await this.firstStopped(needs);
+        return broken ? true : answer;
+      },
     );
+    if (broken) {
+      throw new KlabError(
+        'KLAB_STEP_FAILED',
+        `${what}: broken, not slow: ${broken.unit} on ${broken.vm} is stopped and will not come back by itself`,
+        {
+          vm: broken.vm,
+          hint: `Start it: klab ssh ${broken.vm} -- sudo systemctl start ${broken.unit}`,
+        },
+      );
+    }
     this.waitedMs = Math.max(this.waitedMs, ms);
     return ms;
   }
+
+  private async firstStopped(
+    needs: readonly NeededUnits[],
+  ): Promise<{ vm: string; unit: string } | undefined> {
+    for (const need of needs) {
+      if (need.units.length === 0) continue;
+      const result = await this.ctx
+        .host(need.vm)
+        .run(['systemctl', 'is-active', ...need.units], { allowFailure: true });
+      const [unit] = stoppedUnits(need.units, result.stdout);
+      if (unit) return { vm: need.vm, unit };
+    }
+    return undefined;
+  }
+}
+
+/** The same units on several VMs. */
+function unitsOn(vms: readonly VmPlan[], units: readonly string[]): NeededUnits[] {
+  return vms.map((vm) => ({ vm: vm.name, units }));
 }
 
 interface Check {
@@ -136,6 +190,10 @@ async function waitForEndpoints(ctx: StepContext, waits: CheckWaits, want: numbe
       addresses = readyEndpointAddresses(result.stdout);
       return addresses.length >= want ? true : `${addresses.length} ready address(es)`;
     },
+    [
+      { vm: firstMaster(ctx.spec).name, units: ['kube-controller-manager'] },
+      ...unitsOn(placed(ctx.spec, 'nodes'), ['kubelet']),
+    ],
   );
   return addresses;
 }
@@ -217,6 +275,7 @@ export const CHECKS: readonly Check[] = [
             ? true
             : (result.stderr || result.stdout).trim() || 'no answer';
         },
+        unitsOn(members, ['etcd']),
       );
       const changes = await Promise.all(members.map((vm) => leaderChanges(ctx, vm)));
       const seen = members.map((vm, index) => `${vm.name} ${changes[index] ?? '?'}`).join(', ');
@@ -238,6 +297,7 @@ export const CHECKS: readonly Check[] = [
             ? true
             : `${path}: ${(result.stdout + result.stderr).trim()}`;
         },
+        [{ vm: firstMaster(ctx.spec).name, units: ['kube-apiserver'] }],
       );
       return `${path} ok at https://${firstMaster(ctx.spec).ip}:6443`;
     },
@@ -259,6 +319,7 @@ export const CHECKS: readonly Check[] = [
           const bad = unhealthyComponents(result.stdout);
           return bad.length === 0 ? true : bad.join('; ');
         },
+        [{ vm: firstMaster(ctx.spec).name, units: ['kube-controller-manager', 'kube-scheduler'] }],
       );
       return 'all healthy';
     },
@@ -287,6 +348,7 @@ export const CHECKS: readonly Check[] = [
           }
           return problems.length === 0 ? true : problems.join('; ');
         },
+        unitsOn(nodes, ['kubelet', 'docker']),
       );
       return nodes.map((vm) => vm.name).join(', ');
     },
@@ -396,6 +458,7 @@ export const CHECKS: readonly Check[] = [
               }
               return true;
             },
+            [{ vm: vm.name, units: ['flanneld'] }],
           ),
         ),
       );
@@ -432,6 +495,7 @@ export const CHECKS: readonly Check[] = [
                 ? true
                 : `${vm.name} -> ${ip}: unexpected answer`;
             },
+            [{ vm: vm.name, units: ['kube-proxy'] }],
           ),
         ),
       );
@@ -463,6 +527,7 @@ export const CHECKS: readonly Check[] = [
                 ? 'HTTP 404: Traefik has no route for the test app yet'
                 : `HTTP ${response.status}`;
             },
+            [{ vm: vm.name, units: ['kubelet', 'docker'] }],
           ),
         ),
       );

@@ -7,6 +7,7 @@ import {
   leaderChangesFromMetrics,
   readyEndpointAddresses,
   runChecks,
+  stoppedUnits,
 } from '../../../src/core/verify.js';
 import { TEST_APP } from '../../../src/render/manifests.js';
 import { installProfile } from '../../../src/stacks/install.js';
@@ -135,6 +136,38 @@ describe('the ClusterIP check waits for what it depends on', () => {
     expect(failure.details[0]).toContain(
       `Endpoints of klab-verify/${TEST_APP}: 1 ready address(es): not reached within 30 s (0 ready address(es))`,
     );
+  });
+});
+
+describe('broken is told from slow', () => {
+  it('a stopped unit the check depends on fails it at once, with how to start it', async () => {
+    let polls = 0;
+    const { ctx } = context((argv) => {
+      if (argv.includes('--raw')) {
+        polls += 1;
+        return { exitCode: 1, stderr: 'The connection to the server was refused' };
+      }
+      if (argv[0] === 'systemctl' && argv[1] === 'is-active') {
+        return { exitCode: 3, stdout: 'inactive\n' };
+      }
+      return undefined;
+    }, 300);
+    const started = ctx.clock.now();
+    const failure = (await runChecks(ctx, [check('apiserver')]).catch(
+      (e: unknown) => e,
+    )) as KlabError;
+    expect(failure.details[0]).toContain(
+      'kube-apiserver /readyz: broken, not slow: kube-apiserver on master is stopped and will not come back by itself',
+    );
+    expect(polls).toBe(1);
+    expect(ctx.clock.now() - started).toBeLessThan(5000);
+  });
+
+  it('reads systemctl is-active: inactive and failed are stopped; activating (a restart) is not', () => {
+    expect(stoppedUnits(['a', 'b', 'c', 'd'], 'active\nactivating\nfailed\ninactive\n')).toEqual([
+      'c',
+      'd',
+    ]);
   });
 });
 
