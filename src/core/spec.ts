@@ -45,6 +45,13 @@ const seconds = (fallback: number) =>
     .max(86400, { error: 'must be <= 86400' })
     .default(fallback);
 
+const milliseconds = (min: number, max: number, why = '') =>
+  z
+    .number({ error: 'must be a number of milliseconds' })
+    .int({ error: 'must be a whole number of milliseconds' })
+    .min(min, { error: `must be >= ${min}` })
+    .max(max, { error: `must be <= ${max}${why}` });
+
 const url = () =>
   z
     .string({ error: 'must be a URL' })
@@ -147,18 +154,8 @@ export const SpecSchema = z
           .min(1, { error: 'must name at least one VM' })
           .optional(),
         /** Raft timing; default: etcd's own (100/1000 ms) with KVM, 1000/10000 ms under TCG. */
-        heartbeatMs: z
-          .number({ error: 'must be a number of milliseconds' })
-          .int({ error: 'must be a whole number of milliseconds' })
-          .min(50, { error: 'must be >= 50' })
-          .max(5000, { error: 'must be <= 5000' })
-          .optional(),
-        electionMs: z
-          .number({ error: 'must be a number of milliseconds' })
-          .int({ error: 'must be a whole number of milliseconds' })
-          .min(500, { error: 'must be >= 500' })
-          .max(50_000, { error: 'must be <= 50000 (etcd refuses more)' })
-          .optional(),
+        heartbeatMs: milliseconds(50, 5000).optional(),
+        electionMs: milliseconds(500, 50_000, ' (etcd refuses more)').optional(),
       })
       .prefault({}),
     mirrors: z

@@ -83,6 +83,18 @@ describe('the lab lock', () => {
     lock.release();
   });
 
+  it('never takes over a lock held on another machine (a shared lab directory)', async () => {
+    const dir = await labDir();
+    await writeFile(
+      path.join(dir, '.klab', 'lock'),
+      JSON.stringify({ pid: 999_999, command: 'klab reset', host: 'elsewhere', startedAt: 'then' }),
+    );
+    const { sink } = recorder();
+    expect(() =>
+      acquireLabLock(path.join(dir, '.klab'), 'klab create', sink, { isAlive: () => false }),
+    ).toThrow(/"klab reset" \(PID 999999 on elsewhere, since then\) is changing it/);
+  });
+
   it('release leaves a lock that is no longer ours alone', async () => {
     const dir = await labDir();
     const { sink } = recorder();
