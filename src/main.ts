@@ -6,13 +6,13 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import yargs from 'yargs';
+import { acquireLabLock } from './app/lock.js';
 import type { CommandIo, GlobalArgs, KlabCommand } from './commands/command.js';
 import { COMMANDS } from './commands/index.js';
-import { cachePath } from './core/cache.js';
-import { isKlabError, KlabError } from './core/errors.js';
-import { interrupt } from './core/interrupt.js';
-import { labPaths } from './core/lab.js';
-import { acquireLabLock } from './core/lock.js';
+import { cachePath } from './model/cache-paths.js';
+import { isKlabError, KlabError } from './model/errors.js';
+import { interrupt } from './model/interrupt.js';
+import { labPaths } from './model/lab-paths.js';
 import { Reporter } from './ui/reporter.js';
 
 export interface MainIo {

@@ -11,7 +11,7 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { cidrContains, parseCidr } from '../core/net.js';
+import { cidrContains, parseCidr } from '../model/net.js';
 
 type Env = Record<string, string | undefined>;
 

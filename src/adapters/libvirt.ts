@@ -1,5 +1,5 @@
 /** virsh, for what Vagrant does not show: leftovers, networks, volumes, snapshots. */
-import { KlabError, tail } from '../core/errors.js';
+import { KlabError, tail } from '../model/errors.js';
 import { runProcess } from './process.js';
 
 const URI = 'qemu:///system';

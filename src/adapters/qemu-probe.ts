@@ -1,7 +1,7 @@
 /** Boots a kernel under QEMU+KVM for a few seconds to see whether KVM really works here. */
 import { access, constants, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { ProbeOutcome } from '../core/hypervisor.js';
+import type { ProbeOutcome } from '../model/hypervisor.js';
 import { runProcess } from './process.js';
 
 export async function kvmDevicePresent(): Promise<boolean> {

@@ -5,15 +5,15 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import ssh2 from 'ssh2';
-import { KlabError, tail } from '../core/errors.js';
-import { type Clock, systemClock } from '../core/events.js';
+import { KlabError, tail } from '../model/errors.js';
+import { type Clock, systemClock } from '../model/events.js';
 import type {
   RemoteFileOptions,
   RemoteHost,
   RemoteResult,
   RemoteRunOptions,
-} from '../core/remote.js';
-import { commandLine } from '../core/shell.js';
+} from '../model/remote.js';
+import { commandLine } from '../model/shell.js';
 
 const { Client } = ssh2;
 type Ssh2Client = InstanceType<typeof Client>;

@@ -2,7 +2,7 @@
  * Vagrant, for VM lifecycle only (no `vagrant ssh -c`: klab keeps one SSH connection per VM).
  * Output is read with --machine-readable and `ssh-config`, never screen-scraped.
  */
-import { KlabError, tail } from '../core/errors.js';
+import { KlabError, tail } from '../model/errors.js';
 import { type ProcessResult, runProcess } from './process.js';
 
 export interface MachineReadableRow {

@@ -1,5 +1,5 @@
 /** klab artifacts list | pull | build | verify | export FILE | import FILE */
-import { KlabError } from '../core/errors.js';
+
 import {
   artifactRows,
   buildArtifacts,
@@ -9,7 +9,8 @@ import {
   pullArtifacts,
   vagrantImportDeps,
   verifyArtifacts,
-} from '../core/stack-ops.js';
+} from '../app/artifacts.js';
+import { KlabError } from '../model/errors.js';
 import { formatTable } from '../ui/table.js';
 import type { KlabCommand } from './command.js';
 

@@ -1,12 +1,12 @@
 /** klab certs generate | list | check | renew */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { KlabError } from '../core/errors.js';
-import { task } from '../core/events.js';
-import { labPaths } from '../core/lab.js';
-import type { StackName } from '../core/spec.js';
-import { loadSpec } from '../core/spec-file.js';
-import { loadState } from '../core/state.js';
+import { KlabError } from '../model/errors.js';
+import { task } from '../model/events.js';
+import { labPaths } from '../model/lab-paths.js';
+import type { StackName } from '../model/spec.js';
+import { loadSpec } from '../model/spec-file.js';
+import { loadState } from '../model/state.js';
 import { checkPki } from '../pki/check.js';
 import { generatePki, pkiFiles } from '../pki/generate.js';
 import { inspectCertificate } from '../pki/inspect.js';

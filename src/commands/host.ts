@@ -3,15 +3,15 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { Vagrant } from '../adapters/vagrant.js';
-import { boxDeps } from '../core/box-deps.js';
 import {
   boxBuildPaths,
   ensureLocalBox,
   LOCAL_BOXES,
   localRecipe,
   recipeForSuite,
-} from '../core/boxes.js';
-import { runDoctor } from '../core/doctor.js';
+} from '../app/box.js';
+import { boxDeps } from '../app/box-deps.js';
+import { runDoctor } from '../app/doctor.js';
 import { formatTable } from '../ui/table.js';
 import type { KlabCommand } from './command.js';
 

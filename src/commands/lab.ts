@@ -1,7 +1,6 @@
 /** The lab lifecycle verbs: init, create, up, halt, destroy, status, ssh. */
 
 import { runInteractive } from '../adapters/process.js';
-import { KlabError } from '../core/errors.js';
 import {
   createLab,
   destroyLab,
@@ -10,7 +9,8 @@ import {
   labStatus,
   sshArgv,
   upLab,
-} from '../core/lab-ops.js';
+} from '../app/lifecycle.js';
+import { KlabError } from '../model/errors.js';
 import { formatTable } from '../ui/table.js';
 import type { KlabCommand } from './command.js';
 

@@ -1,14 +1,15 @@
 /** klab snapshot save|list|delete|prune, and klab reset [NAME]. */
-import { KlabError } from '../core/errors.js';
-import { openLab, requireCreated } from '../core/lab-context.js';
+
+import { openLab, requireCreated } from '../app/lab.js';
 import {
   deleteSnapshot,
   listSnapshots,
   pruneSnapshots,
   resetLab,
   saveSnapshot,
-} from '../core/snapshot-ops.js';
-import { formatAge, formatBytes } from '../core/snapshots.js';
+} from '../app/snapshots.js';
+import { KlabError } from '../model/errors.js';
+import { formatAge, formatBytes } from '../model/snapshots.js';
 import { formatTable } from '../ui/table.js';
 import type { KlabCommand } from './command.js';
 

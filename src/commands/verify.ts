@@ -1,5 +1,5 @@
 /** klab verify: the cluster checks (etcd, control plane, nodes, test app, ingress). */
-import { verifyLab } from '../core/verify.js';
+import { verifyLab } from '../app/verify.js';
 import type { KlabCommand } from './command.js';
 
 export const verifyCommand: KlabCommand = {

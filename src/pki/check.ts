@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import YAML from 'yaml';
-import type { LabSpec } from '../core/spec.js';
+import type { LabSpec } from '../model/spec.js';
 import { pkiFiles } from './generate.js';
 import { type CertInfo, inspectCertificate, keyMatchesCertificate, signedBy } from './inspect.js';
 import { planPki } from './plan.js';

@@ -2,12 +2,13 @@
  * The lab's PKI under .klab/pki: generated from the spec, idempotent. An existing, valid,
  * matching file is reused; a spec change re-issues exactly the certificates it affects.
  */
-import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import YAML from 'yaml';
-import { KlabError } from '../core/errors.js';
-import type { LabSpec } from '../core/spec.js';
+import { KlabError } from '../model/errors.js';
+import { sha256 } from '../model/hash.js';
+import type { LabSpec } from '../model/spec.js';
 import { inspectCertificate, keyMatchesCertificate, signedBy } from './inspect.js';
 import { renderKubeconfig } from './kubeconfig.js';
 import { type CaName, type CertPlan, type PkiPlan, planPki } from './plan.js';
@@ -80,7 +81,7 @@ async function writeIfChanged(file: string, content: string, mode: number): Prom
 }
 
 function hash(value: unknown): string {
-  return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16);
+  return sha256(JSON.stringify(value)).slice(0, 16);
 }
 
 function certInputs(plan: CertPlan, days: number, issuerFingerprint: string): string {

@@ -2,8 +2,8 @@
  * Which certificates a lab needs, derived purely from the spec. Every entry says who
  * presents it to whom, so `klab certs list` and the docs can explain it.
  */
-import { hostAddress, parseCidr } from '../core/net.js';
-import type { LabSpec } from '../core/spec.js';
+import { hostAddress, parseCidr } from '../model/net.js';
+import type { LabSpec } from '../model/spec.js';
 
 export type Usage = 'server' | 'client';
 export type CaName = 'ca' | 'etcd-ca' | 'front-proxy-ca';

@@ -1,7 +1,7 @@
 /** Secrets that are not certificates: encryption-at-rest config and bootstrap tokens. */
 import { randomBytes } from 'node:crypto';
 import YAML from 'yaml';
-import type { StackName } from '../core/spec.js';
+import type { StackName } from '../model/spec.js';
 
 export interface BootstrapToken {
   id: string;

@@ -1,5 +1,5 @@
 /** The commented klab.yaml that `klab init` writes: every setting, with its current value. */
-import type { LabSpec } from '../core/spec.js';
+import type { LabSpec } from '../model/spec.js';
 
 export function renderKlabYaml(spec: LabSpec): string {
   const lines = [

@@ -7,8 +7,8 @@
  * quorum, and systemd's default start limit would leave it failed for good.
  */
 
-import type { LabSpec, VmPlan } from '../core/spec.js';
-import type { ClusterTuning } from '../core/tuning.js';
+import type { LabSpec, VmPlan } from '../model/spec.js';
+import type { ClusterTuning } from '../model/tuning.js';
 import { kubernetesServiceIp } from '../pki/plan.js';
 import { GUEST, type InstallProfile } from '../stacks/install.js';
 

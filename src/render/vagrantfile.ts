@@ -1,18 +1,12 @@
 /** Vagrantfile.ejs -> Vagrantfile. Pure: data in, string out (golden-tested). */
 import { readFileSync } from 'node:fs';
 import ejs from 'ejs';
-import { consoleLogPath, libvirtNames } from '../core/lab.js';
-import { netmask, parseCidr } from '../core/net.js';
-import { packagePath } from '../core/package-root.js';
-import type { LabSpec } from '../core/spec.js';
+import type { HypervisorSettings } from '../model/hypervisor.js';
+import { consoleLogPath, libvirtNames } from '../model/lab-paths.js';
+import { netmask, parseCidr } from '../model/net.js';
+import { packagePath } from '../model/package-root.js';
+import type { LabSpec } from '../model/spec.js';
 import { rubyString } from './ruby.js';
-
-export interface HypervisorSettings {
-  /** libvirt domain type: kvm (hardware) or qemu (TCG software emulation). */
-  driver: 'kvm' | 'qemu';
-  cpuMode: 'host-model' | 'host-passthrough' | 'custom';
-  cpuModel?: string | undefined;
-}
 
 let template: string | undefined;
 

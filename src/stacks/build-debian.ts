@@ -2,15 +2,15 @@
  * `klab artifacts build --stack debian`: every artifact of the mirror-only stack, built
  * from a Debian mirror and the Go module proxy, cached by its inputs, pinned in the lock.
  */
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { cachePath } from '../core/cache.js';
-import { KlabError } from '../core/errors.js';
-import { type EventSink, task } from '../core/events.js';
-import { packagePath } from '../core/package-root.js';
-import { artifactPath, artifactsRoot, type LockFile, lockKey, sha256File } from './cache.js';
+import { cachePath } from '../model/cache-paths.js';
+import { KlabError } from '../model/errors.js';
+import { type EventSink, task } from '../model/events.js';
+import { sha256, sha256File } from '../model/hash.js';
+import { packagePath } from '../model/package-root.js';
+import { artifactPath, artifactsRoot, type LockFile, lockKey } from './cache.js';
 import { writeImageArchive } from './image-archive.js';
 import type { Artifact, Stack } from './manifest.js';
 
@@ -269,10 +269,9 @@ function pin(
 }
 
 async function inputsHash(recipe: Recipe, artifact: Artifact): Promise<string> {
-  const hash = createHash('sha256');
-  hash.update(
+  const scripts = await Promise.all(recipe.files.map((file) => readFile(script(file))));
+  return sha256(
     JSON.stringify({ id: artifact.id, version: artifact.version, inputs: recipe.inputs }),
+    ...scripts,
   );
-  for (const file of recipe.files) hash.update(await readFile(script(file)));
-  return hash.digest('hex');
 }

@@ -3,15 +3,15 @@
  * used before its SHA-256 is verified: against the manifest's official checksum, or the
  * pin recorded in the lab's klab.lock.json on the first verified download.
  */
-import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type DownloadProgress, downloadToFile, HttpError } from '../adapters/http.js';
-import { cachePath } from '../core/cache.js';
-import { KlabError } from '../core/errors.js';
-import type { LabSpec } from '../core/spec.js';
+import { cachePath } from '../model/cache-paths.js';
+import { KlabError } from '../model/errors.js';
+import { sha256File } from '../model/hash.js';
+import type { LabSpec } from '../model/spec.js';
 import { type Artifact, SOURCE_BASES, type SourceBase } from './manifest.js';
 import { pullImage } from './registry.js';
 
@@ -76,12 +76,6 @@ export function artifactPath(
   root = artifactsRoot(),
 ): string {
   return path.join(root, `${artifact.id}-${artifact.version}`, artifact.file);
-}
-
-export async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 /** Where a downloaded file's SHA-256 is recorded when it enters the cache. */

@@ -3,12 +3,11 @@
  * image config, one layer tarball) from a root filesystem directory, without a Docker
  * engine or a registry.
  */
-import { createHash } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { runProcess } from '../adapters/process.js';
-import { KlabError, tail } from '../core/errors.js';
-import { sha256File } from './cache.js';
+import { KlabError, tail } from '../model/errors.js';
+import { sha256, sha256File } from '../model/hash.js';
 
 export interface ImageConfig {
   Entrypoint?: string[];
@@ -73,7 +72,7 @@ export async function writeImageArchive(options: {
   await mkdir(path.join(stage, diffId));
   await rename(layerTmp, path.join(stage, diffId, 'layer.tar'));
   const configJson = imageConfigJson(diffId, options.config, options.createdBy);
-  const imageId = createHash('sha256').update(configJson).digest('hex');
+  const imageId = sha256(configJson);
   await writeFile(path.join(stage, `${imageId}.json`), configJson);
   await writeFile(
     path.join(stage, 'manifest.json'),

@@ -1,5 +1,5 @@
 /** The stacks klab knows, validated when loaded. */
-import { KlabError } from '../core/errors.js';
+import { KlabError } from '../model/errors.js';
 import { debian } from './debian.js';
 import { type Stack, StackSchema } from './manifest.js';
 import { v1_11_1 } from './v1.11.1.js';

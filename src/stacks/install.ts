@@ -2,7 +2,7 @@
  * How a stack's artifacts land on the VMs and which flags its versions take: the data the
  * provisioner steps read, so a step never asks "which stack is this?" itself.
  */
-import type { StackName } from '../core/spec.js';
+import type { StackName } from '../model/spec.js';
 import { parseImageReference, repoTag } from './registry.js';
 
 export type Placement = 'all' | 'masters' | 'nodes';

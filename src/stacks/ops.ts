@@ -3,8 +3,9 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { runProcess } from '../adapters/process.js';
-import { KlabError, tail } from '../core/errors.js';
-import { type EventSink, task } from '../core/events.js';
+import { KlabError, tail } from '../model/errors.js';
+import { type EventSink, task } from '../model/events.js';
+import { sha256File } from '../model/hash.js';
 import {
   artifactPath,
   artifactsRoot,
@@ -14,7 +15,6 @@ import {
   type LockFile,
   lockKey,
   type MirrorConfig,
-  sha256File,
 } from './cache.js';
 import type { Artifact, Stack } from './manifest.js';
 

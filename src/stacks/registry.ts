@@ -4,14 +4,13 @@
  * blobs as served (gzip; docker load decompresses them). Every manifest fetched by digest
  * and every blob is checked against its sha256 digest.
  */
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type DownloadProgress, downloadToFile, httpGet } from '../adapters/http.js';
 import { runProcess } from '../adapters/process.js';
-import { KlabError, tail } from '../core/errors.js';
-import { sha256File } from './cache.js';
+import { KlabError, tail } from '../model/errors.js';
+import { sha256, sha256File } from '../model/hash.js';
 
 export interface ImageReference {
   registry: string;
@@ -136,7 +135,7 @@ export async function pullImage(
     if (!pick)
       throw new KlabError('KLAB_ARTIFACT_UNAVAILABLE', `${reference} has no linux/amd64 image`);
     const response = await get(manifestUrl(pick.digest), MANIFEST_TYPES);
-    if (createHash('sha256').update(response.body).digest('hex') !== digestHex(pick.digest)) {
+    if (sha256(response.body) !== digestHex(pick.digest)) {
       throw new KlabError(
         'KLAB_CHECKSUM_MISMATCH',
         `the linux/amd64 manifest of ${reference} does not match its digest`,

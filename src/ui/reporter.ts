@@ -6,7 +6,7 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import ora, { type Ora } from 'ora';
-import type { EventSink, KlabEvent } from '../core/events.js';
+import type { EventSink, KlabEvent } from '../model/events.js';
 
 export interface ReporterOptions {
   tty: boolean;

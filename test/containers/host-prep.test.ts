@@ -4,17 +4,17 @@
  */
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseDefaultRoutes } from '../../provision/default-route/index.js';
+import { HOST_PREP_STEPS } from '../../provision/index.js';
+import type { StepContext } from '../../provision/lib/step.js';
 import type { SshHost } from '../../src/adapters/ssh.js';
-import { nullSink, systemClock } from '../../src/core/events.js';
-import { packagePath } from '../../src/core/package-root.js';
-import { runSteps } from '../../src/core/pipeline.js';
-import { validateSpec } from '../../src/core/spec-file.js';
-import { emptyState } from '../../src/core/state.js';
-import { clusterTuning } from '../../src/core/tuning.js';
+import { runSteps } from '../../src/app/pipeline.js';
+import { nullSink, systemClock } from '../../src/model/events.js';
+import { packagePath } from '../../src/model/package-root.js';
+import { validateSpec } from '../../src/model/spec-file.js';
+import { emptyState } from '../../src/model/state.js';
+import { clusterTuning } from '../../src/model/tuning.js';
 import { installProfile } from '../../src/stacks/install.js';
-import { parseDefaultRoutes } from '../../src/steps/default-route/index.js';
-import { HOST_PREP_STEPS } from '../../src/steps/index.js';
-import type { StepContext } from '../../src/steps/step.js';
 import {
   attachNetwork,
   createNetwork,

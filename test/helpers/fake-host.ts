@@ -1,10 +1,10 @@
-import { KlabError } from '../../src/core/errors.js';
+import { KlabError } from '../../src/model/errors.js';
 import type {
   RemoteFileOptions,
   RemoteHost,
   RemoteResult,
   RemoteRunOptions,
-} from '../../src/core/remote.js';
+} from '../../src/model/remote.js';
 
 export type Handler = (
   argv: readonly string[],

@@ -1,5 +1,5 @@
-import type { LabSpec } from '../../src/core/spec.js';
-import { validateSpec } from '../../src/core/spec-file.js';
+import type { LabSpec } from '../../src/model/spec.js';
+import { validateSpec } from '../../src/model/spec-file.js';
 
 /** The default lab (the tutorial's), as klab plans it with no klab.yaml. */
 export function defaultSpec(name = 'klab'): LabSpec {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { GenericContainer, type StartedTestContainer, Wait } from 'testcontainers';
 import { connectSsh, type SshHost } from '../../src/adapters/ssh.js';
-import { boxBuildPaths, LOCAL_BOXES } from '../../src/core/boxes.js';
+import { boxBuildPaths, LOCAL_BOXES } from '../../src/app/box.js';
 import { klab, ok } from './cli.js';
 
 process.env.TESTCONTAINERS_RYUK_DISABLED = 'true';

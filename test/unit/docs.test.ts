@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ERROR_CODES } from '../../src/core/errors.js';
-import { packagePath } from '../../src/core/package-root.js';
+import { ERROR_CODES } from '../../src/model/errors.js';
+import { packagePath } from '../../src/model/package-root.js';
 
 describe('docs/troubleshooting.md', () => {
   const doc = readFileSync(packagePath('docs', 'troubleshooting.md'), 'utf8');

@@ -155,8 +155,8 @@ describe('main', () => {
     }
     const yaml = await readFile(path.join(dir, 'klab.yaml'), 'utf8');
     expect(yaml).toContain('# box: generic/ubuntu1804');
-    const { parseSpecText } = await import('../../src/core/spec-file.js');
-    const { validateSpec } = await import('../../src/core/spec-file.js');
+    const { parseSpecText } = await import('../../src/model/spec-file.js');
+    const { validateSpec } = await import('../../src/model/spec-file.js');
     const name = path
       .basename(dir)
       .toLowerCase()

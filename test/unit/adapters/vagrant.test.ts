@@ -10,7 +10,7 @@ import {
   parseStatus,
   Vagrant,
 } from '../../../src/adapters/vagrant.js';
-import { KlabError } from '../../../src/core/errors.js';
+import { KlabError } from '../../../src/model/errors.js';
 
 const STATUS = `1732480000,master,metadata,provider,libvirt
 1732480000,master,provider-name,libvirt

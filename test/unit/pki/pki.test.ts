@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { validateSpec } from '../../../src/core/spec-file.js';
+import { validateSpec } from '../../../src/model/spec-file.js';
 import { checkPki } from '../../../src/pki/check.js';
 import { generatePki, type PkiResult, pkiFiles } from '../../../src/pki/generate.js';
 import { inspectCertificate } from '../../../src/pki/inspect.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { clusterTuning } from '../../../src/core/tuning.js';
+import { clusterTuning } from '../../../src/model/tuning.js';
 import { renderIngress, renderTestApp, renderTlsBootstrap } from '../../../src/render/manifests.js';
 import {
   renderApiserverUnit,

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { hypervisorSettings } from '../../../src/core/hypervisor.js';
+import { hypervisorSettings } from '../../../src/model/hypervisor.js';
 import { rubyString } from '../../../src/render/ruby.js';
 import { renderVagrantfile } from '../../../src/render/vagrantfile.js';
 import { expectGolden } from '../../helpers/golden.js';

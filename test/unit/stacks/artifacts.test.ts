@@ -7,9 +7,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpError, httpGet, noProxyMatches, proxyFor } from '../../../src/adapters/http.js';
-import { KlabError } from '../../../src/core/errors.js';
-import { nullSink } from '../../../src/core/events.js';
-import { validateSpec } from '../../../src/core/spec-file.js';
+import { KlabError } from '../../../src/model/errors.js';
+import { nullSink } from '../../../src/model/events.js';
+import { validateSpec } from '../../../src/model/spec-file.js';
 import {
   artifactPath,
   candidateSources,

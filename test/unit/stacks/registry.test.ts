@@ -4,7 +4,7 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KlabError } from '../../../src/core/errors.js';
+import { KlabError } from '../../../src/model/errors.js';
 import { fetchArtifact } from '../../../src/stacks/cache.js';
 import type { Artifact } from '../../../src/stacks/manifest.js';
 import {

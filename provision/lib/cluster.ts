@@ -1,0 +1,133 @@
+/** Shared by the cluster steps: which VMs a part goes to, kubectl and etcdctl on the VMs. */
+
+import { KlabError } from '../../src/model/errors.js';
+import type { RemoteResult, RemoteRunOptions } from '../../src/model/remote.js';
+import type { LabSpec, VmPlan } from '../../src/model/spec.js';
+import { etcdBinary, etcdMembers, firstMaster } from '../../src/render/units.js';
+import { GUEST, type Placement } from '../../src/stacks/install.js';
+import { waitFor } from './guest.js';
+import type { Step, StepContext } from './step.js';
+
+export function placed(spec: LabSpec, on: Placement): VmPlan[] {
+  if (on === 'all') return spec.vms;
+  return spec.vms.filter((vm) => (on === 'masters' ? vm.role === 'master' : vm.role === 'node'));
+}
+
+export function isOn(vm: VmPlan, on: Placement): boolean {
+  return on === 'all' || (on === 'masters' ? vm.role === 'master' : vm.role === 'node');
+}
+
+export const ADMIN_KUBECONFIG = `${GUEST.k8sDir}/admin.kubeconfig`;
+
+/** kubectl as cluster admin on the first master. */
+export function kubectl(
+  ctx: StepContext,
+  args: readonly string[],
+  options: RemoteRunOptions = {},
+): Promise<RemoteResult> {
+  return ctx
+    .host(firstMaster(ctx.spec).name)
+    .run([`${GUEST.bin}/kubectl`, `--kubeconfig=${ADMIN_KUBECONFIG}`, ...args], {
+      sudo: true,
+      timeoutMs: 120_000,
+      ...options,
+    });
+}
+
+/** etcdctl (v3 API) on an etcd member, authenticated with that member's certificate. */
+export function etcdctl(
+  ctx: StepContext,
+  member: VmPlan,
+  args: readonly string[],
+  options: RemoteRunOptions & { api?: 'v2' | 'v3' } = {},
+): Promise<RemoteResult> {
+  const pki = GUEST.etcdPki;
+  const api = options.api ?? 'v3';
+  const tls =
+    api === 'v3'
+      ? [
+          `--endpoints=https://${member.ip}:2379`,
+          `--cacert=${pki}/etcd-ca.crt`,
+          `--cert=${pki}/etcd-server-${member.name}.crt`,
+          `--key=${pki}/etcd-server-${member.name}.key`,
+        ]
+      : [
+          `--endpoints=https://${member.ip}:2379`,
+          `--ca-file=${pki}/etcd-ca.crt`,
+          `--cert-file=${pki}/etcd-server-${member.name}.crt`,
+          `--key-file=${pki}/etcd-server-${member.name}.key`,
+        ];
+  return ctx.host(member.name).run([etcdBinary(ctx.profile, 'etcdctl'), ...tls, ...args], {
+    sudo: true,
+    timeoutMs: 60_000,
+    ...options,
+    env: { ETCDCTL_API: api === 'v3' ? '3' : '2', ...(options.env ?? {}) },
+  });
+}
+
+export function firstEtcdMember(spec: LabSpec): VmPlan {
+  const member = etcdMembers(spec)[0];
+  if (!member) throw new KlabError('KLAB_INTERNAL', 'the lab has no etcd member');
+  return member;
+}
+
+/**
+ * Most cluster steps are "these things should be true on the VM": `problems` lists what is
+ * not (empty = done), `apply` fixes it, and verify waits until `problems` is empty.
+ */
+export function probeStep(definition: {
+  id: string;
+  title: string;
+  targets?: (spec: LabSpec) => VmPlan[];
+  problems(ctx: StepContext, vm: VmPlan): Promise<string[]>;
+  apply(ctx: StepContext, vm: VmPlan): Promise<void>;
+  /** verify waits up to timeouts.health (klab.yaml) for the problems to clear. */
+  waits?: boolean;
+  hint(vm: VmPlan): string;
+  diagnose?(ctx: StepContext, vm: VmPlan): Promise<string>;
+}): Step {
+  return {
+    id: definition.id,
+    title: definition.title,
+    ...(definition.targets ? { targets: definition.targets } : {}),
+    async check(ctx, vm) {
+      return (await definition.problems(ctx, vm)).length === 0;
+    },
+    apply: definition.apply,
+    async verify(ctx, vm) {
+      const settle = definition.waits ? ctx.spec.timeouts.health * 1000 : 0;
+      if (settle === 0) {
+        const problems = await definition.problems(ctx, vm);
+        if (problems.length === 0) return;
+        throw new KlabError(
+          'KLAB_STEP_FAILED',
+          `${definition.id} on ${vm.name}: ${problems.join('; ')}`,
+          {
+            vm: vm.name,
+            hint: definition.hint(vm),
+            details: problems,
+            outputTail: definition.diagnose
+              ? await definition.diagnose(ctx, vm).catch(() => undefined)
+              : undefined,
+          },
+        );
+      }
+      await waitFor(
+        ctx,
+        {
+          what: `${definition.id} on ${vm.name}`,
+          vm: vm.name,
+          timeoutMs: settle,
+          hint: definition.hint(vm),
+          ...(definition.diagnose
+            ? { diagnose: () => definition.diagnose?.(ctx, vm) ?? Promise.resolve('') }
+            : {}),
+        },
+        async () => {
+          const problems = await definition.problems(ctx, vm);
+          return problems.length === 0 ? true : problems.join('; ');
+        },
+      );
+    },
+  };
+}

@@ -1,0 +1,141 @@
+/**
+ * What the cluster steps do on a VM, in one place: put managed files (only those that
+ * differ), start systemd units, and wait for something with a named timeout.
+ */
+import path from 'node:path';
+import { KlabError } from '../../src/model/errors.js';
+import { sha256 } from '../../src/model/hash.js';
+import { interrupt } from '../../src/model/interrupt.js';
+import type { RemoteHost } from '../../src/model/remote.js';
+import type { StepContext } from './step.js';
+
+export interface ManagedFile {
+  path: string;
+  content: string | Buffer;
+  mode: number;
+  /** user:group, root:root when omitted. */
+  owner?: string;
+}
+
+/** SHA-256 of each path on the VM; missing files are absent from the map. */
+export async function remoteHashes(
+  host: RemoteHost,
+  paths: readonly string[],
+): Promise<Map<string, string>> {
+  const hashes = new Map<string, string>();
+  if (paths.length === 0) return hashes;
+  const result = await host.run(['sha256sum', '--', ...paths], {
+    sudo: true,
+    allowFailure: true,
+  });
+  for (const line of result.stdout.split('\n')) {
+    const match = /^([0-9a-f]{64})\s+\*?(.+)$/.exec(line.trim());
+    if (match?.[1] && match[2]) hashes.set(match[2], match[1]);
+  }
+  return hashes;
+}
+
+/** The files that are missing or differ on the VM. */
+export async function changedFiles(
+  host: RemoteHost,
+  files: readonly ManagedFile[],
+): Promise<ManagedFile[]> {
+  const hashes = await remoteHashes(
+    host,
+    files.map((file) => file.path),
+  );
+  return files.filter((file) => hashes.get(file.path) !== sha256(file.content));
+}
+
+/** Writes the files that differ (creating their directories); returns what it wrote. */
+export async function putFiles(host: RemoteHost, files: readonly ManagedFile[]): Promise<string[]> {
+  const changed = await changedFiles(host, files);
+  const dirs = [...new Set(changed.map((file) => path.posix.dirname(file.path)))];
+  if (dirs.length > 0) await host.run(['mkdir', '-p', ...dirs], { sudo: true });
+  for (const file of changed) {
+    await host.writeFile(file.path, file.content, { sudo: true, mode: file.mode });
+    if (file.owner && file.owner !== 'root:root') {
+      await host.run(['chown', file.owner, file.path], { sudo: true });
+    }
+  }
+  return changed.map((file) => file.path);
+}
+
+export async function unitsActive(host: RemoteHost, units: readonly string[]): Promise<boolean> {
+  if (units.length === 0) return true;
+  const result = await host.run(['systemctl', 'is-active', ...units], { allowFailure: true });
+  return result.exitCode === 0;
+}
+
+export async function unitsEnabled(host: RemoteHost, units: readonly string[]): Promise<boolean> {
+  if (units.length === 0) return true;
+  const result = await host.run(['systemctl', 'is-enabled', ...units], { allowFailure: true });
+  return result.exitCode === 0;
+}
+
+/** daemon-reload, enable, and (re)start the units: restart when their files changed. */
+export async function startUnits(
+  host: RemoteHost,
+  units: readonly string[],
+  restart: boolean,
+): Promise<void> {
+  await host.run(['systemctl', 'daemon-reload'], { sudo: true });
+  await host.run(['systemctl', 'enable', ...units], { sudo: true });
+  await host.run(['systemctl', restart ? 'restart' : 'start', ...units], {
+    sudo: true,
+    // Type=notify units (etcd, flanneld) return only once they are ready.
+    timeoutMs: 5 * 60_000,
+  });
+}
+
+/** The tail of a unit's journal, for error messages. */
+export async function journalTail(host: RemoteHost, unit: string, lines = 15): Promise<string> {
+  const result = await host.run(
+    ['journalctl', '-u', unit, '-n', String(lines), '--no-pager', '-o', 'cat'],
+    { sudo: true, allowFailure: true },
+  );
+  return result.stdout.trim();
+}
+
+export interface WaitOptions {
+  /** What is awaited, for the progress line and the timeout error ("node1 Ready"). */
+  what: string;
+  vm: string;
+  timeoutMs: number;
+  intervalMs?: number;
+  hint: string;
+  /** Extra output for the error, e.g. a journal tail. */
+  diagnose?: () => Promise<string>;
+}
+
+/**
+ * Polls `probe` until it returns true; throws KLAB_TIMEOUT naming what never happened.
+ * `probe` may return a string: the latest reason, shown in the error. Returns how long
+ * it waited (ms), so callers can tell a slow lab from a quick one.
+ */
+export async function waitFor(
+  ctx: Pick<StepContext, 'clock'>,
+  options: WaitOptions,
+  probe: () => Promise<true | string>,
+): Promise<number> {
+  const started = ctx.clock.now();
+  const deadline = started + options.timeoutMs;
+  let last = 'not yet';
+  for (let attempt = 1; ; attempt += 1) {
+    const answer = await probe().catch((error: unknown) => (error as Error).message);
+    // Right the first time is no wait at all, however slow the probe itself was.
+    if (answer === true) return attempt === 1 ? 0 : ctx.clock.now() - started;
+    last = answer;
+    if (ctx.clock.now() >= deadline) break;
+    interrupt.throwIfRequested(
+      `Stopped while waiting for ${options.what}; run the command again to go on.`,
+    );
+    await ctx.clock.sleep(options.intervalMs ?? 3000);
+  }
+  const diagnosis = options.diagnose ? await options.diagnose().catch(() => '') : '';
+  throw new KlabError(
+    'KLAB_TIMEOUT',
+    `${options.what}: not reached within ${Math.round(options.timeoutMs / 1000)} s (${last})`,
+    { vm: options.vm, hint: options.hint, outputTail: diagnosis || undefined },
+  );
+}

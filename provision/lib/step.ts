@@ -1,0 +1,40 @@
+/**
+ * A provisioning step: check (already done?) -> apply -> verify, on each of its VMs.
+ * Steps are idempotent, so re-running `klab create` resumes where it stopped.
+ */
+import type { Clock, EventSink } from '../../src/model/events.js';
+import type { RemoteHost } from '../../src/model/remote.js';
+import type { LabSpec, VmPlan } from '../../src/model/spec.js';
+import type { ClusterTuning } from '../../src/model/tuning.js';
+import type { InstallProfile } from '../../src/stacks/install.js';
+
+export interface StepContext {
+  spec: LabSpec;
+  sink: EventSink;
+  clock: Clock;
+  /** An open connection to any lab VM. */
+  host(vm: string): RemoteHost;
+  /** Read a file shipped under provision/ (guest-side scripts and templates). */
+  provisionFile(...parts: string[]): Promise<string>;
+  /** The stack the lab runs (after any fallback) and how it installs. */
+  profile: InstallProfile;
+  /** Timing that follows the hypervisor (etcd raft timeouts, node grace period). */
+  tuning: ClusterTuning;
+  /** The lab's PKI directory on the host (klab certs generate writes it). */
+  pkiDir: string;
+  /** The cached, verified file of one of the stack's artifacts. */
+  artifactFile(id: string): string;
+}
+
+export interface Step {
+  /** Stable id: used for state, checkpoints (`after-<id>`) and lessons. */
+  id: string;
+  title: string;
+  /** Which VMs it runs on; all VMs when omitted. */
+  targets?(spec: LabSpec): VmPlan[];
+  /** True when the VM already is in the state this step produces. */
+  check(ctx: StepContext, vm: VmPlan): Promise<boolean>;
+  apply(ctx: StepContext, vm: VmPlan): Promise<void>;
+  /** Throws a KlabError (KLAB_STEP_FAILED) when the result is not what it should be. */
+  verify(ctx: StepContext, vm: VmPlan): Promise<void>;
+}

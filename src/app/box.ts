@@ -1,0 +1,179 @@
+/**
+ * Vagrant boxes: the pinned list, local builds with debootstrap (cached by their inputs),
+ * and the fallback when the default box cannot be downloaded.
+ */
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { cachePath, readJson, writeJson } from '../model/cache-paths.js';
+import { KlabError } from '../model/errors.js';
+import { type EventSink, task } from '../model/events.js';
+import { sha256 } from '../model/hash.js';
+import { packagePath } from '../model/package-root.js';
+
+export interface LocalBoxRecipe {
+  name: string;
+  suite: string;
+  mirror: string;
+  description: string;
+}
+
+/** Boxes klab can build itself. The first is the fallback when no box can be downloaded. */
+export const LOCAL_BOXES: readonly LocalBoxRecipe[] = [
+  {
+    name: 'klab/debian-12',
+    suite: 'bookworm',
+    mirror: 'http://deb.debian.org/debian',
+    description: 'Debian 12 (bookworm), cgroup v1, built locally with debootstrap',
+  },
+  {
+    name: 'klab/ubuntu-18.04',
+    suite: 'bionic',
+    mirror: 'http://archive.ubuntu.com/ubuntu',
+    description: "Ubuntu 18.04 (bionic, the tutorial's OS), built locally with debootstrap",
+  },
+];
+
+export const FALLBACK_BOX = 'klab/debian-12';
+export const FALLBACK_STACK = 'debian';
+
+export function localRecipe(name: string): LocalBoxRecipe | undefined {
+  return LOCAL_BOXES.find((box) => box.name === name);
+}
+
+export function recipeForSuite(suite: string, mirror?: string, name?: string): LocalBoxRecipe {
+  const known = LOCAL_BOXES.find((box) => box.suite === suite);
+  return {
+    name: name ?? known?.name ?? `klab/${suite}`,
+    suite,
+    mirror: mirror ?? known?.mirror ?? 'http://deb.debian.org/debian',
+    description: known?.description ?? `${suite}, built locally with debootstrap`,
+  };
+}
+
+export interface BoxBuildPaths {
+  key: string;
+  dir: string;
+  rootfsTar: string;
+  box: string;
+  kernel: string;
+}
+
+/** The cache key covers everything that changes the result: script, suite, mirror, key. */
+export async function boxBuildPaths(recipe: LocalBoxRecipe): Promise<BoxBuildPaths> {
+  const key = sha256(
+    await readFile(packagePath('boxes', 'build-box.sh')),
+    await readFile(packagePath('boxes', 'vagrant-insecure.pub')),
+    `${recipe.suite}\n${recipe.mirror}\n`,
+  ).slice(0, 12);
+  const dir = cachePath('boxes', `${recipe.suite}-${key}`);
+  return {
+    key,
+    dir,
+    rootfsTar: path.join(dir, 'rootfs.tar'),
+    box: path.join(dir, 'box.box'),
+    kernel: path.join(dir, 'vmlinuz'),
+  };
+}
+
+export interface BoxDeps {
+  sink: EventSink;
+  /** Runs a local program, streaming its lines; resolves to the exit code and output tail. */
+  runBuildScript(
+    argv: string[],
+    onLine: (line: string) => void,
+  ): Promise<{ exitCode: number; tail: string }>;
+  isRoot(): boolean;
+  missingTools(tools: readonly string[]): Promise<string[]>;
+  installedBoxes(): Promise<string[]>;
+  addBox(name: string, file: string): Promise<{ ok: boolean; tail: string }>;
+}
+
+const BUILD_TOOLS = [
+  'debootstrap',
+  'sfdisk',
+  'losetup',
+  'mkfs.ext4',
+  'extlinux',
+  'qemu-img',
+  'tar',
+];
+
+/** Build (or reuse) a local box and make sure Vagrant has exactly that build registered. */
+export async function ensureLocalBox(
+  recipe: LocalBoxRecipe,
+  deps: BoxDeps,
+  options: { force?: boolean } = {},
+): Promise<BoxBuildPaths> {
+  const paths = await boxBuildPaths(recipe);
+  const registryFile = cachePath('boxes', 'registered.json');
+  const registry = (await readJson<Record<string, string>>(registryFile)) ?? {};
+  const built = existsSync(paths.box) && !options.force;
+
+  if (!built) {
+    if (!deps.isRoot()) {
+      throw new KlabError('KLAB_NEEDS_ROOT', `building the box ${recipe.name} needs root`, {
+        hint: `Run it as root: sudo klab box build --suite ${recipe.suite}`,
+      });
+    }
+    const missing = await deps.missingTools(BUILD_TOOLS);
+    if (missing.length > 0) {
+      throw new KlabError('KLAB_TOOL_MISSING', `building a box needs: ${missing.join(', ')}`, {
+        hint: 'Install them: sudo apt-get install debootstrap fdisk e2fsprogs extlinux syslinux-common qemu-utils',
+      });
+    }
+    await task(
+      deps.sink,
+      `Build box ${recipe.name} from ${recipe.mirror} (${recipe.suite})`,
+      async (update) => {
+        const argv = [
+          'bash',
+          packagePath('boxes', 'build-box.sh'),
+          '--suite',
+          recipe.suite,
+          '--mirror',
+          recipe.mirror,
+          '--rootfs-tar',
+          paths.rootfsTar,
+          '--box',
+          paths.box,
+          '--kernel-out',
+          paths.kernel,
+          '--pubkey',
+          packagePath('boxes', 'vagrant-insecure.pub'),
+        ];
+        const result = await deps.runBuildScript(argv, (line) => {
+          if (line.startsWith('klab-progress: ')) update(line.slice('klab-progress: '.length));
+          else deps.sink.emit({ kind: 'output', source: 'box', line });
+        });
+        if (result.exitCode !== 0) {
+          throw new KlabError(
+            'KLAB_BOX_BUILD_FAILED',
+            `building ${recipe.name} failed (exit ${result.exitCode})`,
+            {
+              command: argv,
+              outputTail: result.tail,
+              hint: `Is ${recipe.mirror} reachable? Pass another with --mirror. The full output is in the log.`,
+            },
+          );
+        }
+      },
+    );
+  }
+
+  const installed = await deps.installedBoxes();
+  if (!installed.includes(recipe.name) || registry[recipe.name] !== paths.key || !built) {
+    await task(deps.sink, `Register box ${recipe.name} with Vagrant`, async () => {
+      const added = await deps.addBox(recipe.name, paths.box);
+      if (!added.ok) {
+        throw new KlabError('KLAB_VAGRANT_FAILED', `vagrant box add ${recipe.name} failed`, {
+          outputTail: added.tail,
+          hint: `The box was built (${paths.box}); fix the cause above and run the command again to register it.`,
+        });
+      }
+    });
+    registry[recipe.name] = paths.key;
+    await writeJson(registryFile, registry);
+  }
+  return paths;
+}

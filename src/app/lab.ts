@@ -1,0 +1,92 @@
+/** A lab opened from its directory: spec, state, Vagrant; and SSH sessions into its VMs. */
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import type { StepContext } from '../../provision/lib/step.js';
+import { type Libvirt, libvirt } from '../adapters/libvirt.js';
+import { Vagrant } from '../adapters/vagrant.js';
+import { KlabError } from '../model/errors.js';
+import { type EventSink, systemClock, task } from '../model/events.js';
+import { type LabPaths, labPaths } from '../model/lab-paths.js';
+import { packagePath } from '../model/package-root.js';
+import type { LabSpec, StackName } from '../model/spec.js';
+import { loadSpec, type SpecOverrides } from '../model/spec-file.js';
+import { type LabState, loadState } from '../model/state.js';
+import { clusterTuning } from '../model/tuning.js';
+import { artifactPath } from '../stacks/cache.js';
+import { loadStack } from '../stacks/index.js';
+import { installProfile } from '../stacks/install.js';
+import { connectAll, type HostPool } from './session.js';
+
+export interface LabOptions extends SpecOverrides {
+  dir: string;
+}
+
+export interface Lab {
+  paths: LabPaths;
+  spec: LabSpec;
+  state: LabState;
+  vagrant: Vagrant;
+  /** libvirt (virsh): snapshots, domain states; unit tests pass a fake. */
+  libvirt: Libvirt;
+  sink: EventSink;
+}
+
+export async function openLab(options: LabOptions, sink: EventSink): Promise<Lab> {
+  const paths = labPaths(options.dir);
+  const spec = await loadSpec(paths.dir, options);
+  const state = await loadState(paths.stateFile);
+  const vagrant = new Vagrant(paths.dir, {
+    onLine: (line) => sink.emit({ kind: 'output', source: 'vagrant', line }),
+  });
+  return { paths, spec, state, vagrant, libvirt, sink };
+}
+
+/** A lab exists once klab rendered its Vagrantfile. */
+export function requireCreated(lab: Lab): void {
+  if (!existsSync(lab.paths.vagrantfile)) {
+    throw new KlabError('KLAB_NO_LAB', `no lab in ${lab.paths.dir}`, {
+      hint: 'Create one with "klab create" (or point at it with --dir).',
+    });
+  }
+}
+
+/** The stack the lab runs: the one create settled on (fallbacks included), else the spec's. */
+export function labStack(lab: Lab): StackName {
+  return (lab.state.stack as StackName | undefined) ?? lab.spec.stack;
+}
+
+export function stepContext(lab: Lab, pool: HostPool): StepContext {
+  const stackName = labStack(lab);
+  const stack = loadStack(stackName);
+  return {
+    spec: lab.spec,
+    sink: lab.sink,
+    clock: systemClock,
+    host: (vm) => pool.get(vm),
+    provisionFile: (...parts) => readFile(packagePath('provision', ...parts), 'utf8'),
+    profile: installProfile(stackName),
+    tuning: clusterTuning(lab.spec, lab.state.accelerator),
+    pkiDir: lab.paths.pkiDir,
+    artifactFile: (id) => {
+      const artifact = stack.artifacts.find((entry) => entry.id === id);
+      if (!artifact) throw new KlabError('KLAB_INTERNAL', `the ${stack.name} stack has no ${id}`);
+      return artifactPath(artifact);
+    },
+  };
+}
+
+export async function withHosts<T>(lab: Lab, fn: (pool: HostPool) => Promise<T>): Promise<T> {
+  const pool = await task(lab.sink, 'Connect to every VM over SSH', () =>
+    connectAll(
+      lab.vagrant,
+      lab.spec.vms.map((vm) => vm.name),
+      lab.sink,
+      lab.spec.timeouts.ssh * 1000,
+    ),
+  );
+  try {
+    return await fn(pool);
+  } finally {
+    await pool.closeAll();
+  }
+}

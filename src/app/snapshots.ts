@@ -1,0 +1,337 @@
+/** klab snapshot save/list/delete/prune and klab reset: the lab as one unit. */
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { provisioningSteps } from '../../provision/index.js';
+import { KlabError } from '../model/errors.js';
+import { type EventSink, systemClock, task } from '../model/events.js';
+import { interrupt } from '../model/interrupt.js';
+import { libvirtNames } from '../model/lab-paths.js';
+import {
+  assertComplete,
+  checkpointName,
+  isCheckpoint,
+  type LabSnapshot,
+  labSnapshots,
+  validateSnapshotName,
+} from '../model/snapshots.js';
+import { type LabState, saveState } from '../model/state.js';
+import { stepGuestClock } from './guest-clock.js';
+import {
+  type Lab,
+  type LabOptions,
+  openLab,
+  requireCreated,
+  stepContext,
+  withHosts,
+} from './lab.js';
+import type { HostPool } from './session.js';
+
+async function domainsOf(lab: Lab): Promise<{ vm: string; domain: string; state: string }[]> {
+  const names = libvirtNames(lab.spec);
+  return Promise.all(
+    lab.spec.vms.map(async (vm) => {
+      const domain = names.domain(vm.name);
+      const state = await lab.libvirt.domainState(domain);
+      if (!state) {
+        throw new KlabError(
+          'KLAB_NO_LAB',
+          `VM ${vm.name} does not exist (no libvirt domain ${domain})`,
+          {
+            hint: 'Create the lab first with "klab create".',
+          },
+        );
+      }
+      return { vm: vm.name, domain, state };
+    }),
+  );
+}
+
+export async function listSnapshots(lab: Lab): Promise<LabSnapshot[]> {
+  const names = libvirtNames(lab.spec);
+  const perVm = new Map<string, { name: string; createdAt: number; stateBytes: number }[]>();
+  for (const vm of lab.spec.vms) {
+    const domain = names.domain(vm.name);
+    const snaps = await lab.libvirt.snapshots(domain);
+    const sizes =
+      (snaps.length > 0 ? await lab.libvirt.snapshotStateSizes(domain) : undefined) ??
+      new Map<string, number>();
+    perVm.set(
+      vm.name,
+      await Promise.all(
+        snaps.map(async (name) => ({
+          name,
+          createdAt: (await lab.libvirt.snapshotCreationTime(domain, name)) ?? 0,
+          stateBytes: sizes.get(name) ?? 0,
+        })),
+      ),
+    );
+  }
+  return labSnapshots(perVm);
+}
+
+/** Pause every running VM, snapshot every VM, resume: one consistent moment for the lab. */
+export async function saveSnapshot(
+  lab: Lab,
+  name: string,
+  options: {
+    automatic?: boolean;
+    replace?: boolean;
+    /** Open SSH sessions to step the clocks with; `connect` opens them when VMs run. */
+    pool?: HostPool;
+    connect?: boolean;
+  } = {},
+) {
+  validateSnapshotName(name, options.automatic);
+  const domains = await domainsOf(lab);
+  const existing = (await listSnapshots(lab)).find((snap) => snap.name === name);
+  if (existing && !options.replace) {
+    throw new KlabError('KLAB_USAGE', `the lab already has a snapshot "${name}"`, {
+      hint: `Delete it first ("klab snapshot delete ${name}") or pick another name.`,
+    });
+  }
+  interrupt.throwIfRequested(`No snapshot was taken; run "klab snapshot save ${name}" again.`);
+  return task(lab.sink, `Snapshot "${name}" of ${domains.length} VMs`, async () => {
+    if (existing) await deleteSnapshotEverywhere(lab, name);
+    const running = domains.filter((d) => d.state === 'running');
+    const taken: string[] = [];
+    let failure: { vm: string; error: unknown } | undefined;
+    try {
+      for (const d of running) await lab.libvirt.suspend(d.domain);
+      for (const d of domains) {
+        try {
+          await lab.libvirt.createSnapshot(
+            d.domain,
+            name,
+            `klab lab ${lab.spec.name}${options.automatic ? ' (checkpoint)' : ''}`,
+          );
+        } catch (error) {
+          failure = { vm: d.vm, error };
+          break;
+        }
+        taken.push(d.domain);
+      }
+      if (failure) {
+        // All or nothing: a snapshot of only some VMs (some etcd members) is worse than none.
+        for (const domain of taken) {
+          await lab.libvirt.deleteSnapshot(domain, name).catch(() => undefined);
+        }
+      }
+    } finally {
+      for (const d of running) await lab.libvirt.resume(d.domain).catch(() => undefined);
+    }
+    if (failure) {
+      const cause = failure.error;
+      throw new KlabError(
+        'KLAB_SNAPSHOT_FAILED',
+        `snapshot "${name}" failed on ${failure.vm}; the ${taken.length} VM(s) already saved were rolled back, so no VM has it, and every VM runs again`,
+        {
+          vm: failure.vm,
+          outputTail: cause instanceof KlabError ? cause.outputTail : (cause as Error).message,
+          hint: 'A full disk is the usual cause: free space under /var/lib/libvirt/images (df -h; "klab snapshot prune" drops checkpoints), then try again.',
+          cause,
+        },
+      );
+    }
+    // A paused guest's clock stood still: put it right, or TLS sees the future.
+    if (running.length > 0 && options.pool) await stepClocks(lab, options.pool);
+    else if (running.length > 0 && options.connect) {
+      await withHosts(lab, (pool) => stepClocks(lab, pool));
+    }
+    await mkdir(path.dirname(stepsFile(lab, name)), { recursive: true });
+    await writeFile(
+      stepsFile(lab, name),
+      `${JSON.stringify({ steps: lab.state.steps }, null, 2)}\n`,
+    );
+  });
+}
+
+/** Which steps were done when a snapshot was taken: a reset makes that the lab's state again. */
+function stepsFile(lab: Lab, name: string): string {
+  return path.join(path.dirname(lab.paths.stateFile), 'snapshots', `${name}.json`);
+}
+
+async function restoreSteps(lab: Lab, name: string): Promise<void> {
+  const saved = await readFile(stepsFile(lab, name), 'utf8').catch(() => undefined);
+  if (!saved) return;
+  lab.state.steps = (JSON.parse(saved) as { steps: LabState['steps'] }).steps;
+  await saveState(lab.paths.stateFile, lab.state);
+}
+
+async function deleteSnapshotEverywhere(lab: Lab, name: string): Promise<number> {
+  const names = libvirtNames(lab.spec);
+  let deleted = 0;
+  for (const vm of lab.spec.vms) {
+    const domain = names.domain(vm.name);
+    if ((await lab.libvirt.snapshots(domain)).includes(name)) {
+      await lab.libvirt.deleteSnapshot(domain, name);
+      deleted += 1;
+    }
+  }
+  await rm(stepsFile(lab, name), { force: true });
+  return deleted;
+}
+
+export async function deleteSnapshot(lab: Lab, name: string): Promise<void> {
+  const deleted = await task(lab.sink, `Delete snapshot "${name}"`, () =>
+    deleteSnapshotEverywhere(lab, name),
+  );
+  if (deleted === 0) {
+    throw new KlabError('KLAB_SNAPSHOT_MISSING', `the lab has no snapshot "${name}"`, {
+      hint: 'See what there is with "klab snapshot list".',
+    });
+  }
+}
+
+/** Free space: delete the automatic checkpoints (and, with all, every snapshot). */
+export async function pruneSnapshots(lab: Lab, all: boolean): Promise<string[]> {
+  const victims = (await listSnapshots(lab)).filter((snap) => all || isCheckpoint(snap.name));
+  for (const snap of victims) await deleteSnapshotEverywhere(lab, snap.name);
+  return victims.map((snap) => snap.name);
+}
+
+/** Step every guest clock to the host's; returns the worst remaining skew (s). */
+export async function stepClocks(lab: Lab, pool: HostPool): Promise<number> {
+  const names = libvirtNames(lab.spec);
+  const results = await Promise.all(
+    lab.spec.vms.map((vm) =>
+      stepGuestClock(
+        {
+          vm: vm.name,
+          host: pool.get(vm.name),
+          setByAgent: () => lab.libvirt.setGuestTimeNow(names.domain(vm.name)),
+        },
+        systemClock,
+      ),
+    ),
+  );
+  return Math.max(0, ...results.map((result) => result.skewS));
+}
+
+/** The VMs whose part of a snapshot is missing or damaged (its metadata or its disk state). */
+async function unusableSnapshots(
+  lab: Lab,
+  domains: readonly { vm: string; domain: string }[],
+  name: string,
+): Promise<{ vm: string; why: string }[]> {
+  const problems: { vm: string; why: string }[] = [];
+  for (const d of domains) {
+    if (!(await lab.libvirt.snapshots(d.domain)).includes(name)) {
+      problems.push({ vm: d.vm, why: 'no such snapshot' });
+      continue;
+    }
+    // libvirt keeps the metadata; the saved state lives in the qcow2 disk. Both must be there.
+    const onDisk = await lab.libvirt.snapshotStateSizes(d.domain);
+    if (onDisk && !onDisk.has(name)) {
+      problems.push({
+        vm: d.vm,
+        why: 'libvirt knows it, but the disk image holds no such snapshot',
+      });
+    }
+  }
+  return problems;
+}
+
+export interface ResetResult {
+  snapshot: string;
+  seconds: number;
+}
+
+export async function resetLab(
+  options: LabOptions,
+  sink: EventSink,
+  name: string | undefined,
+): Promise<ResetResult> {
+  return resetOpenLab(await openLab(options, sink), name);
+}
+
+/** klab reset on an opened lab: every VM back to one snapshot, or none at all. */
+export async function resetOpenLab(lab: Lab, name: string | undefined): Promise<ResetResult> {
+  const sink = lab.sink;
+  // A lab that was never created has no snapshots: say that, without asking libvirt.
+  requireCreated(lab);
+  const started = Date.now();
+  const snapshots = await listSnapshots(lab);
+  const wanted = name ?? snapshots[0]?.name;
+  if (!wanted) {
+    throw new KlabError('KLAB_SNAPSHOT_MISSING', 'the lab has no snapshots to reset to', {
+      hint: 'Save one with "klab snapshot save NAME".',
+    });
+  }
+  const snapshot = assertComplete(
+    snapshots.find((snap) => snap.name === wanted),
+    wanted,
+    lab.spec.vms.map((vm) => vm.name),
+  );
+  const domains = await domainsOf(lab);
+  // All or nothing: make sure every VM can go back before the first one does.
+  const unusable = await unusableSnapshots(lab, domains, snapshot.name);
+  if (unusable.length > 0) {
+    throw new KlabError(
+      'KLAB_SNAPSHOT_MISSING',
+      `snapshot "${snapshot.name}" cannot be restored on ${unusable.map((u) => u.vm).join(', ')}; nothing was reverted`,
+      {
+        details: unusable.map((u) => `${u.vm}: ${u.why}`),
+        hint: 'Pick another snapshot ("klab snapshot list"), or delete this one with "klab snapshot delete".',
+      },
+    );
+  }
+  interrupt.throwIfRequested(`Nothing was reverted; run "klab reset ${snapshot.name}" again.`);
+  await task(sink, `Revert every VM to "${snapshot.name}"`, async () => {
+    for (const d of domains) await lab.libvirt.revertSnapshot(d.domain, snapshot.name);
+    // Resume together, so no VM (no etcd member) runs ahead of the others.
+    for (const d of domains) {
+      if ((await lab.libvirt.domainState(d.domain)) === 'paused')
+        await lab.libvirt.resume(d.domain);
+    }
+  });
+  await restoreSteps(lab, snapshot.name);
+  // Every VM is reverted and resumed together; stopping here leaves a consistent lab.
+  interrupt.throwIfRequested(
+    `Every VM is back at "${snapshot.name}"; clocks and health were not checked: run "klab reset ${snapshot.name}" again or "klab verify".`,
+  );
+  const running = await Promise.all(
+    domains.map(async (d) => (await lab.libvirt.domainState(d.domain)) === 'running'),
+  );
+  if (running.every(Boolean)) {
+    await withHosts(lab, async (pool) => {
+      await task(
+        sink,
+        'Step every guest clock to the host clock',
+        () => stepClocks(lab, pool),
+        (skew) => `within ${skew.toFixed(1)} s`,
+      );
+      await task(sink, 'Wait until the lab is healthy again', async () => {
+        const ctx = stepContext(lab, pool);
+        for (const step of provisioningSteps(lab.spec)) {
+          const done = lab.spec.vms.filter((vm) => lab.state.steps[vm.name]?.[step.id]);
+          // verify waits (with the step's own timeout) until the part is healthy again.
+          await Promise.all(done.map((vm) => step.verify(ctx, vm)));
+        }
+      });
+    });
+  } else {
+    sink.emit({
+      kind: 'notice',
+      level: 'info',
+      text: 'The snapshot holds a halted lab; start it with "klab up".',
+    });
+  }
+  return { snapshot: snapshot.name, seconds: (Date.now() - started) / 1000 };
+}
+
+/** The pipeline hook: a checkpoint after each step, when the spec wants them. */
+export function checkpointHook(
+  lab: Lab,
+  pool?: HostPool,
+  options: { mode?: 'every-step' | 'last-step' | 'none'; lastStep?: string } = {},
+) {
+  const mode = options.mode ?? (lab.spec.snapshots.automatic ? 'every-step' : 'none');
+  return async (stepId: string, changed: boolean) => {
+    if (mode === 'none') return;
+    if (mode === 'last-step' && stepId !== options.lastStep) return;
+    const name = checkpointName(stepId);
+    const exists = (await listSnapshots(lab)).some((snap) => snap.name === name);
+    if (exists && !changed) return;
+    await saveSnapshot(lab, name, { automatic: true, replace: true, ...(pool ? { pool } : {}) });
+  };
+}

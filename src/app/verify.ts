@@ -1,0 +1,16 @@
+/** klab verify: open the lab, connect, run every cluster check (src/checks). */
+import { type CheckResult, runChecks } from '../checks/index.js';
+import type { EventSink } from '../model/events.js';
+import { type LabOptions, openLab, requireCreated, stepContext, withHosts } from './lab.js';
+
+export async function verifyLab(options: LabOptions, sink: EventSink): Promise<CheckResult[]> {
+  const lab = await openLab(options, sink);
+  requireCreated(lab);
+  const started = Date.now();
+  const results = await withHosts(lab, (pool) => runChecks(stepContext(lab, pool)));
+  sink.emit({
+    kind: 'result',
+    text: `All ${results.length} cluster checks passed (${Math.round((Date.now() - started) / 1000)} s).`,
+  });
+  return results;
+}

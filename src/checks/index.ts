@@ -1,0 +1,608 @@
+/**
+ * `klab verify`: is the lab a working cluster? The tutorial's own check, made repeatable:
+ * etcd, the control plane, nodes that joined by TLS bootstrap, Secrets encrypted at rest,
+ * then the PHP/Apache test app by pod IP and ClusterIP from every VM and through the Traefik
+ * ingress on every node IP from the host. Every check runs and is reported; any failure
+ * fails the command with the list.
+ */
+
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { unhealthyComponents } from '../../provision/control-plane/index.js';
+import { nodeReady } from '../../provision/kubelet/index.js';
+import { etcdctl, firstEtcdMember, kubectl, placed } from '../../provision/lib/cluster.js';
+import { waitFor } from '../../provision/lib/guest.js';
+import type { StepContext } from '../../provision/lib/step.js';
+import { httpGet } from '../adapters/http.js';
+import { KlabError } from '../model/errors.js';
+import { task } from '../model/events.js';
+import type { VmPlan } from '../model/spec.js';
+import { inspectCertificate, signedBy } from '../pki/inspect.js';
+import {
+  INGRESS_HOST,
+  renderIngress,
+  renderTestApp,
+  TEST_APP,
+  VERIFY_NAMESPACE,
+} from '../render/manifests.js';
+import { etcdMembers, firstMaster, KUBELET_CERT_DIR } from '../render/units.js';
+import { GUEST } from '../stacks/install.js';
+
+export interface CheckResult {
+  /** Stable id (etcd, apiserver, ...), for tests, benchmarks and --json. */
+  id: string;
+  name: string;
+  ok: boolean;
+  detail: string;
+  /** How long the check waited for what it depends on (Endpoints, a rollout, a route). */
+  waitedS: number;
+  /** Not run, because a check it depends on failed. */
+  skipped?: boolean;
+}
+
+/** Units that must run on a VM for a check's subject to come: stopped means broken, not slow. */
+export interface NeededUnits {
+  vm: string;
+  units: readonly string[];
+}
+
+/** `systemctl is-active A B` output -> the units that are stopped (not running, not restarting). */
+export function stoppedUnits(units: readonly string[], isActiveOutput: string): string[] {
+  const states = isActiveOutput.split('\n').map((line) => line.trim());
+  return units.filter((_, index) => states[index] === 'inactive' || states[index] === 'failed');
+}
+
+/** Named, bounded waits for one check; remembers how long it waited in all. */
+class CheckWaits {
+  waitedMs = 0;
+  constructor(private readonly ctx: StepContext) {}
+
+  /**
+   * Polls `probe` up to timeouts.check. Between failed polls it looks at the units the
+   * result depends on: one that is stopped (Restart=always brings back anything that
+   * crashed, so "inactive" means someone stopped it) will not come back by itself, and
+   * the check fails at once instead of waiting minutes for nothing.
+   */
+  async until(
+    what: string,
+    vm: string,
+    hint: string,
+    probe: () => Promise<true | string>,
+    needs: readonly NeededUnits[] = [],
+  ): Promise<number> {
+    let broken: { vm: string; unit: string } | undefined;
+    const ms = await waitFor(
+      this.ctx,
+      { what, vm, timeoutMs: this.ctx.spec.timeouts.check * 1000, intervalMs: 2000, hint },
+      async () => {
+        const answer = await probe().catch((error: unknown) => (error as Error).message);
+        if (answer === true) return true;
+        broken = await this.firstStopped(needs);
+        return broken ? true : answer;
+      },
+    );
+    if (broken) {
+      throw new KlabError(
+        'KLAB_STEP_FAILED',
+        `${what}: broken, not slow: ${broken.unit} on ${broken.vm} is stopped and will not come back by itself`,
+        {
+          vm: broken.vm,
+          hint: `Start it: klab ssh ${broken.vm} -- sudo systemctl start ${broken.unit}`,
+        },
+      );
+    }
+    this.waitedMs = Math.max(this.waitedMs, ms);
+    return ms;
+  }
+
+  private async firstStopped(
+    needs: readonly NeededUnits[],
+  ): Promise<{ vm: string; unit: string } | undefined> {
+    for (const need of needs) {
+      if (need.units.length === 0) continue;
+      const result = await this.ctx
+        .host(need.vm)
+        .run(['systemctl', 'is-active', ...need.units], { allowFailure: true });
+      const [unit] = stoppedUnits(need.units, result.stdout);
+      if (unit) return { vm: need.vm, unit };
+    }
+    return undefined;
+  }
+}
+
+/** The same units on several VMs. */
+function unitsOn(vms: readonly VmPlan[], units: readonly string[]): NeededUnits[] {
+  return vms.map((vm) => ({ vm: vm.name, units }));
+}
+
+interface Check {
+  id: string;
+  name: string;
+  /** Checks that must have passed first; when one failed this one is reported as not run. */
+  needs?: readonly string[];
+  /** Returns a one-line detail; throws (any error) when the check fails. */
+  run(ctx: StepContext, waits: CheckWaits): Promise<string>;
+}
+
+function fail(message: string): never {
+  throw new Error(message);
+}
+
+const KUBECTL_HINT =
+  'Look at the control plane: klab ssh master -- sudo journalctl -u kube-apiserver -n 50';
+
+async function podsOfTestApp(
+  ctx: StepContext,
+): Promise<{ name: string; ip: string; node: string }[]> {
+  const result = await kubectl(ctx, [
+    '-n',
+    VERIFY_NAMESPACE,
+    'get',
+    'pods',
+    '-l',
+    `app=${TEST_APP}`,
+    '-o',
+    'json',
+  ]);
+  const list = JSON.parse(result.stdout) as {
+    items: {
+      metadata: { name: string; deletionTimestamp?: string };
+      status: { podIP?: string; phase?: string };
+      spec: { nodeName?: string };
+    }[];
+  };
+  return list.items
+    .filter((pod) => pod.status.phase === 'Running' && pod.status.podIP)
+    .filter((pod) => !pod.metadata.deletionTimestamp)
+    .map((pod) => ({
+      name: pod.metadata.name,
+      ip: pod.status.podIP ?? '',
+      node: pod.spec.nodeName ?? '',
+    }));
+}
+
+/** `kubectl get endpoints -o json` -> the addresses that are ready to serve. */
+export function readyEndpointAddresses(json: string): string[] {
+  const endpoints = JSON.parse(json) as { subsets?: { addresses?: { ip: string }[] }[] };
+  return (endpoints.subsets ?? []).flatMap((subset) =>
+    (subset.addresses ?? []).map((address) => address.ip),
+  );
+}
+
+/**
+ * A Service answers only once the endpoints controller has listed its ready pods, and
+ * on a loaded host that can take minutes after the pods are ready: wait for it by name.
+ */
+async function waitForEndpoints(ctx: StepContext, waits: CheckWaits, want: number) {
+  let addresses: string[] = [];
+  await waits.until(
+    `Endpoints of ${VERIFY_NAMESPACE}/${TEST_APP}: ${want} ready address(es)`,
+    firstMaster(ctx.spec).name,
+    'The endpoints controller runs in kube-controller-manager: klab ssh master -- sudo journalctl -u kube-controller-manager -n 50',
+    async () => {
+      const result = await kubectl(
+        ctx,
+        ['-n', VERIFY_NAMESPACE, 'get', 'endpoints', TEST_APP, '-o', 'json'],
+        { allowFailure: true },
+      );
+      if (result.exitCode !== 0) return result.stderr.trim() || 'no Endpoints object yet';
+      addresses = readyEndpointAddresses(result.stdout);
+      return addresses.length >= want ? true : `${addresses.length} ready address(es)`;
+    },
+    [
+      { vm: firstMaster(ctx.spec).name, units: ['kube-controller-manager'] },
+      ...unitsOn(placed(ctx.spec, 'nodes'), ['kubelet']),
+    ],
+  );
+  return addresses;
+}
+
+/** curl from a VM; returns the body, or a reason string that a wait can show. */
+async function curlFrom(ctx: StepContext, vm: string, url: string): Promise<string | Error> {
+  const result = await ctx
+    .host(vm)
+    .run(['curl', '-sS', '--max-time', '10', '-w', '\n%{http_code}', url], { allowFailure: true });
+  if (result.exitCode !== 0)
+    return new Error(`${vm} -> ${url}: ${result.stderr.trim() || `curl exit ${result.exitCode}`}`);
+  const lines = result.stdout.split('\n');
+  const status = lines.pop() ?? '';
+  if (status !== '200') return new Error(`${vm} -> ${url}: HTTP ${status}`);
+  return lines.join('\n');
+}
+
+/** etcd_server_leader_changes_seen_total of one member (since it started), from /metrics. */
+export function leaderChangesFromMetrics(metrics: string): number | undefined {
+  const match = /^etcd_server_leader_changes_seen_total\s+(\d+)/m.exec(metrics);
+  return match?.[1] === undefined ? undefined : Number(match[1]);
+}
+
+async function leaderChanges(ctx: StepContext, member: VmPlan): Promise<number | undefined> {
+  const pki = GUEST.etcdPki;
+  // A fixed script with the arguments as "$@": only the one counter line comes back (the
+  // whole /metrics page would flood the run's log).
+  const result = await ctx
+    .host(member.name)
+    .run(
+      [
+        'sh',
+        '-c',
+        'curl -sS --max-time 10 "$@" | grep "^etcd_server_leader_changes_seen_total "',
+        'sh',
+        '--cacert',
+        `${pki}/etcd-ca.crt`,
+        '--cert',
+        `${pki}/etcd-server-${member.name}.crt`,
+        '--key',
+        `${pki}/etcd-server-${member.name}.key`,
+        `https://${member.ip}:2379/metrics`,
+      ],
+      { sudo: true, allowFailure: true },
+    );
+  return result.exitCode === 0 ? leaderChangesFromMetrics(result.stdout) : undefined;
+}
+
+export const CHECKS: readonly Check[] = [
+  {
+    id: 'etcd',
+    name: 'etcd: every member healthy',
+    async run(ctx, waits) {
+      const members = etcdMembers(ctx.spec);
+      let healthy = 0;
+      await waits.until(
+        `etcd: ${members.length} healthy member(s)`,
+        firstEtcdMember(ctx.spec).name,
+        'Look at etcd: klab ssh <member> -- sudo journalctl -u etcd -n 50',
+        async () => {
+          const result = await etcdctl(
+            ctx,
+            firstEtcdMember(ctx.spec),
+            [
+              `--endpoints=${members.map((vm) => `https://${vm.ip}:2379`).join(',')}`,
+              'endpoint',
+              'health',
+            ],
+            { allowFailure: true },
+          );
+          // etcdctl prints one line per endpoint (to stderr); count endpoints, not lines.
+          healthy = new Set(
+            `${result.stdout}\n${result.stderr}`
+              .split('\n')
+              .filter((line) => /is healthy/.test(line))
+              .map((line) => line.split(' ')[0]),
+          ).size;
+          return healthy === members.length
+            ? true
+            : (result.stderr || result.stdout).trim() || 'no answer';
+        },
+        unitsOn(members, ['etcd']),
+      );
+      const changes = await Promise.all(members.map((vm) => leaderChanges(ctx, vm)));
+      const seen = members.map((vm, index) => `${vm.name} ${changes[index] ?? '?'}`).join(', ');
+      return `${healthy}/${members.length} members healthy; leader changes seen since each member started: ${seen} (raft heartbeat ${ctx.tuning.etcdHeartbeatMs} ms, election ${ctx.tuning.etcdElectionMs} ms)`;
+    },
+  },
+  {
+    id: 'apiserver',
+    name: 'kube-apiserver answers on its secure port',
+    async run(ctx, waits) {
+      const path = ctx.profile.kubernetesMinor >= 16 ? '/readyz' : '/healthz';
+      await waits.until(
+        `kube-apiserver ${path}`,
+        firstMaster(ctx.spec).name,
+        KUBECTL_HINT,
+        async () => {
+          const result = await kubectl(ctx, ['get', '--raw', path], { allowFailure: true });
+          return result.stdout.trim() === 'ok'
+            ? true
+            : `${path}: ${(result.stdout + result.stderr).trim()}`;
+        },
+        [{ vm: firstMaster(ctx.spec).name, units: ['kube-apiserver'] }],
+      );
+      return `${path} ok at https://${firstMaster(ctx.spec).ip}:6443`;
+    },
+  },
+  {
+    id: 'components',
+    name: 'scheduler, controller manager and etcd report healthy',
+    needs: ['apiserver'],
+    async run(ctx, waits) {
+      await waits.until(
+        'componentstatuses all healthy',
+        firstMaster(ctx.spec).name,
+        KUBECTL_HINT,
+        async () => {
+          const result = await kubectl(ctx, ['get', 'componentstatuses', '-o', 'json'], {
+            allowFailure: true,
+          });
+          if (result.exitCode !== 0) return result.stderr.trim();
+          const bad = unhealthyComponents(result.stdout);
+          return bad.length === 0 ? true : bad.join('; ');
+        },
+        [{ vm: firstMaster(ctx.spec).name, units: ['kube-controller-manager', 'kube-scheduler'] }],
+      );
+      return 'all healthy';
+    },
+  },
+  {
+    id: 'nodes',
+    name: 'every node is Ready',
+    needs: ['apiserver'],
+    async run(ctx, waits) {
+      const nodes = placed(ctx.spec, 'nodes');
+      await waits.until(
+        `${nodes.map((vm) => vm.name).join(', ')} Ready`,
+        firstMaster(ctx.spec).name,
+        'Look at the kubelet: klab ssh <node> -- sudo journalctl -u kubelet -n 50',
+        async () => {
+          const problems: string[] = [];
+          for (const vm of nodes) {
+            const result = await kubectl(ctx, ['get', 'node', vm.name, '-o', 'json'], {
+              allowFailure: true,
+            });
+            if (result.exitCode !== 0) problems.push(`${vm.name} is not registered`);
+            else {
+              const ready = nodeReady(result.stdout);
+              if (!ready.ready) problems.push(`${vm.name}: ${ready.reason}`);
+            }
+          }
+          return problems.length === 0 ? true : problems.join('; ');
+        },
+        unitsOn(nodes, ['kubelet', 'docker']),
+      );
+      return nodes.map((vm) => vm.name).join(', ');
+    },
+  },
+  {
+    id: 'tls-bootstrap',
+    name: 'kubelets joined by TLS bootstrap (client certificates signed by the lab CA)',
+    needs: ['apiserver'],
+    async run(ctx) {
+      const ca = await readFile(path.join(ctx.pkiDir, 'ca.crt'), 'utf8');
+      for (const vm of placed(ctx.spec, 'nodes')) {
+        const pem = await ctx
+          .host(vm.name)
+          .readFile(`${KUBELET_CERT_DIR}/kubelet-client-current.pem`, { sudo: true })
+          .catch(() => fail(`${vm.name} has no bootstrapped client certificate`));
+        const certPem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(
+          pem,
+        )?.[0];
+        if (!certPem) fail(`${vm.name}: no certificate in kubelet-client-current.pem`);
+        const info = inspectCertificate(certPem);
+        if (!info.subject.includes(`CN=system:node:${vm.name}`))
+          fail(`${vm.name}: subject is ${info.subject}`);
+        if (!signedBy(certPem, ca))
+          fail(`${vm.name}: its client certificate is not signed by the lab CA`);
+      }
+      const csrs = await kubectl(ctx, ['get', 'csr', '-o', 'name'], { allowFailure: true });
+      const count = csrs.stdout.trim() ? csrs.stdout.trim().split('\n').length : 0;
+      return `${placed(ctx.spec, 'nodes').length} node(s); kubectl get csr lists ${count} request(s) (approved ones are cleaned up after an hour)`;
+    },
+  },
+  {
+    id: 'encryption',
+    name: 'Secrets are encrypted at rest in etcd',
+    needs: ['apiserver', 'etcd'],
+    async run(ctx) {
+      const name = 'klab-verify-encryption';
+      await kubectl(ctx, ['apply', '-f', '-'], {
+        stdin: `${JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name, namespace: 'default' },
+          stringData: { probe: 'klab' },
+        })}\n`,
+      });
+      const raw = await etcdctl(ctx, firstEtcdMember(ctx.spec), [
+        'get',
+        `/registry/secrets/default/${name}`,
+        '--print-value-only',
+      ]);
+      if (!raw.stdout.startsWith('k8s:enc:aescbc:v1:'))
+        fail('the Secret is stored in plain text in etcd');
+      return 'stored as k8s:enc:aescbc:v1';
+    },
+  },
+  {
+    id: 'rollout',
+    name: 'test app and Traefik ingress deployed and rolled out',
+    needs: ['nodes'],
+    async run(ctx, waits) {
+      const replicas = placed(ctx.spec, 'nodes').length;
+      await kubectl(ctx, ['apply', '-f', '-'], { stdin: renderIngress(ctx.profile) });
+      await kubectl(ctx, ['apply', '-f', '-'], {
+        stdin: renderTestApp({ profile: ctx.profile, replicas }),
+      });
+      const limit = ctx.spec.timeouts.check;
+      const started = ctx.clock.now();
+      for (const [namespace, what] of [
+        [VERIFY_NAMESPACE, `deployment/${TEST_APP}`],
+        ['kube-system', 'daemonset/traefik-ingress'],
+      ] as const) {
+        const result = await kubectl(
+          ctx,
+          ['-n', namespace, 'rollout', 'status', what, `--timeout=${limit}s`],
+          { timeoutMs: (limit + 60) * 1000, allowFailure: true },
+        );
+        if (result.exitCode !== 0) {
+          fail(
+            `${namespace}/${what} not rolled out within ${limit} s (timeouts.check): ${(result.stderr || result.stdout).trim().split('\n').pop()}`,
+          );
+        }
+      }
+      waits.waitedMs = ctx.clock.now() - started;
+      await waitForEndpoints(ctx, waits, replicas);
+      return `${replicas} replica(s) of ${ctx.profile.testAppImage.image}, Traefik ${ctx.profile.ingressImage.image}`;
+    },
+  },
+  {
+    id: 'pod-ip',
+    name: 'test app by pod IP from every VM',
+    needs: ['rollout'],
+    async run(ctx, waits) {
+      const pods = await podsOfTestApp(ctx);
+      if (pods.length === 0) fail('no running test-app pod');
+      // flanneld on each VM learns the other subnets from etcd; a new lease can lag.
+      await Promise.all(
+        ctx.spec.vms.map((vm) =>
+          waits.until(
+            `${vm.name} reaches every test-app pod by its IP`,
+            vm.name,
+            `Look at flannel: klab ssh ${vm.name} -- ip route; sudo journalctl -u flanneld -n 30`,
+            async () => {
+              for (const pod of pods) {
+                const body = await curlFrom(ctx, vm.name, `http://${pod.ip}/`);
+                if (body instanceof Error) return body.message;
+                if (!body.includes(`served by: ${pod.name}`))
+                  return `${vm.name} -> ${pod.ip}: answered by someone else`;
+              }
+              return true;
+            },
+            [{ vm: vm.name, units: ['flanneld'] }],
+          ),
+        ),
+      );
+      return `${pods.map((pod) => `${pod.ip} (${pod.node})`).join(', ')} from ${ctx.spec.vms.length} VMs`;
+    },
+  },
+  {
+    id: 'cluster-ip',
+    name: 'test app by ClusterIP from every VM',
+    needs: ['rollout'],
+    async run(ctx, waits) {
+      const svc = await kubectl(ctx, [
+        '-n',
+        VERIFY_NAMESPACE,
+        'get',
+        'service',
+        TEST_APP,
+        '-o',
+        'jsonpath={.spec.clusterIP}',
+      ]);
+      const ip = svc.stdout.trim();
+      await waitForEndpoints(ctx, waits, placed(ctx.spec, 'nodes').length);
+      // kube-proxy on each VM turns the Endpoints into iptables rules on its own schedule.
+      await Promise.all(
+        ctx.spec.vms.map((vm) =>
+          waits.until(
+            `kube-proxy on ${vm.name} forwards ${ip}:80 to the test app`,
+            vm.name,
+            `Look at kube-proxy: klab ssh ${vm.name} -- sudo journalctl -u kube-proxy -n 30; sudo iptables-save -t nat | grep ${TEST_APP}`,
+            async () => {
+              const body = await curlFrom(ctx, vm.name, `http://${ip}/`);
+              if (body instanceof Error) return body.message;
+              return body.includes('klab test app')
+                ? true
+                : `${vm.name} -> ${ip}: unexpected answer`;
+            },
+            [{ vm: vm.name, units: ['kube-proxy'] }],
+          ),
+        ),
+      );
+      return `${ip}:80 from ${ctx.spec.vms.length} VMs`;
+    },
+  },
+  {
+    id: 'ingress',
+    name: 'test app through the ingress on every node IP, from the host',
+    needs: ['rollout'],
+    async run(ctx, waits) {
+      const nodes = placed(ctx.spec, 'nodes');
+      await waitForEndpoints(ctx, waits, nodes.length);
+      // Traefik loads the route once it has seen the Ingress and its Endpoints.
+      await Promise.all(
+        nodes.map((vm) =>
+          waits.until(
+            `Traefik on ${vm.name} routes http://${vm.ip}/ (Host: ${INGRESS_HOST})`,
+            vm.name,
+            'Look at Traefik: klab ssh master -- kubectl -n kube-system logs ds/traefik-ingress',
+            async () => {
+              // Lab traffic: never through a proxy from the environment.
+              const response = await httpGet(`http://${vm.ip}/`, { Host: INGRESS_HOST }, 0, {
+                proxy: false,
+              });
+              const body = response.body.toString('utf8');
+              if (response.status === 200 && body.includes('klab test app')) return true;
+              return response.status === 404
+                ? 'HTTP 404: Traefik has no route for the test app yet'
+                : `HTTP ${response.status}`;
+            },
+            [{ vm: vm.name, units: ['kubelet', 'docker'] }],
+          ),
+        ),
+      );
+      return `http://{${nodes.map((vm) => vm.ip).join(',')}}/ with Host: ${INGRESS_HOST}`;
+    },
+  },
+];
+
+function errorDetail(error: unknown): string {
+  return error instanceof KlabError
+    ? `${error.message}${error.outputTail ? `\n${error.outputTail}` : ''}`
+    : (error as Error).message;
+}
+
+/** Runs every check against an open lab (also the end of `klab create`). */
+export async function runChecks(
+  ctx: StepContext,
+  checks: readonly Check[] = CHECKS,
+): Promise<CheckResult[]> {
+  const results: CheckResult[] = [];
+  for (const check of checks) {
+    const blocked = (check.needs ?? []).filter(
+      (id) => results.find((result) => result.id === id)?.ok === false,
+    );
+    if (blocked.length > 0) {
+      const detail = `not run: needs ${blocked.join(', ')}, which failed`;
+      ctx.sink.emit({ kind: 'notice', level: 'warn', text: `${check.name}: ${detail}` });
+      results.push({
+        id: check.id,
+        name: check.name,
+        ok: false,
+        detail,
+        waitedS: 0,
+        skipped: true,
+      });
+      continue;
+    }
+    const waits = new CheckWaits(ctx);
+    const describe = (detail: string) =>
+      waits.waitedMs >= 1000 ? `${detail}; waited ${Math.round(waits.waitedMs / 1000)} s` : detail;
+    const result = await task(
+      ctx.sink,
+      check.name,
+      async () => check.run(ctx, waits),
+      describe,
+    ).then(
+      (detail): CheckResult => ({
+        id: check.id,
+        name: check.name,
+        ok: true,
+        detail: describe(detail),
+        waitedS: waits.waitedMs / 1000,
+      }),
+      (error: unknown): CheckResult => ({
+        id: check.id,
+        name: check.name,
+        ok: false,
+        detail: errorDetail(error),
+        waitedS: waits.waitedMs / 1000,
+      }),
+    );
+    results.push(result);
+  }
+  const failed = results.filter((result) => !result.ok);
+  if (failed.length > 0) {
+    const run = failed.filter((result) => !result.skipped);
+    throw new KlabError(
+      'KLAB_VERIFY_FAILED',
+      `${run.length} of ${results.length} cluster checks failed${
+        run.length < failed.length ? ` (${failed.length - run.length} more not run)` : ''
+      }`,
+      {
+        details: failed.map((result) => `${result.name}: ${result.detail}`),
+        hint: 'Each failure names what it waited for and for how long; "klab status" and "klab ssh <vm>" help look closer. A slow host: raise timeouts.check in klab.yaml. Reset to a checkpoint with "klab reset after-kubelet" or repair with "klab create".',
+      },
+    );
+  }
+  return results;
+}

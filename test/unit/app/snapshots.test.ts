@@ -1,0 +1,162 @@
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { Libvirt } from '../../../src/adapters/libvirt.js';
+import { Vagrant } from '../../../src/adapters/vagrant.js';
+import type { Lab } from '../../../src/app/lab.js';
+import { resetOpenLab, saveSnapshot } from '../../../src/app/snapshots.js';
+import { KlabError } from '../../../src/model/errors.js';
+import { nullSink } from '../../../src/model/events.js';
+import { labPaths } from '../../../src/model/lab-paths.js';
+import { emptyState } from '../../../src/model/state.js';
+import { twoVmSpec } from '../../helpers/specs.js';
+
+/** libvirt in memory: domain states and snapshots, every call recorded. */
+class FakeLibvirt {
+  readonly calls: string[] = [];
+  readonly states = new Map<string, string>();
+  readonly snaps = new Map<string, Set<string>>();
+  /** Snapshots libvirt lists whose disk state is gone (a damaged qcow2). */
+  readonly damaged = new Set<string>();
+  failCreateOn: string | undefined;
+  revertKeepsShutOff = false;
+
+  constructor(domains: string[]) {
+    for (const domain of domains) {
+      this.states.set(domain, 'running');
+      this.snaps.set(domain, new Set());
+    }
+  }
+
+  port(): Libvirt {
+    const self = this;
+    const record = (text: string) => self.calls.push(text);
+    const fake: Partial<Libvirt> = {
+      async domainState(domain) {
+        return self.states.get(domain);
+      },
+      async snapshots(domain) {
+        return [...(self.snaps.get(domain) ?? [])];
+      },
+      async snapshotStateSizes(domain) {
+        const sizes = new Map<string, number>();
+        for (const name of self.snaps.get(domain) ?? []) {
+          if (!self.damaged.has(`${domain}/${name}`)) sizes.set(name, 1024);
+        }
+        return sizes;
+      },
+      async snapshotCreationTime() {
+        return 0;
+      },
+      async suspend(domain) {
+        record(`suspend ${domain}`);
+        self.states.set(domain, 'paused');
+      },
+      async resume(domain) {
+        record(`resume ${domain}`);
+        self.states.set(domain, 'running');
+      },
+      async createSnapshot(domain, name) {
+        record(`snapshot ${domain} ${name}`);
+        if (domain === self.failCreateOn) {
+          throw new KlabError('KLAB_LIBVIRT_FAILED', `virsh snapshot-create-as ${domain} failed`, {
+            outputTail: 'error: No space left on device',
+          });
+        }
+        self.snaps.get(domain)?.add(name);
+      },
+      async deleteSnapshot(domain, name) {
+        record(`delete ${domain} ${name}`);
+        self.snaps.get(domain)?.delete(name);
+      },
+      async revertSnapshot(domain, name) {
+        record(`revert ${domain} ${name}`);
+        self.states.set(domain, self.revertKeepsShutOff ? 'shut off' : 'paused');
+      },
+      async setGuestTimeNow() {
+        return true;
+      },
+    };
+    return fake as Libvirt;
+  }
+}
+
+async function fakeLab(): Promise<{ lab: Lab; libvirt: FakeLibvirt }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-snapops-'));
+  await writeFile(path.join(dir, 'Vagrantfile'), '# fake\n');
+  await mkdir(path.join(dir, '.klab'), { recursive: true });
+  const spec = twoVmSpec();
+  const libvirt = new FakeLibvirt(spec.vms.map((vm) => `klab-${spec.name}_${vm.name}`));
+  const lab: Lab = {
+    paths: labPaths(dir),
+    spec,
+    state: emptyState(),
+    vagrant: new Vagrant(dir),
+    libvirt: libvirt.port(),
+    sink: nullSink,
+  };
+  return { lab, libvirt };
+}
+
+describe('snapshot save is all or nothing', () => {
+  it('pauses every VM, snapshots every VM, then resumes every VM', async () => {
+    const { lab, libvirt } = await fakeLab();
+    await saveSnapshot(lab, 'before-etcd');
+    expect(libvirt.calls).toEqual([
+      'suspend klab-duo_master',
+      'suspend klab-duo_node1',
+      'snapshot klab-duo_master before-etcd',
+      'snapshot klab-duo_node1 before-etcd',
+      'resume klab-duo_master',
+      'resume klab-duo_node1',
+    ]);
+  });
+
+  it('when one VM fails (disk full), the VMs already saved are rolled back and every VM runs again', async () => {
+    const { lab, libvirt } = await fakeLab();
+    libvirt.failCreateOn = 'klab-duo_node1';
+    const error = (await saveSnapshot(lab, 'before-etcd').catch((e: unknown) => e)) as KlabError;
+    expect(error.code).toBe('KLAB_SNAPSHOT_FAILED');
+    expect(error.exitCode).toBe(4);
+    expect(error.message).toBe(
+      'snapshot "before-etcd" failed on node1; the 1 VM(s) already saved were rolled back, so no VM has it, and every VM runs again',
+    );
+    expect(error.outputTail).toBe('error: No space left on device');
+    expect(libvirt.calls).toContain('delete klab-duo_master before-etcd');
+    expect([...libvirt.states.values()]).toEqual(['running', 'running']);
+    expect([...libvirt.snaps.values()].every((set) => set.size === 0)).toBe(true);
+  });
+});
+
+describe('reset is all or nothing', () => {
+  it('reverts nothing when one VM lacks its part of the snapshot, or its disk lost it', async () => {
+    const { lab, libvirt } = await fakeLab();
+    libvirt.snaps.get('klab-duo_master')?.add('base');
+    const missing = (await resetOpenLab(lab, 'base').catch((e: unknown) => e)) as KlabError;
+    expect(missing.code).toBe('KLAB_SNAPSHOT_MISSING');
+    expect(missing.message).toMatch(/^snapshot "base" exists on master but /);
+
+    libvirt.snaps.get('klab-duo_node1')?.add('base');
+    libvirt.damaged.add('klab-duo_node1/base');
+    const damaged = (await resetOpenLab(lab, 'base').catch((e: unknown) => e)) as KlabError;
+    expect(damaged.message).toBe(
+      'snapshot "base" cannot be restored on node1; nothing was reverted',
+    );
+    expect(damaged.details).toEqual([
+      'node1: libvirt knows it, but the disk image holds no such snapshot',
+    ]);
+    expect(libvirt.calls.filter((call) => call.startsWith('revert'))).toEqual([]);
+    expect([...libvirt.states.values()]).toEqual(['running', 'running']);
+  });
+
+  it('reverts every VM, then resumes them together', async () => {
+    const { lab, libvirt } = await fakeLab();
+    for (const set of libvirt.snaps.values()) set.add('base');
+    // The snapshot held halted VMs: no clocks or health to check (no SSH in this test).
+    libvirt.revertKeepsShutOff = true;
+    const result = await resetOpenLab(lab, 'base');
+    expect(result.snapshot).toBe('base');
+    expect(libvirt.calls).toEqual(['revert klab-duo_master base', 'revert klab-duo_node1 base']);
+  });
+});

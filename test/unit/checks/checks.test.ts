@@ -1,0 +1,217 @@
+import { describe, expect, it } from 'vitest';
+import type { StepContext } from '../../../provision/lib/step.js';
+import {
+  CHECKS,
+  leaderChangesFromMetrics,
+  readyEndpointAddresses,
+  runChecks,
+  stoppedUnits,
+} from '../../../src/checks/index.js';
+import { KlabError } from '../../../src/model/errors.js';
+import { type Clock, nullSink } from '../../../src/model/events.js';
+import { clusterTuning } from '../../../src/model/tuning.js';
+import { TEST_APP } from '../../../src/render/manifests.js';
+import { installProfile } from '../../../src/stacks/install.js';
+import { FakeHost, type Handler } from '../../helpers/fake-host.js';
+import { twoVmSpec } from '../../helpers/specs.js';
+
+/** A clock whose sleep moves time on at once: waits run in no real time. */
+function fakeClock(): Clock {
+  let now = 0;
+  return {
+    now: () => now,
+    sleep: async (ms) => {
+      now += ms;
+    },
+  };
+}
+
+function context(handler: Handler, check = 60): { ctx: StepContext; hosts: FakeHost[] } {
+  const base = twoVmSpec();
+  const spec = { ...base, timeouts: { ...base.timeouts, check } };
+  const hosts = spec.vms.map((vm) => new FakeHost(vm.name, handler));
+  const ctx: StepContext = {
+    spec,
+    sink: nullSink,
+    clock: fakeClock(),
+    host: (name) => {
+      const host = hosts.find((entry) => entry.name === name);
+      if (!host) throw new Error(`no host ${name}`);
+      return host;
+    },
+    provisionFile: async () => '',
+    profile: installProfile('debian'),
+    tuning: clusterTuning(spec, 'tcg'),
+    pkiDir: '/nonexistent',
+    artifactFile: () => '',
+  };
+  return { ctx, hosts };
+}
+
+const check = (id: string) => {
+  const found = CHECKS.find((entry) => entry.id === id);
+  if (!found) throw new Error(`no check ${id}`);
+  return found;
+};
+
+const endpoints = (ips: string[]) =>
+  JSON.stringify({ subsets: ips.length ? [{ addresses: ips.map((ip) => ({ ip })) }] : [] });
+
+describe('verify helpers', () => {
+  it('counts only ready Endpoints addresses', () => {
+    expect(
+      readyEndpointAddresses(
+        JSON.stringify({
+          subsets: [
+            { addresses: [{ ip: '172.30.1.2' }], notReadyAddresses: [{ ip: '172.30.2.2' }] },
+          ],
+        }),
+      ),
+    ).toEqual(['172.30.1.2']);
+    expect(readyEndpointAddresses('{}')).toEqual([]);
+  });
+
+  it("reads etcd's leader-change counter from /metrics", () => {
+    const metrics =
+      '# HELP etcd_server_leader_changes_seen_total ...\n# TYPE etcd_server_leader_changes_seen_total counter\netcd_server_leader_changes_seen_total 3\n';
+    expect(leaderChangesFromMetrics(metrics)).toBe(3);
+    expect(leaderChangesFromMetrics('nothing here')).toBeUndefined();
+  });
+});
+
+describe('the ClusterIP check waits for what it depends on', () => {
+  it('waits for the Endpoints, then for kube-proxy on every VM, and says how long', async () => {
+    let endpointReads = 0;
+    let curls = 0;
+    const { ctx } = context((argv) => {
+      const line = argv.join(' ');
+      if (line.includes('jsonpath={.spec.clusterIP}')) return { stdout: '10.254.7.7' };
+      if (line.includes(`get endpoints ${TEST_APP}`)) {
+        endpointReads += 1;
+        // The endpoints controller is slow: the first reads find no address.
+        return { stdout: endpoints(endpointReads < 4 ? [] : ['172.30.9.2']) };
+      }
+      if (argv[0] === 'curl') {
+        curls += 1;
+        // kube-proxy has not programmed the Service for the first tries.
+        if (curls < 3) return { exitCode: 7, stderr: 'curl: (7) Failed to connect: refused' };
+        return { stdout: 'klab test app\nserved by: php-apache-1\n\n200' };
+      }
+      return undefined;
+    });
+    const [result] = await runChecks(ctx, [check('cluster-ip')]);
+    expect(result?.ok).toBe(true);
+    expect(result?.detail).toMatch(/^10\.254\.7\.7:80 from 2 VMs; waited \d+ s$/);
+    expect(result?.waitedS).toBeGreaterThan(0);
+    expect(endpointReads).toBe(4);
+  });
+
+  it('an answer that is not the test app (a 404 from elsewhere) does not pass', async () => {
+    const { ctx } = context((argv) => {
+      const line = argv.join(' ');
+      if (line.includes('jsonpath={.spec.clusterIP}')) return { stdout: '10.254.7.7' };
+      if (line.includes(`get endpoints ${TEST_APP}`)) return { stdout: endpoints(['172.30.9.2']) };
+      if (argv[0] === 'curl') return { stdout: '404 page not found\n404' };
+      return undefined;
+    }, 20);
+    const failure = await runChecks(ctx, [check('cluster-ip')]).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(KlabError);
+    const klab = failure as KlabError;
+    expect(klab.code).toBe('KLAB_VERIFY_FAILED');
+    expect(klab.details[0]).toMatch(
+      /kube-proxy on master forwards 10\.254\.7\.7:80 to the test app: not reached within 20 s \(master -> http:\/\/10\.254\.7\.7\/: HTTP 404\)/,
+    );
+  });
+
+  it('fails with the named wait when the Endpoints never come', async () => {
+    const { ctx } = context((argv) => {
+      const line = argv.join(' ');
+      if (line.includes('jsonpath={.spec.clusterIP}')) return { stdout: '10.254.7.7' };
+      if (line.includes(`get endpoints ${TEST_APP}`)) return { stdout: endpoints([]) };
+      return undefined;
+    }, 30);
+    const failure = (await runChecks(ctx, [check('cluster-ip')]).catch(
+      (e: unknown) => e,
+    )) as KlabError;
+    expect(failure.details[0]).toContain(
+      `Endpoints of klab-verify/${TEST_APP}: 1 ready address(es): not reached within 30 s (0 ready address(es))`,
+    );
+  });
+});
+
+describe('broken is told from slow', () => {
+  it('a stopped unit the check depends on fails it at once, with how to start it', async () => {
+    let polls = 0;
+    const { ctx } = context((argv) => {
+      if (argv.includes('--raw')) {
+        polls += 1;
+        return { exitCode: 1, stderr: 'The connection to the server was refused' };
+      }
+      if (argv[0] === 'systemctl' && argv[1] === 'is-active') {
+        return { exitCode: 3, stdout: 'inactive\n' };
+      }
+      return undefined;
+    }, 300);
+    const started = ctx.clock.now();
+    const failure = (await runChecks(ctx, [check('apiserver')]).catch(
+      (e: unknown) => e,
+    )) as KlabError;
+    expect(failure.details[0]).toContain(
+      'kube-apiserver /readyz: broken, not slow: kube-apiserver on master is stopped and will not come back by itself',
+    );
+    expect(polls).toBe(1);
+    expect(ctx.clock.now() - started).toBeLessThan(5000);
+  });
+
+  it('reads systemctl is-active: inactive and failed are stopped; activating (a restart) is not', () => {
+    expect(stoppedUnits(['a', 'b', 'c', 'd'], 'active\nactivating\nfailed\ninactive\n')).toEqual([
+      'c',
+      'd',
+    ]);
+  });
+});
+
+describe('the etcd check', () => {
+  it('reports the leader changes each member has seen, from one metrics line', async () => {
+    const { ctx, hosts } = context((argv) => {
+      if (argv.includes('endpoint')) return { stderr: 'https://10.77.0.10:2379 is healthy: ok\n' };
+      if (argv[0] === 'sh') return { stdout: 'etcd_server_leader_changes_seen_total 2\n' };
+      return undefined;
+    });
+    const [result] = await runChecks(ctx, [check('etcd')]);
+    expect(result?.detail).toBe(
+      '1/1 members healthy; leader changes seen since each member started: master 2 (raft heartbeat 1000 ms, election 10000 ms)',
+    );
+    // The metrics page is filtered on the VM: the script is fixed, the paths are its arguments.
+    const call = hosts[0]?.calls.find((entry) => entry.argv[0] === 'sh');
+    expect(call?.argv.slice(0, 4)).toEqual([
+      'sh',
+      '-c',
+      'curl -sS --max-time 10 "$@" | grep "^etcd_server_leader_changes_seen_total "',
+      'sh',
+    ]);
+  });
+});
+
+describe('checks that depend on a failed check are not run', () => {
+  it('reports them as not run, naming what failed, and counts them apart', async () => {
+    const { ctx, hosts } = context((argv) => {
+      if (argv.includes('--raw')) return { exitCode: 1, stderr: 'connection refused' };
+      return undefined;
+    }, 10);
+    const failure = (await runChecks(ctx, [
+      check('apiserver'),
+      check('nodes'),
+      check('rollout'),
+    ]).catch((e: unknown) => e)) as KlabError;
+    expect(failure.message).toBe('1 of 3 cluster checks failed (2 more not run)');
+    expect(failure.details[1]).toBe('every node is Ready: not run: needs apiserver, which failed');
+    expect(failure.details[2]).toBe(
+      'test app and Traefik ingress deployed and rolled out: not run: needs nodes, which failed',
+    );
+    // Nothing was applied to a cluster whose apiserver is down.
+    expect(hosts.flatMap((host) => host.commands()).some((cmd) => cmd.includes('apply'))).toBe(
+      false,
+    );
+  });
+});
