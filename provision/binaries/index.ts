@@ -6,12 +6,12 @@
  */
 import path from 'node:path';
 import { KlabError } from '../../src/model/errors.js';
+import { GUEST } from '../../src/model/guest-paths.js';
 import { sha256File } from '../../src/model/hash.js';
 import type { RemoteHost } from '../../src/model/remote.js';
 import type { VmPlan } from '../../src/model/spec.js';
-import { renderProfilePath } from '../../src/render/units.js';
-import { GUEST } from '../../src/stacks/install.js';
-import { isOn, probeStep } from '../lib/cluster.js';
+import { isOn } from '../../src/model/topology.js';
+import { probeStep } from '../lib/cluster.js';
 import { changedFiles, type ManagedFile, putFiles, remoteHashes } from '../lib/guest.js';
 import type { StepContext } from '../lib/step.js';
 
@@ -219,3 +219,7 @@ export const binariesStep = probeStep({
   hint: (vm) =>
     `Re-run "klab create" to retry; look at the VM with: klab ssh ${vm.name} -- ls -l ${GUEST.bin}`,
 });
+
+export function renderProfilePath(): string {
+  return `# Managed by klab: the lab's Kubernetes programs.\nexport PATH="${GUEST.bin}:$PATH"\n`;
+}

@@ -5,9 +5,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { GUEST } from '../../src/model/guest-paths.js';
 import type { VmPlan } from '../../src/model/spec.js';
 import { planPki } from '../../src/pki/plan.js';
-import { GUEST } from '../../src/stacks/install.js';
 import { probeStep } from '../lib/cluster.js';
 import { changedFiles, type ManagedFile, putFiles } from '../lib/guest.js';
 import type { StepContext } from '../lib/step.js';

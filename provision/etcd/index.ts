@@ -1,57 +1,55 @@
 /**
  * x04 of the tutorial: the etcd cluster on the members named in klab.yaml (an odd count),
  * mutual TLS for clients and peers, Type=notify so dependants start once it serves.
+ * The unit: provision/etcd/etcd.service.ejs.
  */
+import { GUEST } from '../../src/model/guest-paths.js';
+import type { LabSpec, VmPlan } from '../../src/model/spec.js';
+import { etcdInitialCluster, etcdMembers } from '../../src/model/topology.js';
+import type { ClusterTuning } from '../../src/model/tuning.js';
+import type { InstallProfile } from '../../src/stacks/install.js';
+import { etcdBinary } from '../lib/cluster.js';
+import { etcdHealthy } from '../lib/probes.js';
+import { serviceStep } from '../lib/service-step.js';
+import { renderTemplate } from '../lib/template.js';
 
-import type { VmPlan } from '../../src/model/spec.js';
-import { etcdMembers, renderEtcdUnit } from '../../src/render/units.js';
-import { GUEST } from '../../src/stacks/install.js';
-import { etcdctl, probeStep } from '../lib/cluster.js';
-import {
-  changedFiles,
-  journalTail,
-  type ManagedFile,
-  putFiles,
-  startUnits,
-  unitsActive,
-} from '../lib/guest.js';
-import type { StepContext } from '../lib/step.js';
+export function renderEtcdUnit(
+  spec: LabSpec,
+  profile: InstallProfile,
+  vm: VmPlan,
+  tuning: ClusterTuning,
+): string {
+  return renderTemplate('etcd', 'etcd.service.ejs', {
+    spec,
+    vm,
+    tuning,
+    paths: GUEST,
+    etcdBin: etcdBinary(profile, 'etcd'),
+    initialCluster: etcdInitialCluster(spec),
+    // etcd 3.4 serves the v2 API only when asked; flannel 0.10 needs it.
+    enableV2: profile.flannelEtcdApi === 'v2' && profile.etcd.kind === 'deb',
+  });
+}
 
-function files(ctx: StepContext, vm: VmPlan): ManagedFile[] {
-  return [
+export const etcdStep = serviceStep({
+  id: 'etcd',
+  title: 'etcd cluster (TLS for clients and peers)',
+  on: etcdMembers,
+  units: ['etcd'],
+  files: (ctx, vm) => [
     {
       path: `${GUEST.units}/etcd.service`,
       content: renderEtcdUnit(ctx.spec, ctx.profile, vm, ctx.tuning),
       mode: 0o644,
     },
-  ];
-}
-
-export const etcdStep = probeStep({
-  id: 'etcd',
-  title: 'etcd cluster (TLS for clients and peers)',
-  targets: etcdMembers,
-  async problems(ctx, vm) {
-    const host = ctx.host(vm.name);
-    const problems = (await changedFiles(host, files(ctx, vm))).map((f) => `${f.path} differs`);
-    if (!(await unitsActive(host, ['etcd']))) problems.push('etcd is not running');
-    else {
-      const health = await etcdctl(ctx, vm, ['endpoint', 'health'], { allowFailure: true });
-      if (health.exitCode !== 0)
-        problems.push(`etcd is not healthy: ${(health.stderr || health.stdout).trim()}`);
-    }
-    return problems;
+  ],
+  probes: [etcdHealthy()],
+  async before(ctx, vm) {
+    await ctx
+      .host(vm.name)
+      .run(['install', '-d', '-o', 'etcd', '-g', 'etcd', '-m', '0700', GUEST.etcdData], {
+        sudo: true,
+      });
   },
-  async apply(ctx, vm) {
-    const host = ctx.host(vm.name);
-    const written = await putFiles(host, files(ctx, vm));
-    await host.run(['install', '-d', '-o', 'etcd', '-g', 'etcd', '-m', '0700', GUEST.etcdData], {
-      sudo: true,
-    });
-    // Members start together (the pipeline runs VMs in parallel): each waits for quorum.
-    await startUnits(host, ['etcd'], written.length > 0);
-  },
-  waits: true,
-  hint: (vm) => `Look at etcd's log: klab ssh ${vm.name} -- sudo journalctl -u etcd -n 50`,
-  diagnose: (ctx, vm) => journalTail(ctx.host(vm.name), 'etcd'),
+  // Members start together (the pipeline runs VMs in parallel): each waits for quorum.
 });

@@ -4,9 +4,10 @@
  * the ingress controller (a lone static binary becomes an image with docker import).
  */
 import path from 'node:path';
+import { GUEST } from '../../src/model/guest-paths.js';
+import { placed } from '../../src/model/topology.js';
 import type { ImageInstall } from '../../src/stacks/install.js';
-import { GUEST } from '../../src/stacks/install.js';
-import { placed, probeStep } from '../lib/cluster.js';
+import { probeStep } from '../lib/cluster.js';
 import type { StepContext } from '../lib/step.js';
 
 function images(ctx: StepContext): ImageInstall[] {

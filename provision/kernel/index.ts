@@ -3,14 +3,27 @@
  * IP forwarding, overlay and vxlan modules, no swap, and the legacy iptables backend
  * (Kubernetes 1.11-1.20, Docker and flannel all drive the same iptables this way).
  */
-import {
-  KERNEL_MODULES,
-  renderModulesLoad,
-  renderSysctl,
-  SYSCTLS,
-} from '../../src/render/units.js';
 import { probeStep } from '../lib/cluster.js';
 import { changedFiles, type ManagedFile, putFiles } from '../lib/guest.js';
+
+/** Kernel modules and sysctls every VM needs, persisted so a reboot keeps them. */
+export const KERNEL_MODULES = ['overlay', 'br_netfilter', 'vxlan'];
+
+export const SYSCTLS: Record<string, string> = {
+  'net.bridge.bridge-nf-call-iptables': '1',
+  'net.bridge.bridge-nf-call-ip6tables': '1',
+  'net.ipv4.ip_forward': '1',
+  'vm.swappiness': '0',
+};
+
+export function renderModulesLoad(): string {
+  return `# Managed by klab.\n${KERNEL_MODULES.join('\n')}\n`;
+}
+
+export function renderSysctl(): string {
+  const lines = Object.entries(SYSCTLS).map(([key, value]) => `${key} = ${value}`);
+  return `# Managed by klab.\n${lines.join('\n')}\n`;
+}
 
 const FILES: ManagedFile[] = [
   { path: '/etc/modules-load.d/klab.conf', content: renderModulesLoad(), mode: 0o644 },

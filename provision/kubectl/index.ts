@@ -5,9 +5,9 @@
 
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { etcdEndpoints } from '../../src/render/units.js';
-import { GUEST } from '../../src/stacks/install.js';
-import { placed, probeStep } from '../lib/cluster.js';
+import { GUEST } from '../../src/model/guest-paths.js';
+import { etcdEndpoints, placed } from '../../src/model/topology.js';
+import { probeStep } from '../lib/cluster.js';
 import { changedFiles, type ManagedFile, putFiles } from '../lib/guest.js';
 import type { StepContext } from '../lib/step.js';
 

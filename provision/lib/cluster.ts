@@ -1,23 +1,18 @@
-/** Shared by the cluster steps: which VMs a part goes to, kubectl and etcdctl on the VMs. */
+/** Shared by the cluster steps and checks: kubectl and etcdctl on the VMs, probe steps. */
 
 import { KlabError } from '../../src/model/errors.js';
+import { ADMIN_KUBECONFIG, GUEST } from '../../src/model/guest-paths.js';
 import type { RemoteResult, RemoteRunOptions } from '../../src/model/remote.js';
 import type { LabSpec, VmPlan } from '../../src/model/spec.js';
-import { etcdBinary, etcdMembers, firstMaster } from '../../src/render/units.js';
-import { GUEST, type Placement } from '../../src/stacks/install.js';
+import { firstMaster } from '../../src/model/topology.js';
+import type { InstallProfile } from '../../src/stacks/install.js';
 import { waitFor } from './guest.js';
 import type { Step, StepContext } from './step.js';
 
-export function placed(spec: LabSpec, on: Placement): VmPlan[] {
-  if (on === 'all') return spec.vms;
-  return spec.vms.filter((vm) => (on === 'masters' ? vm.role === 'master' : vm.role === 'node'));
+/** The etcd binary's path: Debian packages put it in /usr/bin, archives in /opt/k8s/bin. */
+export function etcdBinary(profile: InstallProfile, name: 'etcd' | 'etcdctl'): string {
+  return profile.etcd.kind === 'deb' ? `/usr/bin/${name}` : `${GUEST.bin}/${name}`;
 }
-
-export function isOn(vm: VmPlan, on: Placement): boolean {
-  return on === 'all' || (on === 'masters' ? vm.role === 'master' : vm.role === 'node');
-}
-
-export const ADMIN_KUBECONFIG = `${GUEST.k8sDir}/admin.kubeconfig`;
 
 /** kubectl as cluster admin on the first master. */
 export function kubectl(
@@ -63,12 +58,6 @@ export function etcdctl(
     ...options,
     env: { ETCDCTL_API: api === 'v3' ? '3' : '2', ...(options.env ?? {}) },
   });
-}
-
-export function firstEtcdMember(spec: LabSpec): VmPlan {
-  const member = etcdMembers(spec)[0];
-  if (!member) throw new KlabError('KLAB_INTERNAL', 'the lab has no etcd member');
-  return member;
 }
 
 /**

@@ -5,9 +5,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { firstMaster } from '../../src/model/topology.js';
 import type { BootstrapToken } from '../../src/pki/secrets.js';
 import { renderTlsBootstrap } from '../../src/render/manifests.js';
-import { firstMaster } from '../../src/render/units.js';
 import { kubectl, probeStep } from '../lib/cluster.js';
 import type { StepContext } from '../lib/step.js';
 

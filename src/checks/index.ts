@@ -8,15 +8,16 @@
 
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { unhealthyComponents } from '../../provision/control-plane/index.js';
-import { nodeReady } from '../../provision/kubelet/index.js';
-import { etcdctl, firstEtcdMember, kubectl, placed } from '../../provision/lib/cluster.js';
+import { etcdctl, kubectl } from '../../provision/lib/cluster.js';
 import { waitFor } from '../../provision/lib/guest.js';
+import { nodeReady, unhealthyComponents } from '../../provision/lib/probes.js';
 import type { StepContext } from '../../provision/lib/step.js';
 import { httpGet } from '../adapters/http.js';
 import { KlabError } from '../model/errors.js';
 import { task } from '../model/events.js';
+import { GUEST, KUBELET_CERT_DIR } from '../model/guest-paths.js';
 import type { VmPlan } from '../model/spec.js';
+import { etcdMembers, firstEtcdMember, firstMaster, placed } from '../model/topology.js';
 import { inspectCertificate, signedBy } from '../pki/inspect.js';
 import {
   INGRESS_HOST,
@@ -25,8 +26,6 @@ import {
   TEST_APP,
   VERIFY_NAMESPACE,
 } from '../render/manifests.js';
-import { etcdMembers, firstMaster, KUBELET_CERT_DIR } from '../render/units.js';
-import { GUEST } from '../stacks/install.js';
 
 export interface CheckResult {
   /** Stable id (etcd, apiserver, ...), for tests, benchmarks and --json. */

@@ -3,9 +3,8 @@
  * provisioner steps read, so a step never asks "which stack is this?" itself.
  */
 import type { StackName } from '../model/spec.js';
+import type { Placement } from '../model/topology.js';
 import { parseImageReference, repoTag } from './registry.js';
-
-export type Placement = 'all' | 'masters' | 'nodes';
 
 /** Programs taken out of an archive artifact into /opt/k8s/bin. */
 export interface ArchiveInstall {
@@ -121,15 +120,3 @@ const PROFILES: Record<StackName, InstallProfile> = {
 export function installProfile(stack: StackName): InstallProfile {
   return PROFILES[stack];
 }
-
-/** Where klab puts things on every VM. */
-export const GUEST = {
-  bin: '/opt/k8s/bin',
-  cache: '/var/cache/klab',
-  stage: '/opt/k8s/stage',
-  k8sDir: '/etc/kubernetes',
-  pki: '/etc/kubernetes/pki',
-  etcdPki: '/etc/etcd/pki',
-  etcdData: '/var/lib/etcd/klab',
-  units: '/etc/systemd/system',
-} as const;

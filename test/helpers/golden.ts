@@ -4,9 +4,12 @@ import { expect } from 'vitest';
 
 const GOLDEN_DIR = path.resolve(import.meta.dirname, '..', 'golden');
 
-/** Compare with test/golden/<name>; UPDATE_GOLDEN=1 rewrites the file instead. */
+/**
+ * Compare with test/golden/<name> (or an absolute path: a module's own golden file);
+ * UPDATE_GOLDEN=1 rewrites the file instead.
+ */
 export function expectGolden(name: string, actual: string): void {
-  const file = path.join(GOLDEN_DIR, name);
+  const file = path.isAbsolute(name) ? name : path.join(GOLDEN_DIR, name);
   if (process.env.UPDATE_GOLDEN === '1' || !existsSync(file)) {
     if (process.env.CI === 'true' && !existsSync(file)) {
       throw new Error(

@@ -1,20 +1,18 @@
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { clusterTuning } from '../../../src/model/tuning.js';
-import { renderIngress, renderTestApp, renderTlsBootstrap } from '../../../src/render/manifests.js';
 import {
   renderApiserverUnit,
   renderControllerManagerUnit,
-  renderDockerDropIn,
-  renderEtcdUnit,
-  renderFlannelConfig,
-  renderFlannelUnit,
-  renderKubeletConfig,
-  renderKubeletUnit,
-  renderKubeProxyConfig,
-  renderKubeProxyUnit,
   renderSchedulerUnit,
-} from '../../../src/render/units.js';
+} from '../../../provision/control-plane/index.js';
+import { renderDockerDaemonJson, renderDockerDropIn } from '../../../provision/docker/index.js';
+import { renderEtcdUnit } from '../../../provision/etcd/index.js';
+import { renderFlannelConfig, renderFlannelUnit } from '../../../provision/flannel/index.js';
+import { renderKubeProxyConfig, renderKubeProxyUnit } from '../../../provision/kube-proxy/index.js';
+import { renderKubeletConfig, renderKubeletUnit } from '../../../provision/kubelet/index.js';
+import { clusterTuning } from '../../../src/model/tuning.js';
+import { renderIngress, renderTestApp, renderTlsBootstrap } from '../../../src/render/manifests.js';
 import { installProfile } from '../../../src/stacks/install.js';
 import { expectGolden } from '../../helpers/golden.js';
 import { defaultSpec } from '../../helpers/specs.js';
@@ -29,39 +27,49 @@ function vm(name: string) {
 const master = vm('master');
 const node1 = vm('node1');
 
-/** Everything klab writes for the cluster on the default lab, as one readable document. */
-function renderAll(stack: 'debian' | 'v1.11.1'): string {
+const PROVISION = path.resolve(import.meta.dirname, '..', '..', '..', 'provision');
+
+/**
+ * What each module writes on the default lab, as files a learner can open:
+ * provision/<module>/golden/<stack>/<file>, next to the templates they come from.
+ */
+function moduleFiles(stack: 'debian' | 'v1.11.1'): [string, string, string][] {
   const profile = installProfile(stack);
-  const parts: [string, string][] = [
-    ['etcd.service (master)', renderEtcdUnit(spec, profile, master, tcg)],
-    ['flannel network config', renderFlannelConfig(spec)],
-    ['flanneld.service (node1)', renderFlannelUnit(spec, node1)],
-    ['docker.service.d/klab.conf', renderDockerDropIn(profile)],
-    ['kube-apiserver.service', renderApiserverUnit(spec, profile, master)],
-    ['kube-controller-manager.service', renderControllerManagerUnit(spec, tcg)],
-    ['kube-scheduler.service', renderSchedulerUnit()],
+  return [
+    ['etcd', 'etcd.service', renderEtcdUnit(spec, profile, master, tcg)],
+    ['flannel', 'flannel-network.json', renderFlannelConfig(spec)],
+    ['flannel', 'flanneld.service', renderFlannelUnit(spec, node1)],
+    ['docker', 'klab.conf', renderDockerDropIn(profile)],
+    ['docker', 'daemon.json', renderDockerDaemonJson()],
+    ['control-plane', 'kube-apiserver.service', renderApiserverUnit(spec, profile, master)],
+    ['control-plane', 'kube-controller-manager.service', renderControllerManagerUnit(spec, tcg)],
+    ['control-plane', 'kube-scheduler.service', renderSchedulerUnit()],
     [
-      'kubelet-config.yaml (node1)',
+      'kubelet',
+      'kubelet-config.yaml',
       renderKubeletConfig(spec, node1, { resolvConf: '/etc/resolv.conf' }),
     ],
-    ['kubelet.service (node1)', renderKubeletUnit(profile, node1)],
-    ['kube-proxy-config.yaml (node1)', renderKubeProxyConfig(spec, node1)],
-    ['kube-proxy.service', renderKubeProxyUnit()],
-    ['test app', renderTestApp({ profile, replicas: 3 })],
-    ['ingress', renderIngress(profile)],
+    ['kubelet', 'kubelet.service', renderKubeletUnit(profile, node1)],
+    ['kube-proxy', 'kube-proxy-config.yaml', renderKubeProxyConfig(spec, node1)],
+    ['kube-proxy', 'kube-proxy.service', renderKubeProxyUnit()],
   ];
-  return parts
-    .map(([title, text]) => `##### ${title}\n${text.endsWith('\n') ? text : `${text}\n`}`)
-    .join('\n');
 }
 
-describe('cluster renderers', () => {
-  it('render the default lab on the debian stack (golden)', () => {
-    expectGolden('cluster-debian.txt', renderAll('debian'));
-  });
+describe('provisioner module templates', () => {
+  for (const stack of ['debian', 'v1.11.1'] as const) {
+    it(`render the default lab on the ${stack} stack as the golden files in each module`, () => {
+      for (const [module, file, text] of moduleFiles(stack)) {
+        expectGolden(path.join(PROVISION, module, 'golden', stack, file), text);
+      }
+    });
+  }
 
-  it('render the default lab on the tutorial stack v1.11.1 (golden)', () => {
-    expectGolden('cluster-v1.11.1.txt', renderAll('v1.11.1'));
+  it('render the test app and the ingress (golden)', () => {
+    for (const stack of ['debian', 'v1.11.1'] as const) {
+      const profile = installProfile(stack);
+      const text = `${renderTestApp({ profile, replicas: 3 })}\n---\n${renderIngress(profile)}`;
+      expectGolden(`manifests-${stack}.txt`, text);
+    }
   });
 
   it('every unit restarts forever and waits for the network (reboot-proof)', () => {

@@ -1,0 +1,144 @@
+/**
+ * Named, reusable probes: each looks at one thing on a VM and returns what is wrong with it
+ * (an empty list: nothing). Steps and checks compose them, as testcontainers composes waits.
+ */
+import { ADMIN_KUBECONFIG, GUEST } from '../../src/model/guest-paths.js';
+import type { VmPlan } from '../../src/model/spec.js';
+import { firstEtcdMember } from '../../src/model/topology.js';
+import { etcdctl, kubectl } from './cluster.js';
+import type { StepContext } from './step.js';
+
+export type Probe = (ctx: StepContext, vm: VmPlan) => Promise<string[]>;
+
+/** Every unit active (running); names the ones that are not. */
+export function unitsActive(units: readonly string[]): Probe {
+  return async (ctx, vm) => {
+    if (units.length === 0) return [];
+    const result = await ctx
+      .host(vm.name)
+      .run(['systemctl', 'is-active', ...units], { allowFailure: true });
+    if (result.exitCode === 0) return [];
+    const states = result.stdout.split('\n').map((line) => line.trim());
+    return units
+      .filter((_, index) => states[index] !== 'active')
+      .map((unit) => `${unit} is not running`);
+  };
+}
+
+/** An HTTP(S) URL answers 2xx from the VM itself (curl on the guest). */
+export function httpOk(name: string, url: (vm: VmPlan) => string): Probe {
+  return async (ctx, vm) => {
+    const result = await ctx
+      .host(vm.name)
+      .run(['curl', '-fsS', '--max-time', '5', url(vm)], { allowFailure: true });
+    return result.exitCode === 0 ? [] : [`${name}: ${result.stderr.trim() || 'no answer'}`];
+  };
+}
+
+/** A command on the VM exits 0; else `problem`. */
+export function commandOk(
+  argv: readonly string[],
+  problem: string,
+  options: { sudo?: boolean } = {},
+): Probe {
+  return async (ctx, vm) => {
+    const result = await ctx
+      .host(vm.name)
+      .run(argv, { allowFailure: true, sudo: options.sudo ?? false });
+    return result.exitCode === 0 ? [] : [problem];
+  };
+}
+
+/** This etcd member answers `etcdctl endpoint health`. */
+export function etcdHealthy(): Probe {
+  return async (ctx, vm) => {
+    const health = await etcdctl(ctx, vm, ['endpoint', 'health'], { allowFailure: true });
+    return health.exitCode === 0
+      ? []
+      : [`etcd is not healthy: ${(health.stderr || health.stdout).trim()}`];
+  };
+}
+
+/** A key in etcd (read on the first member) holds exactly `value`. */
+export function etcdKeyIs(key: string, value: (ctx: StepContext) => string): Probe {
+  return async (ctx) =>
+    (await etcdValue(ctx, key)) === value(ctx)
+      ? []
+      : [`the value of ${key} in etcd is not the lab's`];
+}
+
+/** The value of a key in etcd, in the API the stack's flannel reads ('' when absent). */
+export async function etcdValue(ctx: StepContext, key: string): Promise<string> {
+  const member = firstEtcdMember(ctx.spec);
+  const result =
+    ctx.profile.flannelEtcdApi === 'v3'
+      ? await etcdctl(ctx, member, ['get', key, '--print-value-only'], { allowFailure: true })
+      : await etcdctl(ctx, member, ['get', key], { allowFailure: true, api: 'v2' });
+  return result.exitCode === 0 ? result.stdout.trim() : '';
+}
+
+/** Unhealthy components from `kubectl get componentstatuses` (empty: all healthy). */
+export function unhealthyComponents(json: string): string[] {
+  const parsed = JSON.parse(json) as {
+    items?: {
+      metadata?: { name?: string };
+      conditions?: { type?: string; status?: string; message?: string }[];
+    }[];
+  };
+  const items = parsed.items ?? [];
+  if (items.length === 0) return ['no componentstatuses'];
+  return items
+    .filter((item) => !item.conditions?.some((c) => c.type === 'Healthy' && c.status === 'True'))
+    .map(
+      (item) => `${item.metadata?.name ?? '?'}: ${item.conditions?.[0]?.message ?? 'unhealthy'}`,
+    );
+}
+
+/** kube-apiserver answers /healthz, then every component of componentstatuses is Healthy. */
+export function controlPlaneHealthy(): Probe {
+  return async (ctx, vm) => {
+    const host = ctx.host(vm.name);
+    const kubectlHere = [
+      `${GUEST.bin}/kubectl`,
+      `--kubeconfig=${ADMIN_KUBECONFIG}`,
+      '--request-timeout=20s',
+    ];
+    const ready = await host.run([...kubectlHere, 'get', '--raw', '/healthz'], {
+      sudo: true,
+      allowFailure: true,
+    });
+    if (ready.stdout.trim() !== 'ok') {
+      return [`kube-apiserver /healthz: ${(ready.stdout + ready.stderr).trim() || 'no answer'}`];
+    }
+    const cs = await host.run([...kubectlHere, 'get', 'componentstatuses', '-o', 'json'], {
+      sudo: true,
+      allowFailure: true,
+    });
+    if (cs.exitCode !== 0) return [`componentstatuses: ${cs.stderr.trim()}`];
+    return unhealthyComponents(cs.stdout);
+  };
+}
+
+/** The Ready condition of a node from `kubectl get node -o json`. */
+export function nodeReady(json: string): { ready: boolean; reason: string } {
+  const node = JSON.parse(json) as {
+    status?: { conditions?: { type?: string; status?: string; message?: string }[] };
+  };
+  const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
+  return {
+    ready: ready?.status === 'True',
+    reason: ready ? (ready.message ?? `Ready=${ready.status}`) : 'no Ready condition yet',
+  };
+}
+
+/** The VM is a registered, Ready node (asked on the master). */
+export function nodeIsReady(): Probe {
+  return async (ctx, vm) => {
+    const node = await kubectl(ctx, ['get', 'node', vm.name, '-o', 'json'], {
+      allowFailure: true,
+    });
+    if (node.exitCode !== 0) return [`node ${vm.name} is not registered`];
+    const ready = nodeReady(node.stdout);
+    return ready.ready ? [] : [`node ${vm.name} is not Ready: ${ready.reason}`];
+  };
+}

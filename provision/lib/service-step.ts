@@ -1,0 +1,77 @@
+/**
+ * A service step is mostly data: the files it installs, the systemd units it runs, and the
+ * probes that say it is healthy. serviceStep turns that into check/apply/verify:
+ *   problems = files that differ + units not running + (once they run) the first probe
+ *              that reports something;
+ *   apply    = `before` (data dirs, a key in etcd) + write what differs + start or restart;
+ *   verify   = wait (timeouts.health) until there are no problems, then say which are left.
+ */
+
+import type { LabSpec, VmPlan } from '../../src/model/spec.js';
+import type { Placement } from '../../src/model/topology.js';
+import { placed } from '../../src/model/topology.js';
+import { probeStep } from './cluster.js';
+import { changedFiles, journalTail, type ManagedFile, putFiles, startUnits } from './guest.js';
+import { type Probe, unitsActive } from './probes.js';
+import type { Step, StepContext } from './step.js';
+
+export interface ServiceStepDefinition {
+  id: string;
+  title: string;
+  /** Where it runs: a placement, or a function of the spec (etcd: its members). */
+  on?: Placement | ((spec: LabSpec) => VmPlan[]);
+  units: readonly string[];
+  files(ctx: StepContext, vm: VmPlan): ManagedFile[] | Promise<ManagedFile[]>;
+  /** Looked at in order once the units run; the first with problems ends the list. */
+  probes?: readonly Probe[];
+  /** Problems looked at before the units (something the units read, like a key in etcd). */
+  requires?: readonly Probe[];
+  /** on-change: restart only when a file changed (else start); always: restart every apply. */
+  restart?: 'on-change' | 'always';
+  before?(ctx: StepContext, vm: VmPlan): Promise<void>;
+  /** The hint of a failure; by default, the first unit's journal. */
+  hint?(vm: VmPlan): string;
+}
+
+export function journalHint(vm: VmPlan, units: readonly string[], lines = 50): string {
+  const flags = units.map((unit) => `-u ${unit}`).join(' ');
+  return `Look at the log: klab ssh ${vm.name} -- sudo journalctl ${flags} -n ${lines}`;
+}
+
+export function serviceProblems(definition: ServiceStepDefinition): Probe {
+  return async (ctx, vm) => {
+    const host = ctx.host(vm.name);
+    const files = await definition.files(ctx, vm);
+    const problems = (await changedFiles(host, files)).map((file) => `${file.path} differs`);
+    for (const probe of definition.requires ?? []) problems.push(...(await probe(ctx, vm)));
+    const stopped = await unitsActive(definition.units)(ctx, vm);
+    if (stopped.length > 0) return [...problems, ...stopped];
+    for (const probe of definition.probes ?? []) {
+      const found = await probe(ctx, vm);
+      if (found.length > 0) return [...problems, ...found];
+    }
+    return problems;
+  };
+}
+
+export function serviceStep(definition: ServiceStepDefinition): Step {
+  const on = definition.on ?? 'all';
+  const [mainUnit = definition.id] = definition.units;
+  return probeStep({
+    id: definition.id,
+    title: definition.title,
+    ...(on === 'all'
+      ? {}
+      : { targets: typeof on === 'function' ? on : (spec) => placed(spec, on) }),
+    problems: serviceProblems(definition),
+    async apply(ctx, vm) {
+      await definition.before?.(ctx, vm);
+      const written = await putFiles(ctx.host(vm.name), await definition.files(ctx, vm));
+      const restart = definition.restart === 'always' || written.length > 0;
+      await startUnits(ctx.host(vm.name), definition.units, restart);
+    },
+    waits: true,
+    hint: definition.hint ?? ((vm) => journalHint(vm, definition.units)),
+    diagnose: (ctx, vm) => journalTail(ctx.host(vm.name), mainUnit),
+  });
+}
