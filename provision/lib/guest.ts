@@ -67,12 +67,6 @@ export async function unitsActive(host: RemoteHost, units: readonly string[]): P
   return result.exitCode === 0;
 }
 
-export async function unitsEnabled(host: RemoteHost, units: readonly string[]): Promise<boolean> {
-  if (units.length === 0) return true;
-  const result = await host.run(['systemctl', 'is-enabled', ...units], { allowFailure: true });
-  return result.exitCode === 0;
-}
-
 /** daemon-reload, enable, and (re)start the units: restart when their files changed. */
 export async function startUnits(
   host: RemoteHost,

@@ -12,6 +12,9 @@ import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { cidrContains, parseCidr } from '../model/net.js';
+import type { DownloadProgress, Fetcher } from '../model/ports.js';
+
+export type { DownloadProgress } from '../model/ports.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -135,11 +138,6 @@ export function requestTarget(
       headers: { ...headers, Host: url.host, ...proxyAuthorization(proxy) },
     },
   };
-}
-
-export interface DownloadProgress {
-  received: number;
-  total: number | undefined;
 }
 
 export interface DownloadResult {
@@ -307,3 +305,9 @@ export function httpGet(
     );
   });
 }
+
+/** The Fetcher port over this module: downloads through proxies from the environment. */
+export const httpFetcher: Fetcher = {
+  get: (url, headers) => httpGet(url, headers),
+  download: (url, file, options) => downloadToFile(url, file, options),
+};

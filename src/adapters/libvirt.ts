@@ -1,5 +1,6 @@
 /** virsh, for what Vagrant does not show: leftovers, networks, volumes, snapshots. */
 import { KlabError, tail } from '../model/errors.js';
+import type { Virt } from '../model/ports.js';
 import { runProcess } from './process.js';
 
 const URI = 'qemu:///system';
@@ -53,7 +54,8 @@ export function parseNetInfoBridge(text: string): string | undefined {
   return /^Bridge:\s+(\S+)/m.exec(text)?.[1];
 }
 
-export const libvirt = {
+/** The Virt port over virsh (qemu:///system). */
+export const libvirt: Virt = {
   async reachable(): Promise<{ ok: boolean; detail: string }> {
     const result = await virsh(['version'], true);
     return {
@@ -139,7 +141,7 @@ export const libvirt = {
   },
   /** Remove a domain klab owns, whatever state it is in (for leftovers of interrupted runs). */
   async removeDomain(domain: string): Promise<void> {
-    for (const snapshot of await this.snapshots(domain)) {
+    for (const snapshot of await libvirt.snapshots(domain)) {
       await virsh(['snapshot-delete', domain, snapshot, '--metadata'], true);
     }
     await virsh(['destroy', domain], true);
@@ -154,5 +156,3 @@ export const libvirt = {
     await virsh(['vol-delete', '--pool', pool, volume], true);
   },
 };
-
-export type Libvirt = typeof libvirt;

@@ -2,6 +2,7 @@
 import { access, constants } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
+import type { ProcessResult } from '../model/ports.js';
 
 export interface ProcessOptions {
   cwd?: string;
@@ -12,15 +13,7 @@ export interface ProcessOptions {
   onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
 }
 
-export interface ProcessResult {
-  command: readonly string[];
-  exitCode: number;
-  stdout: string;
-  stderr: string;
-  timedOut: boolean;
-  /** The process could not be started at all (e.g. not installed). */
-  notFound: boolean;
-}
+export type { ProcessResult } from '../model/ports.js';
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping terminal escapes
 const ANSI = /\u001b\[[0-9;?]*[A-Za-z]/g;

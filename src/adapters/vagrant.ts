@@ -3,7 +3,10 @@
  * Output is read with --machine-readable and `ssh-config`, never screen-scraped.
  */
 import { KlabError, tail } from '../model/errors.js';
+import type { BoxEntry, Machines, SshConfig } from '../model/ports.js';
 import { type ProcessResult, runProcess } from './process.js';
+
+export type { BoxEntry, SshConfig } from '../model/ports.js';
 
 export interface MachineReadableRow {
   timestamp: number;
@@ -42,14 +45,6 @@ export function parseStatus(text: string): Map<string, string> {
   return states;
 }
 
-export interface SshConfig {
-  host: string;
-  hostName: string;
-  user: string;
-  port: number;
-  identityFile: string;
-}
-
 export function parseSshConfig(text: string): SshConfig[] {
   const configs: SshConfig[] = [];
   let current: Partial<SshConfig> | undefined;
@@ -84,12 +79,6 @@ export function parseSshConfig(text: string): SshConfig[] {
   return configs;
 }
 
-export interface BoxEntry {
-  name: string;
-  provider: string;
-  version: string;
-}
-
 export function parseBoxList(text: string): BoxEntry[] {
   const boxes: BoxEntry[] = [];
   let current: Partial<BoxEntry> = {};
@@ -115,7 +104,8 @@ export interface VagrantOptions {
 
 const PROGRESS = /^Progress: \d+%/;
 
-export class Vagrant {
+/** The Machines port over the vagrant CLI (vagrant-libvirt), in one lab directory. */
+export class Vagrant implements Machines {
   constructor(
     readonly labDir: string,
     private readonly options: VagrantOptions = {},
@@ -230,9 +220,5 @@ export class Vagrant {
         ? ['box', 'add', name, '--provider', 'libvirt']
         : ['box', 'add', '--force', '--name', name, source];
     return this.run(args, { timeoutMs });
-  }
-
-  async validate(): Promise<ProcessResult> {
-    return this.run(['validate'], { quiet: true });
   }
 }

@@ -1,11 +1,11 @@
 /** The real-world side of box building: scripts, root check, tools, Vagrant's box list. */
 import { findExecutable, runProcess } from '../adapters/process.js';
-import type { Vagrant } from '../adapters/vagrant.js';
 import { tail } from '../model/errors.js';
 import type { EventSink } from '../model/events.js';
+import type { Machines } from '../model/ports.js';
 import type { BoxDeps } from './box.js';
 
-export function boxDeps(sink: EventSink, vagrant: Vagrant): BoxDeps {
+export function boxDeps(sink: EventSink, vagrant: Machines): BoxDeps {
   return {
     sink,
     async runBuildScript(argv, onLine) {

@@ -2,12 +2,13 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { StepContext } from '../../provision/lib/step.js';
-import { type Libvirt, libvirt } from '../adapters/libvirt.js';
+import { libvirt } from '../adapters/libvirt.js';
 import { Vagrant } from '../adapters/vagrant.js';
 import { KlabError } from '../model/errors.js';
 import { type EventSink, systemClock, task } from '../model/events.js';
 import { type LabPaths, labPaths } from '../model/lab-paths.js';
 import { packagePath } from '../model/package-root.js';
+import type { Machines, Virt } from '../model/ports.js';
 import type { LabSpec, StackName } from '../model/spec.js';
 import { loadSpec, type SpecOverrides } from '../model/spec-file.js';
 import { type LabState, loadState } from '../model/state.js';
@@ -25,20 +26,33 @@ export interface Lab {
   paths: LabPaths;
   spec: LabSpec;
   state: LabState;
-  vagrant: Vagrant;
+  /** The VM provider (vagrant): boot, halt, destroy, ssh-config, boxes. */
+  vagrant: Machines;
   /** libvirt (virsh): snapshots, domain states; unit tests pass a fake. */
-  libvirt: Libvirt;
+  libvirt: Virt;
   sink: EventSink;
 }
 
-export async function openLab(options: LabOptions, sink: EventSink): Promise<Lab> {
+/** The outside world a lab talks to; unit tests pass fakes. */
+export interface LabPorts {
+  machines?: Machines;
+  virt?: Virt;
+}
+
+export async function openLab(
+  options: LabOptions,
+  sink: EventSink,
+  ports: LabPorts = {},
+): Promise<Lab> {
   const paths = labPaths(options.dir);
   const spec = await loadSpec(paths.dir, options);
   const state = await loadState(paths.stateFile);
-  const vagrant = new Vagrant(paths.dir, {
-    onLine: (line) => sink.emit({ kind: 'output', source: 'vagrant', line }),
-  });
-  return { paths, spec, state, vagrant, libvirt, sink };
+  const vagrant =
+    ports.machines ??
+    new Vagrant(paths.dir, {
+      onLine: (line) => sink.emit({ kind: 'output', source: 'vagrant', line }),
+    });
+  return { paths, spec, state, vagrant, libvirt: ports.virt ?? libvirt, sink };
 }
 
 /** A lab exists once klab rendered its Vagrantfile. */

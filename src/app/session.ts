@@ -1,8 +1,8 @@
 /** Open one SSH connection per running lab VM, from Vagrant's own ssh-config. */
 import { connectSsh, targetFromSshConfig } from '../adapters/ssh.js';
-import type { Vagrant } from '../adapters/vagrant.js';
 import { KlabError } from '../model/errors.js';
 import type { EventSink } from '../model/events.js';
+import type { Machines } from '../model/ports.js';
 import type { RemoteHost } from '../model/remote.js';
 
 export class HostPool {
@@ -25,7 +25,7 @@ export class HostPool {
 }
 
 export async function connectAll(
-  vagrant: Vagrant,
+  vagrant: Machines,
   vms: readonly string[],
   sink: EventSink,
   timeoutMs: number,

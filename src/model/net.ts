@@ -52,7 +52,3 @@ export function hostAddress(cidr: Cidr, n: number): string {
 export function netmask(cidr: Cidr): string {
   return intToIp(2 ** 32 - cidrSize(cidr));
 }
-
-export function formatCidr(cidr: Cidr): string {
-  return `${intToIp(cidr.network)}/${cidr.prefix}`;
-}

@@ -3,10 +3,11 @@
  * matching file is reused; a spec change re-issues exactly the certificates it affects.
  */
 import { createPrivateKey, createPublicKey } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import YAML from 'yaml';
 import { KlabError } from '../model/errors.js';
+import { readText, writeAtomic, writeIfChanged } from '../model/files.js';
 import { sha256 } from '../model/hash.js';
 import type { LabSpec } from '../model/spec.js';
 import { inspectCertificate, keyMatchesCertificate, signedBy } from './inspect.js';
@@ -52,33 +53,6 @@ interface Manifest {
 }
 
 const MANIFEST = 'manifest.json';
-
-async function readText(file: string): Promise<string | undefined> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-}
-
-async function writeSecure(file: string, content: string, mode: number): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  const temp = `${file}.tmp-${process.pid}`;
-  await writeFile(temp, content, { mode });
-  await chmod(temp, mode);
-  await rename(temp, file);
-}
-
-/** Write only when the content differs; true when something was written. */
-async function writeIfChanged(file: string, content: string, mode: number): Promise<boolean> {
-  if ((await readText(file)) === content) {
-    await chmod(file, mode);
-    return false;
-  }
-  await writeSecure(file, content, mode);
-  return true;
-}
 
 function hash(value: unknown): string {
   return sha256(JSON.stringify(value)).slice(0, 16);
@@ -139,8 +113,8 @@ export async function generatePki(spec: LabSpec, options: PkiOptions): Promise<P
     const keys = generateKeyPair();
     const certPem = sign(keys, { now: now(), days, serial: serials.next() });
     const files = pkiFiles(dir, name);
-    await writeSecure(files.key, keys.privateKeyPem, 0o600);
-    await writeSecure(files.crt, certPem, 0o644);
+    await writeAtomic(files.key, keys.privateKeyPem, 0o600);
+    await writeAtomic(files.crt, certPem, 0o644);
     result.issued.push(name);
     return { certPem, privateKeyPem: keys.privateKeyPem };
   }
@@ -196,7 +170,7 @@ export async function generatePki(spec: LabSpec, options: PkiOptions): Promise<P
   }
   if (!saValid || renew.has('sa')) {
     const keys = generateKeyPair();
-    await writeSecure(path.join(dir, 'sa.key'), keys.privateKeyPem, 0o600);
+    await writeAtomic(path.join(dir, 'sa.key'), keys.privateKeyPem, 0o600);
     result.issued.push('sa');
   } else {
     result.reused.push('sa');

@@ -3,14 +3,15 @@
  * used before its SHA-256 is verified: against the manifest's official checksum, or the
  * pin recorded in the lab's klab.lock.json on the first verified download.
  */
-import { createReadStream, existsSync } from 'node:fs';
-import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type DownloadProgress, downloadToFile, HttpError } from '../adapters/http.js';
+import { HttpError, httpFetcher } from '../adapters/http.js';
 import { cachePath } from '../model/cache-paths.js';
 import { KlabError } from '../model/errors.js';
 import { sha256File } from '../model/hash.js';
+import type { DownloadProgress, Fetcher } from '../model/ports.js';
 import type { LabSpec } from '../model/spec.js';
 import { type Artifact, SOURCE_BASES, type SourceBase } from './manifest.js';
 import { pullImage } from './registry.js';
@@ -112,6 +113,8 @@ export function isTransient(error: unknown): boolean {
 const ATTEMPTS_PER_SOURCE = 3;
 
 export interface FetchOptions {
+  /** HTTP(S) downloads; unit tests pass a fake. */
+  fetcher?: Fetcher;
   expected: string | undefined;
   mirrors: MirrorConfig;
   root?: string;
@@ -189,6 +192,7 @@ export async function fetchArtifact(
             out: partial,
             work: `${dest}.work`,
             baseUrl: baseUrl ?? '',
+            ...(options.fetcher ? { fetcher: options.fetcher } : {}),
             onProgress: (text) =>
               options.onProgress?.({ received: 0, total: undefined, source, text }),
           }),
@@ -197,7 +201,7 @@ export async function fetchArtifact(
       } else {
         // A retry resumes the partial file where the cut connection left it.
         const result = await withRetries(source, () =>
-          downloadToFile(source, partial, {
+          (options.fetcher ?? httpFetcher).download(source, partial, {
             onProgress: (p) => options.onProgress?.({ ...p, source }),
           }),
         );
@@ -269,8 +273,4 @@ export async function writeLock(file: string, lock: LockFile): Promise<void> {
 
 export function expectedSha(stack: string, artifact: Artifact, lock: LockFile): string | undefined {
   return artifact.sha256 ?? lock.pins[lockKey(stack, artifact)]?.sha256;
-}
-
-export async function fileSize(file: string): Promise<number> {
-  return (await stat(file)).size;
 }

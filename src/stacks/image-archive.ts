@@ -5,9 +5,9 @@
  */
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { runProcess } from '../adapters/process.js';
-import { KlabError, tail } from '../model/errors.js';
+import { tarArchiver } from '../adapters/tar.js';
 import { sha256, sha256File } from '../model/hash.js';
+import type { Archiver } from '../model/ports.js';
 
 export interface ImageConfig {
   Entrypoint?: string[];
@@ -18,17 +18,13 @@ export interface ImageConfig {
   StopSignal?: string;
 }
 
-async function tar(args: string[]): Promise<void> {
-  const result = await runProcess(['tar', ...args], { timeoutMs: 30 * 60_000 });
-  if (result.exitCode !== 0) {
-    throw new KlabError(
-      'KLAB_STACK_BUILD_FAILED',
-      `tar ${args[0]} failed while writing an image archive`,
-      {
-        outputTail: tail(result.stderr),
-      },
-    );
-  }
+const FAILURE = {
+  code: 'KLAB_STACK_BUILD_FAILED',
+  what: 'while writing an image archive',
+} as const;
+
+function tar(args: string[], archiver: Archiver): Promise<void> {
+  return archiver.tar(args, FAILURE, 30 * 60_000);
 }
 
 /** The image config document (pure; reproducible: fixed creation time). */
@@ -53,21 +49,26 @@ export async function writeImageArchive(options: {
   config: ImageConfig;
   work: string;
   createdBy: string;
+  archiver?: Archiver;
 }): Promise<{ imageId: string }> {
+  const archiver = options.archiver ?? tarArchiver;
   const stage = path.join(options.work, 'image');
   await rm(stage, { recursive: true, force: true });
   await mkdir(stage, { recursive: true });
   const layerTmp = path.join(stage, 'layer.tar');
-  await tar([
-    '-C',
-    options.rootDir,
-    '--numeric-owner',
-    '--xattrs',
-    '--xattrs-include=*',
-    '-cf',
-    layerTmp,
-    '.',
-  ]);
+  await tar(
+    [
+      '-C',
+      options.rootDir,
+      '--numeric-owner',
+      '--xattrs',
+      '--xattrs-include=*',
+      '-cf',
+      layerTmp,
+      '.',
+    ],
+    archiver,
+  );
   const diffId = await sha256File(layerTmp);
   await mkdir(path.join(stage, diffId));
   await rename(layerTmp, path.join(stage, diffId, 'layer.tar'));
@@ -85,16 +86,19 @@ export async function writeImageArchive(options: {
     path.join(stage, 'repositories'),
     JSON.stringify({ [repo ?? options.repoTag]: { [tag ?? 'latest']: diffId } }),
   );
-  await tar([
-    '-C',
-    stage,
-    '-cf',
-    `${options.out}.partial`,
-    'manifest.json',
-    'repositories',
-    `${imageId}.json`,
-    `${diffId}/layer.tar`,
-  ]);
+  await tar(
+    [
+      '-C',
+      stage,
+      '-cf',
+      `${options.out}.partial`,
+      'manifest.json',
+      'repositories',
+      `${imageId}.json`,
+      `${diffId}/layer.tar`,
+    ],
+    archiver,
+  );
   await rename(`${options.out}.partial`, options.out);
   await rm(stage, { recursive: true, force: true });
   return { imageId };

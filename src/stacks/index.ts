@@ -22,5 +22,3 @@ export function loadStack(name: string): Stack {
   }
   return parsed.data;
 }
-
-export const STACK_NAMES = Object.keys(RAW);

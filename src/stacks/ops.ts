@@ -2,10 +2,11 @@
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { runProcess } from '../adapters/process.js';
-import { KlabError, tail } from '../model/errors.js';
+import { tarArchiver } from '../adapters/tar.js';
+import { KlabError } from '../model/errors.js';
 import { type EventSink, task } from '../model/events.js';
 import { sha256File } from '../model/hash.js';
+import type { Archiver } from '../model/ports.js';
 import {
   artifactPath,
   artifactsRoot,
@@ -178,18 +179,14 @@ export interface BundleIndex {
   box?: { name: string; file: string; sha256: string } | undefined;
 }
 
-async function tar(args: string[]): Promise<void> {
-  const result = await runProcess(['tar', ...args], { timeoutMs: 60 * 60_000 });
-  if (result.exitCode !== 0) {
-    throw new KlabError(
-      'KLAB_ARTIFACT_UNAVAILABLE',
-      `tar ${args[0]} failed while handling the bundle`,
-      {
-        outputTail: tail(result.stderr),
-        hint: 'Check free disk space where the bundle and ~/.cache/klab live, and that the bundle file is complete.',
-      },
-    );
-  }
+const BUNDLE_FAILURE = {
+  code: 'KLAB_ARTIFACT_UNAVAILABLE',
+  what: 'while handling the bundle',
+  hint: 'Check free disk space where the bundle and ~/.cache/klab live, and that the bundle file is complete.',
+} as const;
+
+function tar(args: string[], archiver: Archiver = tarArchiver): Promise<void> {
+  return archiver.tar(args, BUNDLE_FAILURE);
 }
 
 /** An offline bundle: the stack's verified artifacts (and a box), one tar file. */

@@ -7,10 +7,11 @@
 import { existsSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { type DownloadProgress, downloadToFile, httpGet } from '../adapters/http.js';
-import { runProcess } from '../adapters/process.js';
-import { KlabError, tail } from '../model/errors.js';
+import { httpFetcher } from '../adapters/http.js';
+import { tarArchiver } from '../adapters/tar.js';
+import { KlabError } from '../model/errors.js';
 import { sha256, sha256File } from '../model/hash.js';
+import type { Archiver, DownloadProgress, Fetcher } from '../model/ports.js';
 
 export interface ImageReference {
   registry: string;
@@ -84,15 +85,18 @@ export async function pullImage(
     /** Base URL replacing https://<registry> (a registry mirror, or a test server). */
     baseUrl?: string;
     onProgress?: (text: string) => void;
+    fetcher?: Fetcher;
+    archiver?: Archiver;
   },
 ): Promise<void> {
+  const fetcher = options.fetcher ?? httpFetcher;
   const ref = parseImageReference(reference);
   const base = (options.baseUrl ?? `https://${ref.registry}`).replace(/\/+$/, '');
   let authorization: string | undefined;
 
   const get = async (url: string, accept?: string) => {
     const headers: Record<string, string> = accept ? { Accept: accept } : {};
-    let response = await httpGet(url, {
+    let response = await fetcher.get(url, {
       ...headers,
       ...(authorization ? { Authorization: authorization } : {}),
     });
@@ -103,7 +107,7 @@ export async function pullImage(
       const tokenUrl = new URL(challenge.realm);
       if (challenge.service) tokenUrl.searchParams.set('service', challenge.service);
       tokenUrl.searchParams.set('scope', challenge.scope ?? `repository:${ref.repository}:pull`);
-      const tokenResponse = await httpGet(tokenUrl.toString());
+      const tokenResponse = await fetcher.get(tokenUrl.toString());
       if (tokenResponse.status !== 200) {
         throw new KlabError(
           'KLAB_ARTIFACT_UNAVAILABLE',
@@ -115,7 +119,7 @@ export async function pullImage(
         access_token?: string;
       };
       authorization = `Bearer ${body.token ?? body.access_token ?? ''}`;
-      response = await httpGet(url, { ...headers, Authorization: authorization });
+      response = await fetcher.get(url, { ...headers, Authorization: authorization });
     }
     if (response.status !== 200) {
       throw new KlabError('KLAB_ARTIFACT_UNAVAILABLE', `${url}: HTTP ${response.status}`);
@@ -157,7 +161,7 @@ export async function pullImage(
     const hex = digestHex(descriptor.digest);
     if (existsSync(file) && (await sha256File(file)) === hex) return;
     const partial = `${file}.partial`;
-    await downloadToFile(`${base}/v2/${ref.repository}/blobs/${descriptor.digest}`, partial, {
+    await fetcher.download(`${base}/v2/${ref.repository}/blobs/${descriptor.digest}`, partial, {
       headers: authorization ? { Authorization: authorization } : {},
       onProgress: (p: DownloadProgress) =>
         options.onProgress?.(
@@ -186,9 +190,8 @@ export async function pullImage(
     path.join(stage, 'manifest.json'),
     JSON.stringify([{ Config: configName, RepoTags: [repoTag(ref)], Layers: layerNames }]),
   );
-  const result = await runProcess(
+  await (options.archiver ?? tarArchiver).tar(
     [
-      'tar',
       '-C',
       stage,
       '--owner=0',
@@ -200,12 +203,8 @@ export async function pullImage(
       configName,
       ...layerNames,
     ],
-    { timeoutMs: 30 * 60_000 },
+    { code: 'KLAB_ARTIFACT_UNAVAILABLE', what: `writing ${options.out}` },
+    30 * 60_000,
   );
-  if (result.exitCode !== 0) {
-    throw new KlabError('KLAB_ARTIFACT_UNAVAILABLE', `writing ${options.out} failed`, {
-      outputTail: tail(result.stderr),
-    });
-  }
   await rm(stage, { recursive: true, force: true });
 }

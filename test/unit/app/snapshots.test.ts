@@ -2,98 +2,27 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Libvirt } from '../../../src/adapters/libvirt.js';
-import { Vagrant } from '../../../src/adapters/vagrant.js';
 import type { Lab } from '../../../src/app/lab.js';
 import { resetOpenLab, saveSnapshot } from '../../../src/app/snapshots.js';
-import { KlabError } from '../../../src/model/errors.js';
+import type { KlabError } from '../../../src/model/errors.js';
 import { nullSink } from '../../../src/model/events.js';
 import { labPaths } from '../../../src/model/lab-paths.js';
 import { emptyState } from '../../../src/model/state.js';
+import { FakeMachines, FakeVirt } from '../../helpers/fake-ports.js';
 import { twoVmSpec } from '../../helpers/specs.js';
 
-/** libvirt in memory: domain states and snapshots, every call recorded. */
-class FakeLibvirt {
-  readonly calls: string[] = [];
-  readonly states = new Map<string, string>();
-  readonly snaps = new Map<string, Set<string>>();
-  /** Snapshots libvirt lists whose disk state is gone (a damaged qcow2). */
-  readonly damaged = new Set<string>();
-  failCreateOn: string | undefined;
-  revertKeepsShutOff = false;
-
-  constructor(domains: string[]) {
-    for (const domain of domains) {
-      this.states.set(domain, 'running');
-      this.snaps.set(domain, new Set());
-    }
-  }
-
-  port(): Libvirt {
-    const self = this;
-    const record = (text: string) => self.calls.push(text);
-    const fake: Partial<Libvirt> = {
-      async domainState(domain) {
-        return self.states.get(domain);
-      },
-      async snapshots(domain) {
-        return [...(self.snaps.get(domain) ?? [])];
-      },
-      async snapshotStateSizes(domain) {
-        const sizes = new Map<string, number>();
-        for (const name of self.snaps.get(domain) ?? []) {
-          if (!self.damaged.has(`${domain}/${name}`)) sizes.set(name, 1024);
-        }
-        return sizes;
-      },
-      async snapshotCreationTime() {
-        return 0;
-      },
-      async suspend(domain) {
-        record(`suspend ${domain}`);
-        self.states.set(domain, 'paused');
-      },
-      async resume(domain) {
-        record(`resume ${domain}`);
-        self.states.set(domain, 'running');
-      },
-      async createSnapshot(domain, name) {
-        record(`snapshot ${domain} ${name}`);
-        if (domain === self.failCreateOn) {
-          throw new KlabError('KLAB_LIBVIRT_FAILED', `virsh snapshot-create-as ${domain} failed`, {
-            outputTail: 'error: No space left on device',
-          });
-        }
-        self.snaps.get(domain)?.add(name);
-      },
-      async deleteSnapshot(domain, name) {
-        record(`delete ${domain} ${name}`);
-        self.snaps.get(domain)?.delete(name);
-      },
-      async revertSnapshot(domain, name) {
-        record(`revert ${domain} ${name}`);
-        self.states.set(domain, self.revertKeepsShutOff ? 'shut off' : 'paused');
-      },
-      async setGuestTimeNow() {
-        return true;
-      },
-    };
-    return fake as Libvirt;
-  }
-}
-
-async function fakeLab(): Promise<{ lab: Lab; libvirt: FakeLibvirt }> {
+async function fakeLab(): Promise<{ lab: Lab; libvirt: FakeVirt }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-snapops-'));
   await writeFile(path.join(dir, 'Vagrantfile'), '# fake\n');
   await mkdir(path.join(dir, '.klab'), { recursive: true });
   const spec = twoVmSpec();
-  const libvirt = new FakeLibvirt(spec.vms.map((vm) => `klab-${spec.name}_${vm.name}`));
+  const libvirt = new FakeVirt(spec.vms.map((vm) => `klab-${spec.name}_${vm.name}`));
   const lab: Lab = {
     paths: labPaths(dir),
     spec,
     state: emptyState(),
-    vagrant: new Vagrant(dir),
-    libvirt: libvirt.port(),
+    vagrant: new FakeMachines(),
+    libvirt,
     sink: nullSink,
   };
   return { lab, libvirt };
