@@ -10,7 +10,7 @@ import { Vagrant } from '../adapters/vagrant.js';
 import { isKlabError, KlabError, tail } from '../model/errors.js';
 import { type EventSink, task } from '../model/events.js';
 import { labPaths } from '../model/lab-paths.js';
-import type { LabSpec } from '../model/spec.js';
+import type { LabSpec, StackName } from '../model/spec.js';
 import { loadSpec } from '../model/spec-file.js';
 import { buildDebianStack, type DebianBuildDeps } from '../stacks/build-debian.js';
 import { type LockFile, mirrorConfig, readLock, writeLock } from '../stacks/cache.js';
@@ -59,7 +59,11 @@ export interface StackOps {
   buildDebian(): Promise<void>;
 }
 
-export async function ensureStack(lab: Lab, stackName: string, ops?: StackOps): Promise<string> {
+export async function ensureStack(
+  lab: Lab,
+  stackName: StackName,
+  ops?: StackOps,
+): Promise<StackName> {
   const lockFile = path.join(lab.paths.dir, 'klab.lock.json');
   const lock = await readLock(lockFile);
   const real: StackOps = {

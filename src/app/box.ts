@@ -10,6 +10,7 @@ import { KlabError } from '../model/errors.js';
 import { type EventSink, task } from '../model/events.js';
 import { sha256 } from '../model/hash.js';
 import { packagePath } from '../model/package-root.js';
+import type { StackName } from '../model/spec.js';
 
 export interface LocalBoxRecipe {
   name: string;
@@ -35,7 +36,7 @@ export const LOCAL_BOXES: readonly LocalBoxRecipe[] = [
 ];
 
 export const FALLBACK_BOX = 'klab/debian-12';
-export const FALLBACK_STACK = 'debian';
+export const FALLBACK_STACK: StackName = 'debian';
 
 export function localRecipe(name: string): LocalBoxRecipe | undefined {
   return LOCAL_BOXES.find((box) => box.name === name);

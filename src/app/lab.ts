@@ -66,7 +66,7 @@ export function requireCreated(lab: Lab): void {
 
 /** The stack the lab runs: the one create settled on (fallbacks included), else the spec's. */
 export function labStack(lab: Lab): StackName {
-  return (lab.state.stack as StackName | undefined) ?? lab.spec.stack;
+  return lab.state.stack ?? lab.spec.stack;
 }
 
 export function stepContext(lab: Lab, pool: HostPool): StepContext {

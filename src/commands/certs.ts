@@ -4,7 +4,6 @@ import path from 'node:path';
 import { KlabError } from '../model/errors.js';
 import { task } from '../model/events.js';
 import { labPaths } from '../model/lab-paths.js';
-import type { StackName } from '../model/spec.js';
 import { loadSpec } from '../model/spec-file.js';
 import { loadState } from '../model/state.js';
 import { checkPki } from '../pki/check.js';
@@ -41,7 +40,7 @@ export const certsCommand: KlabCommand = {
     const loaded = await loadSpec(labPaths(args.dir).dir);
     // The stack the lab really runs (after a fallback) decides the encryption config format.
     const state = await loadState(labPaths(args.dir).stateFile);
-    const spec = { ...loaded, stack: (state.stack as StackName | undefined) ?? loaded.stack };
+    const spec = { ...loaded, stack: state.stack ?? loaded.stack };
     const dir = pkiDir(args);
     const action = String(args.action);
     if (action === 'generate' || action === 'renew') {

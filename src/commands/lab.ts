@@ -1,15 +1,9 @@
 /** The lab lifecycle verbs: init, create, up, halt, destroy, status, ssh. */
 
 import { runInteractive } from '../adapters/process.js';
-import {
-  createLab,
-  destroyLab,
-  haltLab,
-  initLab,
-  labStatus,
-  sshArgv,
-  upLab,
-} from '../app/lifecycle.js';
+import { createLab, initLab } from '../app/create.js';
+import { destroyLab, haltLab, sshArgv, upLab } from '../app/lifecycle.js';
+import { labStatus } from '../app/status.js';
 import { KlabError } from '../model/errors.js';
 import { formatTable } from '../ui/table.js';
 import type { KlabCommand } from './command.js';

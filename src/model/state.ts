@@ -1,12 +1,13 @@
 /** What klab remembers about a lab between runs (.klab/state.json). */
 import { readJson, writeJson } from './cache-paths.js';
+import { STACKS, type StackName } from './spec.js';
 
 export interface LabState {
   version: 1;
   createdAt?: string;
   /** The box and stack actually in use (after any fallback). */
   box?: string;
-  stack?: string;
+  stack?: StackName;
   accelerator?: 'kvm' | 'tcg';
   /** Why klab chose something other than what the spec asked for. */
   fallbacks?: string[];
@@ -22,7 +23,11 @@ export function emptyState(): LabState {
 
 export async function loadState(file: string): Promise<LabState> {
   const state = await readJson<LabState>(file);
-  return state?.version === 1 ? { ...emptyState(), ...state } : emptyState();
+  if (state?.version !== 1) return emptyState();
+  // A stack klab does not know (a hand-edited file): forget it, the spec decides again.
+  const known = (STACKS as readonly string[]).includes(state.stack ?? '');
+  const { stack: _dropped, ...rest } = state;
+  return { ...emptyState(), ...(known ? state : rest) };
 }
 
 export async function saveState(file: string, state: LabState): Promise<void> {

@@ -102,7 +102,7 @@ export class FakeMachines implements Machines {
   readonly calls: string[] = [];
   readonly vmStates = new Map<string, string>();
   boxes: BoxEntry[] = [];
-  /** What `vagrant box add` answers (a failure: no Vagrant Cloud from here). */
+  /** What a download (`vagrant box add NAME`) answers: a failure = no Vagrant Cloud from here. */
   boxAddResult: Partial<ProcessResult> = { exitCode: 0 };
   /** Called by destroy(): what vagrant destroy does to libvirt. */
   onDestroy: () => void = () => {};
@@ -144,7 +144,8 @@ export class FakeMachines implements Machines {
       stderr: '',
       timedOut: false,
       notFound: false,
-      ...this.boxAddResult,
+      // Adding a local file always works; only downloads (source = name) may fail.
+      ...(source === name ? this.boxAddResult : {}),
     };
     if (result.exitCode === 0) this.boxes.push({ name, provider: 'libvirt', version: '0' });
     return result;
