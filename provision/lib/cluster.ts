@@ -79,6 +79,7 @@ export function probeStep(definition: {
     id: definition.id,
     title: definition.title,
     ...(definition.targets ? { targets: definition.targets } : {}),
+    problems: definition.problems,
     async check(ctx, vm) {
       return (await definition.problems(ctx, vm)).length === 0;
     },

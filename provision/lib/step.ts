@@ -32,6 +32,8 @@ export interface Step {
   title: string;
   /** Which VMs it runs on; all VMs when omitted. */
   targets?(spec: LabSpec): VmPlan[];
+  /** What is not yet as this step makes it (empty: done); probe steps have it. */
+  problems?(ctx: StepContext, vm: VmPlan): Promise<string[]>;
   /** True when the VM already is in the state this step produces. */
   check(ctx: StepContext, vm: VmPlan): Promise<boolean>;
   apply(ctx: StepContext, vm: VmPlan): Promise<void>;
