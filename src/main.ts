@@ -111,12 +111,15 @@ export async function main(argv: readonly string[], io: MainIo = defaultIo()): P
   let exitCode = 0;
   const wantsVerbose = argv.includes('--verbose') || argv.includes('-v');
   const wantsQuiet = argv.includes('--quiet') || argv.includes('-q');
+  const wantsJson = argv.includes('--json');
+  const commandName = firstPositional(argv) ?? '';
   const reporter = new Reporter({
     tty: io.isTty && !wantsQuiet,
     verbose: wantsVerbose,
     quiet: wantsQuiet,
     stdout: io.stdout,
     stderr: io.stderr,
+    json: wantsJson,
   });
   const commandIo: CommandIo = {
     reporter,
@@ -150,6 +153,12 @@ export async function main(argv: readonly string[], io: MainIo = defaultIo()): P
       type: 'boolean',
       default: false,
       describe: 'stream VM and tool output',
+      global: true,
+    })
+    .option('json', {
+      type: 'boolean',
+      default: false,
+      describe: 'print one JSON document on stdout (docs/json-output.md)',
       global: true,
     })
     .option('quiet', {
@@ -208,6 +217,7 @@ export async function main(argv: readonly string[], io: MainIo = defaultIo()): P
         interrupt.request(signal);
         reporter.emit({
           kind: 'notice',
+          code: 'INTERRUPT_REQUESTED',
           level: 'warn',
           text: `${signal}: stopping at the next safe point, leaving the lab resumable (press Ctrl-C again to stop at once).`,
         });
@@ -230,6 +240,7 @@ export async function main(argv: readonly string[], io: MainIo = defaultIo()): P
       output = text;
     });
     if (output) io.stdout.write(`${output}\n`);
+    else reporter.writeJson(commandName);
   } catch (error) {
     reporter.close();
     if (isKlabError(error)) {
@@ -237,6 +248,7 @@ export async function main(argv: readonly string[], io: MainIo = defaultIo()): P
         `error ${error.code}: ${error.message}\n${error.details.join('\n')}\n${error.outputTail ?? ''}`,
       );
       io.stderr.write(`${formatError(error, reporter.logPath)}\n`);
+      reporter.writeJson(commandName, error);
       exitCode = error.exitCode;
     } else {
       const err = error instanceof Error ? error : new Error(String(error));

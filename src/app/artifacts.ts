@@ -30,7 +30,7 @@ import type { Lab } from './lab.js';
 /** What the debian stack builder needs from the outside world. */
 export function debianBuildDeps(sink: EventSink, dir: string, mirror: string): DebianBuildDeps {
   const vagrant = new Vagrant(dir, {
-    onLine: (line) => sink.emit({ kind: 'output', source: 'vagrant', line }),
+    onLine: (line) => sink.emit({ kind: 'output', code: 'OUTPUT', source: 'vagrant', line }),
   });
   return {
     sink,
@@ -95,7 +95,7 @@ export async function ensureStack(
         `The ${stackName} stack's downloads cannot be reached from this host (no mirror or bundle has them), ` +
         'so klab falls back to the mirror-only "debian" stack (Kubernetes 1.20 built from Debian sources). ' +
         'Set "stack:" and "mirrors:" in klab.yaml, or import a bundle, to choose yourself.';
-      lab.sink.emit({ kind: 'notice', level: 'warn', text: message });
+      lab.sink.emit({ kind: 'notice', code: 'FALLBACK_STACK', level: 'warn', text: message });
       lab.state.fallbacks = [...(lab.state.fallbacks ?? []), message];
       await buildDebian();
       return 'debian';
@@ -134,21 +134,30 @@ export async function openStack(
 }
 
 /** Rows for `klab artifacts list`. */
-export async function artifactRows(ctx: StackContext): Promise<string[][]> {
-  return (await artifactStatuses(ctx.stack, ctx.lock)).map((s) => [
-    s.artifact.id,
-    s.artifact.version,
-    s.source,
-    s.checksum === 'official'
-      ? 'official'
-      : s.checksum === 'pinned'
-        ? 'pinned (lock)'
+export interface ArtifactItem {
+  id: string;
+  version: string;
+  source: string;
+  /** official (in the manifest), pinned (klab.lock.json), or pinned on first fetch/build. */
+  checksum: 'official' | 'pinned' | 'on-first-build' | 'on-first-download';
+  cached: boolean;
+  verified: boolean;
+}
+
+export async function artifactList(ctx: StackContext): Promise<ArtifactItem[]> {
+  return (await artifactStatuses(ctx.stack, ctx.lock)).map((s) => ({
+    id: s.artifact.id,
+    version: s.artifact.version,
+    source: s.source,
+    checksum:
+      s.checksum === 'official' || s.checksum === 'pinned'
+        ? s.checksum
         : s.artifact.source.type === 'build'
-          ? 'pin on first build'
-          : 'pin on first download',
-    s.cached ? 'yes' : 'no',
-    s.verified ? 'yes' : s.cached ? 'NO' : '-',
-  ]);
+          ? 'on-first-build'
+          : 'on-first-download',
+    cached: s.cached,
+    verified: s.verified,
+  }));
 }
 
 export async function pullArtifacts(ctx: StackContext) {

@@ -60,7 +60,7 @@ export async function resolveBox(
       ? ` and the mirror-only "${FALLBACK_STACK}" stack (Kubernetes 1.20 from Debian sources instead of ${spec.stack}).`
       : '.') +
     ' Set box/stack in klab.yaml to choose yourself.';
-  sink.emit({ kind: 'notice', level: 'warn', text: message });
+  sink.emit({ kind: 'notice', code: 'FALLBACK_BOX', level: 'warn', text: message });
   state.fallbacks = [...(state.fallbacks ?? []), message];
   const fallback = localRecipe(FALLBACK_BOX);
   if (!fallback) throw new KlabError('KLAB_INTERNAL', `no recipe for ${FALLBACK_BOX}`);

@@ -145,7 +145,7 @@ export async function ensureLocalBox(
         ];
         const result = await deps.runBuildScript(argv, (line) => {
           if (line.startsWith('klab-progress: ')) update(line.slice('klab-progress: '.length));
-          else deps.sink.emit({ kind: 'output', source: 'box', line });
+          else deps.sink.emit({ kind: 'output', code: 'OUTPUT', source: 'box', line });
         });
         if (result.exitCode !== 0) {
           throw new KlabError(

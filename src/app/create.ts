@@ -46,7 +46,13 @@ async function probeKernelDirs(): Promise<string[]> {
 
 export async function chooseLabHypervisor(lab: Lab): Promise<HypervisorChoice> {
   const choice = await detectHypervisor(lab.spec.hypervisor, lab.sink, await probeKernelDirs());
-  if (choice.notice) lab.sink.emit({ kind: 'notice', level: 'warn', text: choice.notice });
+  if (choice.notice)
+    lab.sink.emit({
+      kind: 'notice',
+      code: 'FALLBACK_HYPERVISOR',
+      level: 'warn',
+      text: choice.notice,
+    });
   return choice;
 }
 
@@ -73,7 +79,12 @@ async function preflight(lab: Lab): Promise<void> {
     return results;
   });
   for (const finding of findings.filter((f) => f.status === 'warn')) {
-    lab.sink.emit({ kind: 'notice', level: 'warn', text: `${finding.check}: ${finding.detail}` });
+    lab.sink.emit({
+      kind: 'notice',
+      code: 'HOST_WARNING',
+      level: 'warn',
+      text: `${finding.check}: ${finding.detail}`,
+    });
   }
   assertNoFailures(findings);
 }
@@ -119,7 +130,7 @@ export async function createLab(
         `Not enough free disk for a checkpoint after every step (about ${needs.checkpointGb} GB more), ` +
         'so klab keeps only the one after the last step (after-kubelet). Free space and run ' +
         '"klab snapshot save NAME" whenever you want more.';
-      sink.emit({ kind: 'notice', level: 'warn', text: message });
+      sink.emit({ kind: 'notice', code: 'FALLBACK_CHECKPOINTS', level: 'warn', text: message });
       lab.state.fallbacks = [...(lab.state.fallbacks ?? []), message];
     }
   }
@@ -156,6 +167,7 @@ export async function createLab(
   const seconds = Math.round((Date.now() - started) / 1000);
   sink.emit({
     kind: 'result',
+    code: 'LAB_READY',
     text:
       `Lab "${lab.spec.name}" is ready: ${lab.spec.vms.map((vm) => `${vm.name} ${vm.ip}`).join(', ')} ` +
       `(${seconds} s, box ${box}, stack ${stack}, ${hypervisor.accelerator.toUpperCase()}).\n` +

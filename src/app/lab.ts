@@ -50,7 +50,7 @@ export async function openLab(
   const vagrant =
     ports.machines ??
     new Vagrant(paths.dir, {
-      onLine: (line) => sink.emit({ kind: 'output', source: 'vagrant', line }),
+      onLine: (line) => sink.emit({ kind: 'output', code: 'OUTPUT', source: 'vagrant', line }),
     });
   return { paths, spec, state, vagrant, libvirt: ports.virt ?? libvirt, sink };
 }

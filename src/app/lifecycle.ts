@@ -70,6 +70,7 @@ export async function resumeLeftPaused(lab: Lab): Promise<string[]> {
   if (resumed.length > 0) {
     lab.sink.emit({
       kind: 'notice',
+      code: 'VMS_RESUMED',
       level: 'warn',
       text: `${resumed.join(', ')} had been left paused by an interrupted run (a snapshot under way); resumed them.`,
     });
@@ -106,12 +107,13 @@ export async function upLab(
     if (drifted.length > 0) {
       sink.emit({
         kind: 'notice',
+        code: 'DRIFT_AFTER_RESTART',
         level: 'warn',
         text: `Not as provisioned after the restart: ${drifted.join(', ')}. Run "klab create" to repair.`,
       });
     }
   });
-  sink.emit({ kind: 'result', text: `Lab "${lab.spec.name}" is up.` });
+  sink.emit({ kind: 'result', code: 'LAB_UP', text: `Lab "${lab.spec.name}" is up.` });
 }
 
 export async function haltLab(
@@ -169,6 +171,7 @@ export async function destroyLab(
   await rm(path.join(lab.paths.dir, '.vagrant'), { recursive: true, force: true });
   sink.emit({
     kind: 'result',
+    code: 'LAB_DESTROYED',
     text: `Lab "${lab.spec.name}" destroyed; klab.yaml and logs are kept.`,
   });
   return removed;

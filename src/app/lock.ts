@@ -100,6 +100,7 @@ export function acquireLabLock(
         // (both must start within milliseconds after a crash) to leave.
         sink.emit({
           kind: 'notice',
+          code: 'LOCK_TAKEN_OVER',
           level: 'warn',
           text: holder
             ? `Took over the lab's lock from "${holder.command}" (PID ${holder.pid}), which no longer runs.`

@@ -54,9 +54,15 @@ export async function runSteps(
         if (failure) throw (failure as PromiseRejectedResult).reason;
         return settled.map((entry) => (entry as PromiseFulfilledResult<StepOutcome>).value);
       },
-      (done) => {
-        const applied = done.filter((entry) => entry.result === 'applied').length;
-        return applied === 0 ? 'already done' : `${applied}/${done.length} VMs changed`;
+      {
+        describe: (done) => {
+          const applied = done.filter((entry) => entry.result === 'applied').length;
+          return applied === 0 ? 'already done' : `${applied}/${done.length} VMs changed`;
+        },
+        code: (done) =>
+          done.some((entry) => entry.result === 'applied') ? 'STEP_APPLIED' : 'STEP_ALREADY_DONE',
+        failedCode: 'STEP_FAILED',
+        subject: step.id,
       },
     );
     const now = new Date(ctx.clock.now());

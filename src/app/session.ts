@@ -38,7 +38,7 @@ export async function connectAll(
         const target = await targetFromSshConfig(vm, config);
         return connectSsh(target, {
           timeoutMs,
-          onLine: (line) => sink.emit({ kind: 'output', source: vm, line }),
+          onLine: (line) => sink.emit({ kind: 'output', code: 'OUTPUT', source: vm, line }),
         });
       }),
     );

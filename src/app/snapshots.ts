@@ -312,6 +312,7 @@ export async function resetOpenLab(lab: Lab, name: string | undefined): Promise<
   } else {
     sink.emit({
       kind: 'notice',
+      code: 'SNAPSHOT_HALTED_LAB',
       level: 'info',
       text: 'The snapshot holds a halted lab; start it with "klab up".',
     });

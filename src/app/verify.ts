@@ -1,6 +1,6 @@
 /** klab verify: open the lab, connect, run every cluster check (src/checks). */
 import { type CheckResult, runChecks } from '../checks/index.js';
-import type { EventSink } from '../model/events.js';
+import { type EventSink, result } from '../model/events.js';
 import { type LabOptions, openLab, requireCreated, stepContext, withHosts } from './lab.js';
 
 export async function verifyLab(options: LabOptions, sink: EventSink): Promise<CheckResult[]> {
@@ -8,9 +8,12 @@ export async function verifyLab(options: LabOptions, sink: EventSink): Promise<C
   requireCreated(lab);
   const started = Date.now();
   const results = await withHosts(lab, (pool) => runChecks(stepContext(lab, pool)));
-  sink.emit({
-    kind: 'result',
-    text: `All ${results.length} cluster checks passed (${Math.round((Date.now() - started) / 1000)} s).`,
+  const seconds = Math.round((Date.now() - started) / 1000);
+  result(sink, 'VERIFY_PASSED', `All ${results.length} cluster checks passed (${seconds} s).`, {
+    kind: 'VerifyReport',
+    passed: true,
+    seconds,
+    checks: results,
   });
   return results;
 }

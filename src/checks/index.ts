@@ -552,7 +552,12 @@ export async function runChecks(
     );
     if (blocked.length > 0) {
       const detail = `not run: needs ${blocked.join(', ')}, which failed`;
-      ctx.sink.emit({ kind: 'notice', level: 'warn', text: `${check.name}: ${detail}` });
+      ctx.sink.emit({
+        kind: 'notice',
+        code: 'CHECK_NOT_RUN',
+        level: 'warn',
+        text: `${check.name}: ${detail}`,
+      });
       results.push({
         id: check.id,
         name: check.name,
@@ -566,12 +571,12 @@ export async function runChecks(
     const waits = new CheckWaits(ctx);
     const describe = (detail: string) =>
       waits.waitedMs >= 1000 ? `${detail}; waited ${Math.round(waits.waitedMs / 1000)} s` : detail;
-    const result = await task(
-      ctx.sink,
-      check.name,
-      async () => check.run(ctx, waits),
+    const result = await task(ctx.sink, check.name, async () => check.run(ctx, waits), {
       describe,
-    ).then(
+      code: () => 'CHECK_PASSED',
+      failedCode: 'CHECK_FAILED',
+      subject: check.id,
+    }).then(
       (detail): CheckResult => ({
         id: check.id,
         name: check.name,
@@ -599,6 +604,7 @@ export async function runChecks(
       }`,
       {
         details: failed.map((result) => `${result.name}: ${result.detail}`),
+        data: { kind: 'VerifyReport', passed: false, checks: results },
         hint: 'Each failure names what it waited for and for how long; "klab status" and "klab ssh <vm>" help look closer. A slow host: raise timeouts.check in klab.yaml. Reset to a checkpoint with "klab reset after-kubelet" or repair with "klab create".',
       },
     );

@@ -1,7 +1,7 @@
 /** klab artifacts list | pull | build | verify | export FILE | import FILE */
 
 import {
-  artifactRows,
+  artifactList,
   buildArtifacts,
   exportArtifacts,
   importArtifacts,
@@ -11,8 +11,16 @@ import {
   verifyArtifacts,
 } from '../app/artifacts.js';
 import { KlabError } from '../model/errors.js';
+import { type ResultData, result } from '../model/events.js';
 import { formatTable } from '../ui/table.js';
 import type { KlabCommand } from './command.js';
+
+const CHECKSUM_WORDS = {
+  official: 'official',
+  pinned: 'pinned (lock)',
+  'on-first-build': 'pin on first build',
+  'on-first-download': 'pin on first download',
+} as const;
 
 export const artifactsCommand: KlabCommand = {
   command: 'artifacts <action> [file]',
@@ -44,15 +52,29 @@ export const artifactsCommand: KlabCommand = {
     );
     const action = String(args.action);
     const file = typeof args.file === 'string' ? args.file : undefined;
-    const say = (text: string) => io.reporter.emit({ kind: 'result', text });
+    const say = (text: string, data?: ResultData) =>
+      result(io.reporter, action === 'list' ? 'ARTIFACT_LIST' : 'ARTIFACTS_DONE', text, data);
     if ((action === 'export' || action === 'import') && !file) {
       throw new KlabError('KLAB_USAGE', `klab artifacts ${action} needs a file name`, {
         hint: `For example: klab artifacts ${action} klab-${ctx.stack.name}.bundle.tar`,
       });
     }
     if (action === 'list') {
+      const items = await artifactList(ctx);
       const headers = ['ARTIFACT', 'VERSION', 'SOURCE', 'CHECKSUM', 'CACHED', 'VERIFIED'];
-      say(`${ctx.stack.title}\n${formatTable(headers, await artifactRows(ctx))}`);
+      const rows = items.map((a) => [
+        a.id,
+        a.version,
+        a.source,
+        CHECKSUM_WORDS[a.checksum],
+        a.cached ? 'yes' : 'no',
+        a.verified ? 'yes' : a.cached ? 'NO' : '-',
+      ]);
+      say(`${ctx.stack.title}\n${formatTable(headers, rows)}`, {
+        kind: 'ArtifactList',
+        stack: ctx.stack.name,
+        items,
+      });
     } else if (action === 'pull') {
       const result = await pullArtifacts(ctx);
       say(

@@ -1,23 +1,9 @@
-/** klab certs generate | list | check | renew */
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
+/** klab certs generate | list | check | renew: flags to one call of src/app/certs.ts. */
+import { checkCerts, generateCerts, listCerts, openPki } from '../app/certs.js';
 import { KlabError } from '../model/errors.js';
-import { task } from '../model/events.js';
-import { labPaths } from '../model/lab-paths.js';
-import { loadSpec } from '../model/spec-file.js';
-import { loadState } from '../model/state.js';
-import { checkPki } from '../pki/check.js';
-import { generatePki, pkiFiles } from '../pki/generate.js';
-import { inspectCertificate } from '../pki/inspect.js';
-import { planPki } from '../pki/plan.js';
+import { result } from '../model/events.js';
 import { formatTable } from '../ui/table.js';
 import type { KlabCommand } from './command.js';
-
-function pkiDir(args: { dir: string; 'pki-dir'?: unknown }): string {
-  return typeof args['pki-dir'] === 'string'
-    ? path.resolve(args['pki-dir'])
-    : labPaths(args.dir).pkiDir;
-}
 
 export const certsCommand: KlabCommand = {
   command: 'certs <action> [name]',
@@ -37,76 +23,54 @@ export const certsCommand: KlabCommand = {
       }),
   logsInLab: 'if-lab',
   async run(args, io) {
-    const loaded = await loadSpec(labPaths(args.dir).dir);
-    // The stack the lab really runs (after a fallback) decides the encryption config format.
-    const state = await loadState(labPaths(args.dir).stateFile);
-    const spec = { ...loaded, stack: state.stack ?? loaded.stack };
-    const dir = pkiDir(args);
+    const target = await openPki(
+      args.dir,
+      typeof args['pki-dir'] === 'string' ? args['pki-dir'] : undefined,
+    );
     const action = String(args.action);
     if (action === 'generate' || action === 'renew') {
       const renew = action === 'renew' ? [typeof args.name === 'string' ? args.name : 'all'] : [];
-      const known = new Set([
-        'all',
-        'ca',
-        'etcd-ca',
-        'front-proxy-ca',
-        'sa',
-        ...planPki(spec).certs.map((c) => c.name),
-      ]);
-      for (const name of renew) {
-        if (!known.has(name)) {
-          throw new KlabError('KLAB_USAGE', `there is no certificate "${name}"`, {
-            hint: 'See the names with "klab certs list".',
-          });
-        }
-      }
-      const result = await task(
+      const done = await generateCerts(target, io.reporter, renew);
+      result(
         io.reporter,
-        `Generate the lab PKI in ${dir}`,
-        () => generatePki(spec, { dir, renew }),
-        (r) => `${r.issued.length} issued, ${r.reused.length} reused`,
+        'CERTS_GENERATED',
+        `issued: ${done.issued.join(', ') || 'nothing'}\n` +
+          `reused: ${done.reused.length} unchanged\n` +
+          `updated files: ${done.written.join(', ') || 'none'}`,
+        { kind: 'CertsGenerated', dir: target.dir, ...done },
       );
-      io.reporter.emit({
-        kind: 'result',
-        text:
-          `issued: ${result.issued.join(', ') || 'nothing'}\n` +
-          `reused: ${result.reused.length} unchanged\n` +
-          `updated files: ${result.written.join(', ') || 'none'}`,
-      });
       return 0;
     }
     if (action === 'list') {
-      const plan = planPki(spec);
-      const rows: string[][] = [];
-      for (const name of [...plan.cas.map((c) => c.name), ...plan.certs.map((c) => c.name)]) {
-        const pem = await readFile(pkiFiles(dir, name).crt, 'utf8').catch(() => undefined);
-        if (!pem) {
-          rows.push([name, '(missing)', '', '', '', '']);
-          continue;
-        }
-        let info: ReturnType<typeof inspectCertificate>;
-        try {
-          info = inspectCertificate(pem);
-        } catch {
-          rows.push([`${name}.crt`, '(corrupt: klab certs check)', '', '', '', '']);
-          continue;
-        }
-        rows.push([
-          `${name}.crt`,
-          info.subject,
-          info.issuer.replace(/^.*CN=/, 'CN='),
-          [...info.dnsNames, ...info.ipAddresses].join(',') || '-',
-          info.isCa ? 'CA' : info.usages.join('+'),
-          info.notAfter.toISOString().slice(0, 10),
-        ]);
-      }
-      io.reporter.emit({
-        kind: 'result',
-        text: formatTable(['FILE', 'SUBJECT', 'ISSUER', 'SANS', 'USAGES', 'EXPIRES'], rows),
-      });
+      const items = await listCerts(target);
+      const rows = items.map((c) =>
+        c.state !== 'ok'
+          ? [
+              c.state === 'missing' ? c.name : `${c.name}.crt`,
+              c.state === 'missing' ? '(missing)' : '(corrupt: klab certs check)',
+              '',
+              '',
+              '',
+              '',
+            ]
+          : [
+              `${c.name}.crt`,
+              c.subject ?? '',
+              (c.issuer ?? '').replace(/^.*CN=/, 'CN='),
+              c.sans?.join(',') || '-',
+              c.isCa ? 'CA' : (c.usages ?? []).join('+'),
+              (c.notAfter ?? '').slice(0, 10),
+            ],
+      );
+      result(
+        io.reporter,
+        'CERT_LIST',
+        formatTable(['FILE', 'SUBJECT', 'ISSUER', 'SANS', 'USAGES', 'EXPIRES'], rows),
+        { kind: 'CertificateList', dir: target.dir, items },
+      );
       return 0;
     }
-    const findings = await checkPki(spec, dir);
+    const findings = await checkCerts(target);
     const lines = findings
       .filter((f) => f.status !== 'ok')
       .map((f) => `${f.status === 'fail' ? 'FAIL' : 'WARN'}  ${f.name}: ${f.detail}`);
@@ -114,11 +78,11 @@ export const certsCommand: KlabCommand = {
     lines.push(
       `${findings.length - failed.length} of ${findings.length} certificates and kubeconfigs are fine.`,
     );
-    io.reporter.emit({ kind: 'result', text: lines.join('\n') });
+    result(io.reporter, 'CERTS_CHECKED', lines.join('\n'), { kind: 'CertificateCheck', findings });
     if (failed.length > 0) {
       throw new KlabError(
         'KLAB_CERTS_INVALID',
-        `${failed.length} certificate problem(s) in ${dir}`,
+        `${failed.length} certificate problem(s) in ${target.dir}`,
         {
           hint: 'Run "klab certs generate" to re-issue what is out of date.',
         },

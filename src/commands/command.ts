@@ -13,6 +13,7 @@ export interface GlobalArgs {
   dir: string;
   verbose: boolean;
   quiet: boolean;
+  json: boolean;
 }
 
 export interface KlabCommand {

@@ -12,6 +12,7 @@ import {
 } from '../app/box.js';
 import { boxDeps } from '../app/box-deps.js';
 import { runDoctor } from '../app/doctor.js';
+import { result } from '../model/events.js';
 import { formatTable } from '../ui/table.js';
 import type { KlabCommand } from './command.js';
 
@@ -33,7 +34,11 @@ export const doctorCommand: KlabCommand = {
         ? 'The host is ready for klab.'
         : `${failed} problem(s) to fix before "klab create".`,
     );
-    io.reporter.emit({ kind: 'result', text: lines.join('\n') });
+    result(io.reporter, 'DOCTOR_REPORT', lines.join('\n'), {
+      kind: 'DoctorReport',
+      ready: failed === 0,
+      findings,
+    });
     return failed === 0 ? 0 : 3;
   },
 };
@@ -73,6 +78,7 @@ export const boxCommand: KlabCommand = {
       );
       io.reporter.emit({
         kind: 'result',
+        code: 'BOX_LIST',
         text: formatTable(['BOX', 'SUITE', 'MIRROR', 'CACHE'], rows),
       });
       return 0;
@@ -84,13 +90,15 @@ export const boxCommand: KlabCommand = {
       args.name as string | undefined,
     );
     const vagrant = new Vagrant(os.tmpdir(), {
-      onLine: (line) => io.reporter.emit({ kind: 'output', source: 'vagrant', line }),
+      onLine: (line) =>
+        io.reporter.emit({ kind: 'output', code: 'OUTPUT', source: 'vagrant', line }),
     });
     const paths = await ensureLocalBox(recipe, boxDeps(io.reporter, vagrant), {
       force: Boolean(args.force),
     });
     io.reporter.emit({
       kind: 'result',
+      code: 'BOX_READY',
       text: `Box ${recipe.name} is ready (${paths.box}). Use it with "box: ${recipe.name}" in klab.yaml or --box ${recipe.name}.`,
     });
     return 0;

@@ -5,6 +5,7 @@ import { createLab, initLab } from '../app/create.js';
 import { destroyLab, haltLab, sshArgv, upLab } from '../app/lifecycle.js';
 import { labStatus } from '../app/status.js';
 import { KlabError } from '../model/errors.js';
+import { result } from '../model/events.js';
 import { formatTable } from '../ui/table.js';
 import type { KlabCommand } from './command.js';
 
@@ -19,6 +20,7 @@ export const initCommand: KlabCommand = {
     const written = await initLab({ dir }, io.reporter);
     io.reporter.emit({
       kind: 'result',
+      code: 'LAB_INITIALIZED',
       text:
         written.length > 0
           ? `Wrote ${written.join(', ')}`
@@ -111,13 +113,15 @@ export const statusCommand: KlabCommand = {
   logsInLab: 'if-lab',
   async run(args, io) {
     const rows = await labStatus({ dir: args.dir }, io.reporter);
-    io.reporter.emit({
-      kind: 'result',
-      text: formatTable(
+    result(
+      io.reporter,
+      'LAB_STATUS',
+      formatTable(
         ['VM', 'STATE', 'PRIVATE IP', 'DEFAULT ROUTE', 'STEPS'],
         rows.map((row) => [row.name, row.state, row.ip, row.defaultRoute, row.steps]),
       ),
-    });
+      { kind: 'Status', vms: rows },
+    );
     return 0;
   },
 };

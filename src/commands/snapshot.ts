@@ -9,6 +9,7 @@ import {
   saveSnapshot,
 } from '../app/snapshots.js';
 import { KlabError } from '../model/errors.js';
+import { result } from '../model/events.js';
 import { formatAge, formatBytes } from '../model/snapshots.js';
 import { formatTable } from '../ui/table.js';
 import type { KlabCommand } from './command.js';
@@ -41,34 +42,45 @@ export const snapshotCommand: KlabCommand = {
       await saveSnapshot(lab, name, { connect: true });
       io.reporter.emit({
         kind: 'result',
+        code: 'SNAPSHOT_SAVED',
         text: `Saved "${name}". Go back to it with: klab reset ${name}`,
       });
     } else if (action === 'delete' && name) {
       await deleteSnapshot(lab, name);
-      io.reporter.emit({ kind: 'result', text: `Deleted "${name}".` });
+      io.reporter.emit({ kind: 'result', code: 'SNAPSHOT_DELETED', text: `Deleted "${name}".` });
     } else if (action === 'prune') {
       const pruned = await pruneSnapshots(lab, Boolean(args.all));
       io.reporter.emit({
         kind: 'result',
+        code: 'SNAPSHOTS_PRUNED',
         text: pruned.length > 0 ? `Deleted: ${pruned.join(', ')}` : 'Nothing to prune.',
       });
     } else {
       const now = Date.now();
       const all = lab.spec.vms.map((vm) => vm.name);
-      const rows = (await listSnapshots(lab)).map((snap) => [
+      const snapshots = await listSnapshots(lab);
+      const rows = snapshots.map((snap) => [
         snap.name,
         snap.afterStep ?? '-',
         formatAge(now - snap.createdAt),
         formatBytes(snap.stateBytes),
         snap.vms.length === all.length ? 'all' : `only ${snap.vms.join(',')}`,
       ]);
-      io.reporter.emit({
-        kind: 'result',
-        text:
-          rows.length > 0
-            ? formatTable(['NAME', 'AFTER STEP', 'AGE', 'SAVED STATE', 'VMS'], rows)
-            : 'No snapshots yet.',
-      });
+      result(
+        io.reporter,
+        'SNAPSHOT_LIST',
+        rows.length > 0
+          ? formatTable(['NAME', 'AFTER STEP', 'AGE', 'SAVED STATE', 'VMS'], rows)
+          : 'No snapshots yet.',
+        {
+          kind: 'SnapshotList',
+          items: snapshots.map((snap) => ({
+            ...snap,
+            createdAt: new Date(snap.createdAt).toISOString(),
+            complete: snap.vms.length === all.length,
+          })),
+        },
+      );
     }
     return 0;
   },
@@ -90,6 +102,7 @@ export const resetCommand: KlabCommand = {
     );
     io.reporter.emit({
       kind: 'result',
+      code: 'LAB_RESET',
       text: `Reset to "${result.snapshot}" in ${result.seconds.toFixed(1)} s.`,
     });
     return 0;

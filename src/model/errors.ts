@@ -61,6 +61,8 @@ export interface KlabErrorOptions {
   /** Several findings reported at once (e.g. every problem in klab.yaml). */
   details?: readonly string[];
   cause?: unknown;
+  /** What --json prints with the error (the check results of a failed verify, ...). */
+  data?: Record<string, unknown>;
 }
 
 export class KlabError extends Error {
@@ -71,6 +73,7 @@ export class KlabError extends Error {
   readonly command: readonly string[] | undefined;
   readonly outputTail: string | undefined;
   readonly details: readonly string[];
+  readonly data: Record<string, unknown> | undefined;
 
   constructor(code: ErrorCode, message: string, options: KlabErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -82,6 +85,7 @@ export class KlabError extends Error {
     this.command = options.command;
     this.outputTail = options.outputTail;
     this.details = options.details ?? [];
+    this.data = options.data;
   }
 
   get exitCode(): number {

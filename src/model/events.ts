@@ -1,26 +1,104 @@
-/** Core code reports what it does as events; only src/ui/ decides how they look. */
+/**
+ * Everything klab reports is an event with a stable code; only src/ui/ decides how events
+ * look. Tests, benchmarks and `--json` match codes, never the English text.
+ * The registry below is the list of codes (docs/json-output.md explains the document).
+ */
+export const EVENT_CODES = {
+  // Long work, and how it ended.
+  TASK_STARTED: 'a piece of work began',
+  TASK_PROGRESS: 'what a running piece of work is doing now',
+  TASK_DONE: 'a piece of work ended well',
+  TASK_FAILED: 'a piece of work failed (the error follows)',
+  STEP_APPLIED: 'a provisioning step changed at least one VM (subject: the step id)',
+  STEP_ALREADY_DONE: 'a provisioning step found every VM already as it should be',
+  STEP_FAILED: 'a provisioning step failed on a VM',
+  CHECK_PASSED: 'a cluster check of klab verify passed (subject: the check id)',
+  CHECK_FAILED: 'a cluster check failed',
+  CHECK_NOT_RUN: 'a check was not run because one it needs failed',
+  OUTPUT: 'a line of output from a VM or a tool (shown with --verbose)',
+  // Notices: what the user should know, said once.
+  FALLBACK_BOX: 'the default box could not be downloaded: a locally built box is used',
+  FALLBACK_STACK: "the pinned stack's sources are unreachable: the mirror-only stack is used",
+  FALLBACK_CHECKPOINTS: 'not enough disk for a checkpoint after every step',
+  FALLBACK_HYPERVISOR: 'KVM cannot be used: software emulation (TCG) instead',
+  HOST_WARNING: 'the host check found something to watch (not a failure)',
+  LOCK_TAKEN_OVER: "the lab's lock was left by a run that no longer exists",
+  VMS_RESUMED: 'VMs left paused by an interrupted run were resumed',
+  DRIFT_AFTER_RESTART: 'after a restart, a provisioned part is not as it was',
+  SNAPSHOT_HALTED_LAB: 'the snapshot reset to holds a halted lab',
+  ARTIFACT_PINNED: 'an artifact without an official checksum was pinned in klab.lock.json',
+  ARTIFACT_REPINNED: 'a locally built artifact was rebuilt from changed inputs and re-pinned',
+  INTERRUPT_REQUESTED: 'Ctrl-C/SIGTERM: klab stops at the next safe point',
+  // Results: what a command answers.
+  LAB_INITIALIZED: 'klab init wrote (or found current) klab.yaml and the Vagrantfile',
+  LAB_READY: 'klab create finished: the cluster is built and verified',
+  LAB_UP: 'klab up finished',
+  LAB_HALTED: 'klab halt finished',
+  LAB_DESTROYED: "klab destroy removed the lab's VMs, disks, networks and snapshots",
+  LAB_RESET: 'klab reset put every VM back to a snapshot',
+  LAB_STATUS: 'klab status: one row per VM',
+  VERIFY_PASSED: 'every cluster check passed',
+  SNAPSHOT_SAVED: 'a snapshot of every VM was saved',
+  SNAPSHOT_DELETED: 'a snapshot was deleted',
+  SNAPSHOTS_PRUNED: 'checkpoints (or all snapshots) were deleted',
+  SNAPSHOT_LIST: "the lab's snapshots",
+  ARTIFACT_LIST: "the stack's artifacts and their cache state",
+  ARTIFACTS_DONE: 'an artifacts action (pull, verify, export, import) finished',
+  CERT_LIST: "the lab's certificates",
+  CERTS_GENERATED: 'the PKI was generated or brought up to date',
+  CERTS_CHECKED: 'every certificate and kubeconfig was checked',
+  DOCTOR_REPORT: 'the host check',
+  BOX_LIST: 'the boxes klab can build',
+  BOX_READY: 'a locally built box is ready',
+} as const;
+
+export type EventCode = keyof typeof EVENT_CODES;
+
+/** Machine-readable payload of a result: what `--json` prints as the document's data. */
+export type ResultData = Record<string, unknown>;
+
 export type KlabEvent =
-  | { kind: 'task-start'; id: string; title: string }
-  | { kind: 'task-update'; id: string; text: string }
+  | { kind: 'task-start'; code: 'TASK_STARTED'; id: string; title: string }
+  | { kind: 'task-update'; code: 'TASK_PROGRESS'; id: string; text: string }
   | {
       kind: 'task-end';
+      code: EventCode;
       id: string;
       title: string;
       ok: boolean;
       ms: number;
       detail?: string | undefined;
+      /** What it was about: a step id, a check id. */
+      subject?: string | undefined;
     }
-  | { kind: 'notice'; level: 'info' | 'warn'; text: string }
+  | { kind: 'notice'; code: EventCode; level: 'info' | 'warn'; text: string }
   /** A line of output from a VM or a tool (shown with --verbose, always logged). */
-  | { kind: 'output'; source: string; line: string }
-  /** What the command answers (tables, values): printed to stdout. */
-  | { kind: 'result'; text: string };
+  | { kind: 'output'; code: 'OUTPUT'; source: string; line: string }
+  /** What the command answers: text for people (stdout), data for --json. */
+  | { kind: 'result'; code: EventCode; text: string; data?: ResultData };
 
 export interface EventSink {
   emit(event: KlabEvent): void;
 }
 
 export const nullSink: EventSink = { emit() {} };
+
+export function notice(
+  sink: EventSink,
+  code: EventCode,
+  text: string,
+  level: 'info' | 'warn' = 'warn',
+): void {
+  sink.emit({ kind: 'notice', code, level, text });
+}
+
+export function output(sink: EventSink, source: string, line: string): void {
+  sink.emit({ kind: 'output', code: 'OUTPUT', source, line });
+}
+
+export function result(sink: EventSink, code: EventCode, text: string, data?: ResultData): void {
+  sink.emit({ kind: 'result', code, text, ...(data ? { data } : {}) });
+}
 
 export interface Clock {
   now(): number;
@@ -32,6 +110,16 @@ export const systemClock: Clock = {
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
 };
 
+export interface TaskOptions<T> {
+  /** The detail of the end line ("3 issued, 20 reused"). */
+  describe?: (value: T) => string | undefined;
+  /** The code of the end event when it went well (default TASK_DONE), from the value. */
+  code?: (value: T) => EventCode;
+  /** The code when it failed (default TASK_FAILED). */
+  failedCode?: EventCode;
+  subject?: string;
+}
+
 let taskCounter = 0;
 
 /** Run `fn` as a reported task: start, optional updates, then ok or failed with its duration. */
@@ -39,25 +127,38 @@ export async function task<T>(
   sink: EventSink,
   title: string,
   fn: (update: (text: string) => void) => Promise<T>,
-  describe?: (value: T) => string | undefined,
+  options: TaskOptions<T> | ((value: T) => string | undefined) = {},
 ): Promise<T> {
+  const opts: TaskOptions<T> = typeof options === 'function' ? { describe: options } : options;
   taskCounter += 1;
   const id = `t${taskCounter}`;
   const started = Date.now();
-  sink.emit({ kind: 'task-start', id, title });
+  sink.emit({ kind: 'task-start', code: 'TASK_STARTED', id, title });
   try {
-    const value = await fn((text) => sink.emit({ kind: 'task-update', id, text }));
+    const value = await fn((text) =>
+      sink.emit({ kind: 'task-update', code: 'TASK_PROGRESS', id, text }),
+    );
     sink.emit({
       kind: 'task-end',
+      code: opts.code?.(value) ?? 'TASK_DONE',
       id,
       title,
       ok: true,
       ms: Date.now() - started,
-      detail: describe?.(value),
+      detail: opts.describe?.(value),
+      subject: opts.subject,
     });
     return value;
   } catch (error) {
-    sink.emit({ kind: 'task-end', id, title, ok: false, ms: Date.now() - started });
+    sink.emit({
+      kind: 'task-end',
+      code: opts.failedCode ?? 'TASK_FAILED',
+      id,
+      title,
+      ok: false,
+      ms: Date.now() - started,
+      subject: opts.subject,
+    });
     throw error;
   }
 }

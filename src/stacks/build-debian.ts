@@ -64,7 +64,7 @@ export async function buildDebianStack(
   const runScript = async (argv: string[], update: (text: string) => void) => {
     const result = await deps.run(argv, (line) => {
       if (line.startsWith('klab-progress: ')) update(line.slice('klab-progress: '.length));
-      else deps.sink.emit({ kind: 'output', source: 'build', line });
+      else deps.sink.emit({ kind: 'output', code: 'OUTPUT', source: 'build', line });
     });
     if (result.exitCode !== 0) {
       throw new KlabError(
@@ -254,6 +254,7 @@ function pin(
   if (previous && previous !== sha256) {
     sink.emit({
       kind: 'notice',
+      code: 'ARTIFACT_REPINNED',
       level: 'warn',
       text: `${id}: rebuilt from changed inputs; klab.lock.json re-pinned (was ${previous.slice(0, 12)}..., now ${sha256.slice(0, 12)}...)`,
     });

@@ -128,6 +128,7 @@ export async function pullStack(
         };
         sink.emit({
           kind: 'notice',
+          code: 'ARTIFACT_PINNED',
           level: 'info',
           text: `${artifact.file} has no official checksum: pinned ${fetched.sha256.slice(0, 16)}... in klab.lock.json`,
         });

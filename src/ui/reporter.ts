@@ -6,7 +6,7 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import ora, { type Ora } from 'ora';
-import type { EventSink, KlabEvent } from '../model/events.js';
+import type { EventCode, EventSink, KlabEvent, ResultData } from '../model/events.js';
 
 export interface ReporterOptions {
   tty: boolean;
@@ -14,6 +14,30 @@ export interface ReporterOptions {
   quiet: boolean;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
+  /** --json: stdout gets one JSON document at the end (see writeJson), nothing else. */
+  json?: boolean;
+}
+
+/** What --json lists of a run: every step, check and task that ended, every notice. */
+export interface EventRecord {
+  code: EventCode;
+  subject?: string | undefined;
+  title?: string;
+  ok?: boolean;
+  ms?: number;
+  detail?: string | undefined;
+  level?: 'info' | 'warn';
+  text?: string;
+}
+
+/** The failure part of a --json document. */
+export interface JsonError {
+  code: string;
+  message: string;
+  details: readonly string[];
+  hint: string | undefined;
+  vm: string | undefined;
+  data: Record<string, unknown> | undefined;
 }
 
 function seconds(ms: number): string {
@@ -25,6 +49,8 @@ export class Reporter implements EventSink {
   private readonly pending: string[] = [];
   private spinner: Ora | undefined;
   private readonly active = new Map<string, string>();
+  private readonly records: EventRecord[] = [];
+  private answer: { code: EventCode; text: string; data?: ResultData | undefined } | undefined;
 
   constructor(private readonly options: ReporterOptions) {}
 
@@ -49,8 +75,18 @@ export class Reporter implements EventSink {
   emit(event: KlabEvent): void {
     this.log(describe(event));
     const { quiet, verbose, tty } = this.options;
+    if (event.kind === 'task-end') {
+      const { code, subject, title, ok, ms, detail } = event;
+      this.records.push({ code, subject, title, ok, ms, detail });
+    } else if (event.kind === 'notice') {
+      this.records.push({ code: event.code, level: event.level, text: event.text });
+    }
     switch (event.kind) {
       case 'result':
+        if (this.options.json) {
+          this.answer = { code: event.code, text: event.text, data: event.data };
+          return;
+        }
         this.pause();
         this.options.stdout.write(`${event.text}\n`);
         this.resume();
@@ -124,6 +160,38 @@ export class Reporter implements EventSink {
       this.paused = undefined;
       this.showSpinner(text);
     }
+  }
+
+  /**
+   * --json: the run as one document on stdout (docs/json-output.md): the answer's data
+   * (kind, items, ...), its code, the error when it failed, and every event that ended.
+   */
+  writeJson(command: string, error?: JsonError): void {
+    if (!this.options.json) return;
+    const data = { ...(this.answer?.data ?? {}), ...(error?.data ?? {}) };
+    const { kind, ...rest } = data as { kind?: string };
+    const document = {
+      apiVersion: 'klab/v1',
+      kind: kind ?? (error ? 'Error' : 'Result'),
+      command,
+      ok: !error,
+      code: error ? error.code : (this.answer?.code ?? 'TASK_DONE'),
+      message: error ? error.message : (this.answer?.text ?? ''),
+      ...rest,
+      ...(error
+        ? {
+            error: {
+              code: error.code,
+              message: error.message,
+              details: error.details,
+              ...(error.hint ? { hint: error.hint } : {}),
+              ...(error.vm ? { vm: error.vm } : {}),
+            },
+          }
+        : {}),
+      events: this.records,
+    };
+    this.options.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
   }
 
   close(): void {

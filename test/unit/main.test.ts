@@ -119,7 +119,50 @@ describe('main', () => {
     expect(err).not.toMatch(/\n\s+at /);
   });
 
-  it('says there is no lab for status in an empty directory... and lists VMs as not created', async () => {
+  it('status --json in an empty directory lists the VMs of the default lab as not created', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-main-'));
+    const { code, out } = await run(['--dir', dir, 'status', '--json']);
+    expect(code).toBe(0);
+    const doc = JSON.parse(out);
+    expect(doc).toMatchObject({
+      apiVersion: 'klab/v1',
+      kind: 'Status',
+      ok: true,
+      code: 'LAB_STATUS',
+    });
+    expect(doc.vms.map((vm: { name: string; state: string }) => `${vm.name} ${vm.state}`)).toEqual([
+      'master not_created',
+      'node1 not_created',
+      'node2 not_created',
+      'node3 not_created',
+    ]);
+  });
+
+  it('a failed command with --json still prints one document, with the error and its exit code', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-main-'));
+    for (const argv of [['verify'], ['snapshot', 'list']]) {
+      const { code, out, err } = await run(['--dir', dir, ...argv, '--json']);
+      expect(code).toBe(2);
+      const doc = JSON.parse(out);
+      expect(doc).toMatchObject({ ok: false, code: 'KLAB_NO_LAB', error: { code: 'KLAB_NO_LAB' } });
+      expect(err).toContain('error[KLAB_NO_LAB]');
+    }
+  });
+
+  it('certs list --json describes every certificate the plan names', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-main-'));
+    expect((await run(['--dir', dir, 'certs', 'generate'])).code).toBe(0);
+    const { code, out } = await run(['--dir', dir, 'certs', 'list', '--json']);
+    expect(code).toBe(0);
+    const doc = JSON.parse(out);
+    expect(doc.kind).toBe('CertificateList');
+    const ca = doc.items.find((item: { name: string }) => item.name === 'ca');
+    expect(ca).toMatchObject({ state: 'ok', isCa: true });
+    const apiserver = doc.items.find((item: { name: string }) => item.name === 'apiserver');
+    expect(apiserver.sans).toContain('kubernetes.default.svc.cluster.local');
+  });
+
+  it('ssh into a lab that does not exist says so (exit 2)', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-main-'));
     const ssh = await run(['--dir', dir, 'ssh', 'node1', '--', 'true']);
     expect(ssh.code).toBe(2);

@@ -75,6 +75,7 @@ describe('the lab lock', () => {
     });
     expect(events).toContainEqual({
       kind: 'notice',
+      code: 'LOCK_TAKEN_OVER',
       level: 'warn',
       text: 'Took over the lab\'s lock from "klab create" (PID 999999), which no longer runs.',
     });

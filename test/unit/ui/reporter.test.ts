@@ -14,7 +14,7 @@ function capture() {
   return { stream, text: () => text };
 }
 
-async function run(options: { verbose?: boolean; quiet?: boolean }) {
+async function run(options: { verbose?: boolean; quiet?: boolean; json?: boolean }) {
   const out = capture();
   const err = capture();
   const reporter = new Reporter({
@@ -26,22 +26,47 @@ async function run(options: { verbose?: boolean; quiet?: boolean }) {
     stderr: err.stream,
   });
   const log = path.join(await mkdtemp(path.join(os.tmpdir(), 'klab-log-')), 'run.log');
-  reporter.emit({ kind: 'task-start', id: 't1', title: 'Boot master' });
+  reporter.emit({ kind: 'task-start', code: 'TASK_STARTED', id: 't1', title: 'Boot master' });
   reporter.setLogFile(log); // lines emitted before the log existed are kept
-  reporter.emit({ kind: 'output', source: 'master', line: 'Started OpenBSD Secure Shell server.' });
-  reporter.emit({ kind: 'task-update', id: 't1', text: 'waiting for SSH' });
+  reporter.emit({
+    kind: 'output',
+    code: 'OUTPUT',
+    source: 'master',
+    line: 'Started OpenBSD Secure Shell server.',
+  });
+  reporter.emit({ kind: 'task-update', code: 'TASK_PROGRESS', id: 't1', text: 'waiting for SSH' });
   reporter.emit({
     kind: 'task-end',
+    code: 'TASK_DONE',
     id: 't1',
     title: 'Boot master',
     ok: true,
     ms: 61_900,
     detail: 'TCG',
   });
-  reporter.emit({ kind: 'notice', level: 'warn', text: 'KVM cannot boot guests here' });
-  reporter.emit({ kind: 'task-end', id: 't2', title: 'Default route', ok: false, ms: 300 });
-  reporter.emit({ kind: 'result', text: 'Lab "x" is ready' });
+  reporter.emit({
+    kind: 'notice',
+    code: 'FALLBACK_HYPERVISOR',
+    level: 'warn',
+    text: 'KVM cannot boot guests here',
+  });
+  reporter.emit({
+    kind: 'task-end',
+    code: 'STEP_FAILED',
+    subject: 'default-route',
+    id: 't2',
+    title: 'Default route',
+    ok: false,
+    ms: 300,
+  });
+  reporter.emit({
+    kind: 'result',
+    code: 'LAB_READY',
+    text: 'Lab "x" is ready',
+    data: { kind: 'Ready', vms: ['master'] },
+  });
   reporter.close();
+  reporter.writeJson('create');
   return { stdout: out.text(), stderr: err.text(), log: await readFile(log, 'utf8') };
 }
 
@@ -83,5 +108,28 @@ describe('Reporter without a terminal (CI, pipes)', () => {
     ]) {
       expect(log).toContain(part);
     }
+  });
+});
+
+describe('Reporter with --json', () => {
+  it('prints one JSON document: the answer, its code and data, and every event that ended', async () => {
+    const { stdout, stderr } = await run({ json: true });
+    const doc = JSON.parse(stdout);
+    expect(doc).toMatchObject({
+      apiVersion: 'klab/v1',
+      kind: 'Ready',
+      command: 'create',
+      ok: true,
+      code: 'LAB_READY',
+      vms: ['master'],
+    });
+    expect(doc.events.map((e: { code: string }) => e.code)).toEqual([
+      'TASK_DONE',
+      'FALLBACK_HYPERVISOR',
+      'STEP_FAILED',
+    ]);
+    expect(doc.events[2]).toMatchObject({ subject: 'default-route', ok: false });
+    // People still see the progress, on stderr.
+    expect(stderr).toContain('ok Boot master');
   });
 });
