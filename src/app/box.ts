@@ -159,6 +159,7 @@ export async function ensureLocalBox(
           );
         }
       },
+      { code: () => 'BOX_BUILT', subject: recipe.name },
     );
   }
 

@@ -147,7 +147,9 @@ export async function createLab(
   await bootVms(lab, hypervisor.accelerator);
   await withHosts(lab, async (pool) => {
     if (resumed.length > 0) {
-      await task(sink, 'Step every guest clock to the host clock', () => stepClocks(lab, pool));
+      await task(sink, 'Step every guest clock to the host clock', () => stepClocks(lab, pool), {
+        code: () => 'CLOCKS_STEPPED',
+      });
     }
     const steps = provisioningSteps(lab.spec);
     const checkpoint = checkpointHook(lab, pool, {
@@ -172,5 +174,14 @@ export async function createLab(
       `Lab "${lab.spec.name}" is ready: ${lab.spec.vms.map((vm) => `${vm.name} ${vm.ip}`).join(', ')} ` +
       `(${seconds} s, box ${box}, stack ${stack}, ${hypervisor.accelerator.toUpperCase()}).\n` +
       `Next: klab ssh ${lab.spec.vms[0]?.name ?? 'master'} -- kubectl get nodes; klab verify; klab snapshot list`,
+    data: {
+      kind: 'Lab',
+      name: lab.spec.name,
+      vms: lab.spec.vms.map((vm) => ({ name: vm.name, role: vm.role, ip: vm.ip })),
+      box,
+      stack,
+      accelerator: hypervisor.accelerator,
+      seconds,
+    },
   });
 }

@@ -90,7 +90,9 @@ export async function upLab(
   await bootVms(lab, lab.state.accelerator ?? 'tcg');
   await withHosts(lab, async (pool) => {
     if (resumed.length > 0) {
-      await task(sink, 'Step every guest clock to the host clock', () => stepClocks(lab, pool));
+      await task(sink, 'Step every guest clock to the host clock', () => stepClocks(lab, pool), {
+        code: () => 'CLOCKS_STEPPED',
+      });
     }
     const ctx = stepContext(lab, pool);
     const drifted: string[] = [];

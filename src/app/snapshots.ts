@@ -90,59 +90,64 @@ export async function saveSnapshot(
     });
   }
   interrupt.throwIfRequested(`No snapshot was taken; run "klab snapshot save ${name}" again.`);
-  return task(lab.sink, `Snapshot "${name}" of ${domains.length} VMs`, async () => {
-    if (existing) await deleteSnapshotEverywhere(lab, name);
-    const running = domains.filter((d) => d.state === 'running');
-    const taken: string[] = [];
-    let failure: { vm: string; error: unknown } | undefined;
-    try {
-      for (const d of running) await lab.libvirt.suspend(d.domain);
-      for (const d of domains) {
-        try {
-          await lab.libvirt.createSnapshot(
-            d.domain,
-            name,
-            `klab lab ${lab.spec.name}${options.automatic ? ' (checkpoint)' : ''}`,
-          );
-        } catch (error) {
-          failure = { vm: d.vm, error };
-          break;
+  return task(
+    lab.sink,
+    `Snapshot "${name}" of ${domains.length} VMs`,
+    async () => {
+      if (existing) await deleteSnapshotEverywhere(lab, name);
+      const running = domains.filter((d) => d.state === 'running');
+      const taken: string[] = [];
+      let failure: { vm: string; error: unknown } | undefined;
+      try {
+        for (const d of running) await lab.libvirt.suspend(d.domain);
+        for (const d of domains) {
+          try {
+            await lab.libvirt.createSnapshot(
+              d.domain,
+              name,
+              `klab lab ${lab.spec.name}${options.automatic ? ' (checkpoint)' : ''}`,
+            );
+          } catch (error) {
+            failure = { vm: d.vm, error };
+            break;
+          }
+          taken.push(d.domain);
         }
-        taken.push(d.domain);
+        if (failure) {
+          // All or nothing: a snapshot of only some VMs (some etcd members) is worse than none.
+          for (const domain of taken) {
+            await lab.libvirt.deleteSnapshot(domain, name).catch(() => undefined);
+          }
+        }
+      } finally {
+        for (const d of running) await lab.libvirt.resume(d.domain).catch(() => undefined);
       }
       if (failure) {
-        // All or nothing: a snapshot of only some VMs (some etcd members) is worse than none.
-        for (const domain of taken) {
-          await lab.libvirt.deleteSnapshot(domain, name).catch(() => undefined);
-        }
+        const cause = failure.error;
+        throw new KlabError(
+          'KLAB_SNAPSHOT_FAILED',
+          `snapshot "${name}" failed on ${failure.vm}; the ${taken.length} VM(s) already saved were rolled back, so no VM has it, and every VM runs again`,
+          {
+            vm: failure.vm,
+            outputTail: cause instanceof KlabError ? cause.outputTail : (cause as Error).message,
+            hint: 'A full disk is the usual cause: free space under /var/lib/libvirt/images (df -h; "klab snapshot prune" drops checkpoints), then try again.',
+            cause,
+          },
+        );
       }
-    } finally {
-      for (const d of running) await lab.libvirt.resume(d.domain).catch(() => undefined);
-    }
-    if (failure) {
-      const cause = failure.error;
-      throw new KlabError(
-        'KLAB_SNAPSHOT_FAILED',
-        `snapshot "${name}" failed on ${failure.vm}; the ${taken.length} VM(s) already saved were rolled back, so no VM has it, and every VM runs again`,
-        {
-          vm: failure.vm,
-          outputTail: cause instanceof KlabError ? cause.outputTail : (cause as Error).message,
-          hint: 'A full disk is the usual cause: free space under /var/lib/libvirt/images (df -h; "klab snapshot prune" drops checkpoints), then try again.',
-          cause,
-        },
+      // A paused guest's clock stood still: put it right, or TLS sees the future.
+      if (running.length > 0 && options.pool) await stepClocks(lab, options.pool);
+      else if (running.length > 0 && options.connect) {
+        await withHosts(lab, (pool) => stepClocks(lab, pool));
+      }
+      await mkdir(path.dirname(stepsFile(lab, name)), { recursive: true });
+      await writeFile(
+        stepsFile(lab, name),
+        `${JSON.stringify({ steps: lab.state.steps }, null, 2)}\n`,
       );
-    }
-    // A paused guest's clock stood still: put it right, or TLS sees the future.
-    if (running.length > 0 && options.pool) await stepClocks(lab, options.pool);
-    else if (running.length > 0 && options.connect) {
-      await withHosts(lab, (pool) => stepClocks(lab, pool));
-    }
-    await mkdir(path.dirname(stepsFile(lab, name)), { recursive: true });
-    await writeFile(
-      stepsFile(lab, name),
-      `${JSON.stringify({ steps: lab.state.steps }, null, 2)}\n`,
-    );
-  });
+    },
+    { code: () => 'SNAPSHOT_TAKEN', subject: name },
+  );
 }
 
 /** Which steps were done when a snapshot was taken: a reset makes that the lab's state again. */
@@ -276,14 +281,19 @@ export async function resetOpenLab(lab: Lab, name: string | undefined): Promise<
     );
   }
   interrupt.throwIfRequested(`Nothing was reverted; run "klab reset ${snapshot.name}" again.`);
-  await task(sink, `Revert every VM to "${snapshot.name}"`, async () => {
-    for (const d of domains) await lab.libvirt.revertSnapshot(d.domain, snapshot.name);
-    // Resume together, so no VM (no etcd member) runs ahead of the others.
-    for (const d of domains) {
-      if ((await lab.libvirt.domainState(d.domain)) === 'paused')
-        await lab.libvirt.resume(d.domain);
-    }
-  });
+  await task(
+    sink,
+    `Revert every VM to "${snapshot.name}"`,
+    async () => {
+      for (const d of domains) await lab.libvirt.revertSnapshot(d.domain, snapshot.name);
+      // Resume together, so no VM (no etcd member) runs ahead of the others.
+      for (const d of domains) {
+        if ((await lab.libvirt.domainState(d.domain)) === 'paused')
+          await lab.libvirt.resume(d.domain);
+      }
+    },
+    { code: () => 'VMS_REVERTED', subject: snapshot.name },
+  );
   await restoreSteps(lab, snapshot.name);
   // Every VM is reverted and resumed together; stopping here leaves a consistent lab.
   interrupt.throwIfRequested(
@@ -294,20 +304,23 @@ export async function resetOpenLab(lab: Lab, name: string | undefined): Promise<
   );
   if (running.every(Boolean)) {
     await withHosts(lab, async (pool) => {
+      await task(sink, 'Step every guest clock to the host clock', () => stepClocks(lab, pool), {
+        describe: (skew) => `within ${skew.toFixed(1)} s`,
+        code: () => 'CLOCKS_STEPPED',
+      });
       await task(
         sink,
-        'Step every guest clock to the host clock',
-        () => stepClocks(lab, pool),
-        (skew) => `within ${skew.toFixed(1)} s`,
+        'Wait until the lab is healthy again',
+        async () => {
+          const ctx = stepContext(lab, pool);
+          for (const step of provisioningSteps(lab.spec)) {
+            const done = lab.spec.vms.filter((vm) => lab.state.steps[vm.name]?.[step.id]);
+            // verify waits (with the step's own timeout) until the part is healthy again.
+            await Promise.all(done.map((vm) => step.verify(ctx, vm)));
+          }
+        },
+        { code: () => 'LAB_HEALTHY' },
       );
-      await task(sink, 'Wait until the lab is healthy again', async () => {
-        const ctx = stepContext(lab, pool);
-        for (const step of provisioningSteps(lab.spec)) {
-          const done = lab.spec.vms.filter((vm) => lab.state.steps[vm.name]?.[step.id]);
-          // verify waits (with the step's own timeout) until the part is healthy again.
-          await Promise.all(done.map((vm) => step.verify(ctx, vm)));
-        }
-      });
     });
   } else {
     sink.emit({

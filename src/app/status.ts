@@ -11,7 +11,11 @@ export interface VmStatus {
   state: string;
   ip: string;
   defaultRoute: string;
+  /** The one default route klab wants (via the management gateway), and nothing else. */
+  routeOk: boolean;
   steps: string;
+  stepsDone: number;
+  stepsTotal: number;
 }
 
 export async function labStatus(
@@ -45,7 +49,10 @@ export async function labStatus(
         state,
         ip: vm.ip,
         defaultRoute: route,
+        routeOk: route.endsWith(' (ok)'),
         steps: `${done}/${mine.length}`,
+        stepsDone: done,
+        stepsTotal: mine.length,
       };
     }),
   );

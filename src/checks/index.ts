@@ -37,6 +37,12 @@ export interface CheckResult {
   waitedS: number;
   /** Not run, because a check it depends on failed. */
   skipped?: boolean;
+  /**
+   * passed; failed (a wrong answer); timed-out (what it waited for did not come within
+   * timeouts.check: slow, or broken in a way klab cannot see); broken (a unit it needs is
+   * stopped: it will not come by waiting); not-run (a check it needs failed).
+   */
+  outcome: 'passed' | 'failed' | 'timed-out' | 'broken' | 'not-run';
 }
 
 /** Units that must run on a VM for a check's subject to come: stopped means broken, not slow. */
@@ -87,6 +93,7 @@ class CheckWaits {
         {
           vm: broken.vm,
           hint: `Start it: klab ssh ${broken.vm} -- sudo systemctl start ${broken.unit}`,
+          data: { outcome: 'broken', unit: broken.unit },
         },
       );
     }
@@ -534,6 +541,12 @@ export const CHECKS: readonly Check[] = [
   },
 ];
 
+function outcomeOf(error: unknown): CheckResult['outcome'] {
+  if (!(error instanceof KlabError)) return 'failed';
+  if (error.data?.outcome === 'broken') return 'broken';
+  return error.code === 'KLAB_TIMEOUT' ? 'timed-out' : 'failed';
+}
+
 function errorDetail(error: unknown): string {
   return error instanceof KlabError
     ? `${error.message}${error.outputTail ? `\n${error.outputTail}` : ''}`
@@ -565,6 +578,7 @@ export async function runChecks(
         detail,
         waitedS: 0,
         skipped: true,
+        outcome: 'not-run',
       });
       continue;
     }
@@ -583,6 +597,7 @@ export async function runChecks(
         ok: true,
         detail: describe(detail),
         waitedS: waits.waitedMs / 1000,
+        outcome: 'passed',
       }),
       (error: unknown): CheckResult => ({
         id: check.id,
@@ -590,6 +605,7 @@ export async function runChecks(
         ok: false,
         detail: errorDetail(error),
         waitedS: waits.waitedMs / 1000,
+        outcome: outcomeOf(error),
       }),
     );
     results.push(result);

@@ -44,6 +44,7 @@ export const snapshotCommand: KlabCommand = {
         kind: 'result',
         code: 'SNAPSHOT_SAVED',
         text: `Saved "${name}". Go back to it with: klab reset ${name}`,
+        data: { kind: 'Snapshot', name },
       });
     } else if (action === 'delete' && name) {
       await deleteSnapshot(lab, name);
@@ -104,6 +105,7 @@ export const resetCommand: KlabCommand = {
       kind: 'result',
       code: 'LAB_RESET',
       text: `Reset to "${result.snapshot}" in ${result.seconds.toFixed(1)} s.`,
+      data: { kind: 'Reset', ...result },
     });
     return 0;
   },

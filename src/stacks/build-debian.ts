@@ -236,7 +236,11 @@ export async function buildDebianStack(
         result.built.push(artifact.id);
         return 'built';
       },
-      (state) => state,
+      {
+        describe: (state) => state,
+        code: (state) => (state === 'built' ? 'ARTIFACT_BUILT' : 'ARTIFACT_CACHED'),
+        subject: artifact.id,
+      },
     );
   }
   return result;

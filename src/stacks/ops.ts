@@ -114,10 +114,15 @@ export async function pullStack(
             },
           });
         },
-        (r) =>
-          r.downloaded === 0 && r.source === 'cache'
-            ? 'cached, verified'
-            : `verified, from ${r.source}`,
+        {
+          describe: (r) =>
+            r.downloaded === 0 && r.source === 'cache'
+              ? 'cached, verified'
+              : `verified, from ${r.source}`,
+          code: (r) =>
+            r.downloaded === 0 && r.source === 'cache' ? 'ARTIFACT_CACHED' : 'ARTIFACT_FETCHED',
+          subject: artifact.id,
+        },
       );
       const key = lockKey(stack.name, artifact);
       if (!artifact.sha256 && !lock.pins[key]) {
