@@ -35,7 +35,7 @@ import {
   checkVagrantLibvirt,
   freeDiskGb,
 } from './preflight.js';
-import { checkpointHook, stepClocks } from './snapshots.js';
+import { checkpointHook, stepClocksTask } from './snapshots.js';
 
 /** Directories that may hold a kernel for the KVM probe: those of locally built boxes. */
 async function probeKernelDirs(): Promise<string[]> {
@@ -146,11 +146,7 @@ export async function createLab(
   const resumed = await resumeLeftPaused(lab);
   await bootVms(lab, hypervisor.accelerator);
   await withHosts(lab, async (pool) => {
-    if (resumed.length > 0) {
-      await task(sink, 'Step every guest clock to the host clock', () => stepClocks(lab, pool), {
-        code: () => 'CLOCKS_STEPPED',
-      });
-    }
+    if (resumed.length > 0) await stepClocksTask(lab, pool);
     const steps = provisioningSteps(lab.spec);
     const checkpoint = checkpointHook(lab, pool, {
       mode: lab.state.checkpoints ?? 'every-step',

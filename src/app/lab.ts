@@ -64,6 +64,17 @@ export function requireCreated(lab: Lab): void {
   }
 }
 
+/** openLab for the commands that need a created lab (up, halt, ssh, verify, reset, ...). */
+export async function openCreatedLab(
+  options: LabOptions,
+  sink: EventSink,
+  ports: LabPorts = {},
+): Promise<Lab> {
+  const lab = await openLab(options, sink, ports);
+  requireCreated(lab);
+  return lab;
+}
+
 /** The stack the lab runs: the one create settled on (fallbacks included), else the spec's. */
 export function labStack(lab: Lab): StackName {
   return lab.state.stack ?? lab.spec.stack;

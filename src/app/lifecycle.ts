@@ -3,7 +3,6 @@ import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { provisioningSteps } from '../../provision/index.js';
 import { findExecutable } from '../adapters/process.js';
 import { KlabError } from '../model/errors.js';
 import { type EventSink, task } from '../model/events.js';
@@ -13,12 +12,12 @@ import {
   type Lab,
   type LabOptions,
   type LabPorts,
+  openCreatedLab,
   openLab,
-  requireCreated,
   stepContext,
   withHosts,
 } from './lab.js';
-import { stepClocks } from './snapshots.js';
+import { stepClocksTask, unhealthySteps } from './snapshots.js';
 
 /** First VM alone (it uploads the box into the storage pool), then the rest. */
 export function bootOrder(
@@ -84,28 +83,19 @@ export async function upLab(
   sink: EventSink,
   ports: LabPorts = {},
 ): Promise<void> {
-  const lab = await openLab(options, sink, ports);
-  requireCreated(lab);
+  const lab = await openCreatedLab(options, sink, ports);
   const resumed = await resumeLeftPaused(lab);
   await bootVms(lab, lab.state.accelerator ?? 'tcg');
   await withHosts(lab, async (pool) => {
-    if (resumed.length > 0) {
-      await task(sink, 'Step every guest clock to the host clock', () => stepClocks(lab, pool), {
-        code: () => 'CLOCKS_STEPPED',
-      });
-    }
-    const ctx = stepContext(lab, pool);
-    const drifted: string[] = [];
-    await task(sink, 'Check that every provisioning step survived the restart', async () => {
-      for (const step of provisioningSteps(lab.spec)) {
-        const done = lab.spec.vms.filter((vm) => lab.state.steps[vm.name]?.[step.id]);
-        // verify waits until the part is healthy: services come up on their own after a boot.
-        const results = await Promise.allSettled(done.map((vm) => step.verify(ctx, vm)));
-        results.forEach((result, index) => {
-          if (result.status === 'rejected') drifted.push(`${done[index]?.name}: ${step.id}`);
-        });
-      }
-    });
+    if (resumed.length > 0) await stepClocksTask(lab, pool);
+    // verify waits until each part is healthy: services come up on their own after a boot.
+    const failures = await task(
+      sink,
+      'Check that every provisioning step survived the restart',
+      () => unhealthySteps(lab, stepContext(lab, pool)),
+      { code: (left) => (left.length === 0 ? 'LAB_HEALTHY' : 'TASK_DONE') },
+    );
+    const drifted = failures.map((f) => `${f.vm}: ${f.step}`);
     if (drifted.length > 0) {
       sink.emit({
         kind: 'notice',
@@ -123,8 +113,7 @@ export async function haltLab(
   sink: EventSink,
   ports: LabPorts = {},
 ): Promise<void> {
-  const lab = await openLab(options, sink, ports);
-  requireCreated(lab);
+  const lab = await openCreatedLab(options, sink, ports);
   await task(sink, `Halt ${lab.spec.vms.map((vm) => vm.name).join(', ')}`, () =>
     lab.vagrant.halt(),
   );
@@ -186,8 +175,7 @@ export async function sshArgv(
   vm: string,
   command: readonly string[],
 ) {
-  const lab = await openLab(options, sink);
-  requireCreated(lab);
+  const lab = await openCreatedLab(options, sink);
   if (!lab.spec.vms.some((entry) => entry.name === vm)) {
     throw new KlabError('KLAB_VM_UNKNOWN', `there is no VM "${vm}" in this lab`, {
       hint: `The lab's VMs are: ${lab.spec.vms.map((entry) => entry.name).join(', ')}.`,

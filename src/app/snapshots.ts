@@ -2,6 +2,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { provisioningSteps } from '../../provision/index.js';
+import type { StepContext } from '../../provision/lib/step.js';
 import { KlabError } from '../model/errors.js';
 import { type EventSink, systemClock, task } from '../model/events.js';
 import { interrupt } from '../model/interrupt.js';
@@ -194,6 +195,38 @@ export async function pruneSnapshots(lab: Lab, all: boolean): Promise<string[]> 
   return victims.map((snap) => snap.name);
 }
 
+/** The clock step as a reported task (after a pause, a revert or a resume). */
+export function stepClocksTask(lab: Lab, pool: HostPool): Promise<number> {
+  return task(lab.sink, 'Step every guest clock to the host clock', () => stepClocks(lab, pool), {
+    describe: (skew) => `within ${skew.toFixed(1)} s`,
+    code: () => 'CLOCKS_STEPPED',
+  });
+}
+
+/**
+ * Waits (each step's verify, bounded by timeouts.health) until every step done on a VM is
+ * healthy again. Returns what is not; with stopAtFirst, stops after the first step that has
+ * failures (a later step only waits out its timeout on a broken base).
+ */
+export async function unhealthySteps(
+  lab: Lab,
+  ctx: StepContext,
+  options: { stopAtFirst?: boolean } = {},
+): Promise<{ vm: string; step: string; error: unknown }[]> {
+  const failures: { vm: string; step: string; error: unknown }[] = [];
+  for (const step of provisioningSteps(lab.spec)) {
+    const done = lab.spec.vms.filter((vm) => lab.state.steps[vm.name]?.[step.id]);
+    const results = await Promise.allSettled(done.map((vm) => step.verify(ctx, vm)));
+    results.forEach((result, index) => {
+      if (result.status === 'rejected') {
+        failures.push({ vm: done[index]?.name ?? '?', step: step.id, error: result.reason });
+      }
+    });
+    if (options.stopAtFirst && failures.length > 0) break;
+  }
+  return failures;
+}
+
 /** Step every guest clock to the host's; returns the worst remaining skew (s). */
 export async function stepClocks(lab: Lab, pool: HostPool): Promise<number> {
   const names = libvirtNames(lab.spec);
@@ -304,20 +337,13 @@ export async function resetOpenLab(lab: Lab, name: string | undefined): Promise<
   );
   if (running.every(Boolean)) {
     await withHosts(lab, async (pool) => {
-      await task(sink, 'Step every guest clock to the host clock', () => stepClocks(lab, pool), {
-        describe: (skew) => `within ${skew.toFixed(1)} s`,
-        code: () => 'CLOCKS_STEPPED',
-      });
+      await stepClocksTask(lab, pool);
       await task(
         sink,
         'Wait until the lab is healthy again',
         async () => {
-          const ctx = stepContext(lab, pool);
-          for (const step of provisioningSteps(lab.spec)) {
-            const done = lab.spec.vms.filter((vm) => lab.state.steps[vm.name]?.[step.id]);
-            // verify waits (with the step's own timeout) until the part is healthy again.
-            await Promise.all(done.map((vm) => step.verify(ctx, vm)));
-          }
+          const [first] = await unhealthySteps(lab, stepContext(lab, pool), { stopAtFirst: true });
+          if (first) throw first.error;
         },
         { code: () => 'LAB_HEALTHY' },
       );

@@ -2,9 +2,7 @@
  * The mirror-only stack: everything from a Debian mirror and the Go module proxy, for
  * hosts that reach neither dl.k8s.io nor GitHub nor Docker Hub (and for this project's CI).
  */
-import type { StackInput } from './manifest.js';
-
-const BUILT = 'built locally from pinned sources; pinned on the first build (klab.lock.json)';
+import { built, type StackInput } from './manifest.js';
 
 export const debian: StackInput = {
   name: 'debian',
@@ -24,108 +22,90 @@ export const debian: StackInput = {
     'The box is Debian 12 with cgroup v1 instead of Ubuntu 18.04; no systemd-resolved stub to work around.',
   ],
   artifacts: [
-    {
+    built({
       id: 'box',
       kind: 'box',
       version: 'debian-12',
       description: 'klab/debian-12 libvirt box (debootstrap, cgroup v1)',
       file: 'debian-12.box',
-      source: { type: 'build', recipe: 'klab box build (debootstrap from the Debian mirror)' },
-      checksumSource: BUILT,
-      install: { on: 'all', to: 'the VMs boot from it' },
-    },
-    {
+      recipe: 'klab box build (debootstrap from the Debian mirror)',
+      on: 'all',
+      to: 'the VMs boot from it',
+    }),
+    built({
       id: 'kubernetes',
       kind: 'archive',
       version: 'v1.20.2',
       description:
         'kube-apiserver, controller-manager, scheduler, kubelet, kube-proxy built from Debian source package kubernetes',
       file: 'kubernetes-1.20.2-debian.tar.gz',
-      source: {
-        type: 'build',
-        recipe:
-          "apt-get source kubernetes; make with Debian's golang-1.19 (about 6 minutes on 2 cores)",
-      },
-      checksumSource: BUILT,
-      install: { on: 'all', to: '/opt/k8s/bin' },
-    },
-    {
+      recipe:
+        "apt-get source kubernetes; make with Debian's golang-1.19 (about 6 minutes on 2 cores)",
+      on: 'all',
+      to: '/opt/k8s/bin',
+    }),
+    built({
       id: 'etcd',
       kind: 'deb',
       version: '3.4.23',
       description: 'Debian etcd-server and etcd-client packages',
       file: 'etcd-3.4.23-debs.tar',
-      source: { type: 'build', recipe: 'apt-get download etcd-server etcd-client' },
-      checksumSource: BUILT,
-      install: { on: 'all', to: 'dpkg -i (etcd members from etcd.members)' },
-    },
-    {
+      recipe: 'apt-get download etcd-server etcd-client',
+      on: 'all',
+      to: 'dpkg -i (etcd members from etcd.members)',
+    }),
+    built({
       id: 'docker',
       kind: 'deb',
       version: '20.10.24',
       description:
         'Debian docker.io, containerd, runc, tini packages, plus apparmor (Docker loads its profile with it) and conntrack (kube-proxy)',
       file: 'docker-20.10.24-debs.tar',
-      source: {
-        type: 'build',
-        recipe:
-          'apt-get download docker.io containerd runc tini apparmor conntrack (and their dependencies)',
-      },
-      checksumSource: BUILT,
-      install: { on: 'all', to: 'dpkg -i + docker.service (after flanneld)' },
-    },
-    {
+      recipe:
+        'apt-get download docker.io containerd runc tini apparmor conntrack (and their dependencies)',
+      on: 'all',
+      to: 'dpkg -i + docker.service (after flanneld)',
+    }),
+    built({
       id: 'flannel',
       kind: 'archive',
       version: 'v0.28.10',
       description:
         'flanneld (vxlan, etcd v3 API) and mk-docker-opts.sh, built from the flannel Go module',
       file: 'flannel-v0.28.10-linux-amd64.tar.gz',
-      source: {
-        type: 'build',
-        recipe: 'go build of the flannel Go module through the Go module proxy',
-      },
-      checksumSource: BUILT,
-      install: { on: 'all', to: '/opt/k8s/bin/flanneld' },
-    },
-    {
+      recipe: 'go build of the flannel Go module through the Go module proxy',
+      on: 'all',
+      to: '/opt/k8s/bin/flanneld',
+    }),
+    built({
       id: 'traefik',
       kind: 'archive',
       version: 'v2.11.10',
       description: 'Traefik v2 ingress controller, built from its Go module (no web dashboard)',
       file: 'traefik-v2.11.10-linux-amd64.tar.gz',
-      source: {
-        type: 'build',
-        recipe: 'go build of the Traefik Go module through the Go module proxy',
-      },
-      checksumSource: BUILT,
-      install: { on: 'nodes', to: 'the ingress DaemonSet (a local image around this binary)' },
-    },
-    {
+      recipe: 'go build of the Traefik Go module through the Go module proxy',
+      on: 'nodes',
+      to: 'the ingress DaemonSet (a local image around this binary)',
+    }),
+    built({
       id: 'pause-image',
       kind: 'image',
       version: 'klab-1',
       description: 'a tiny static pause program, saved as an image tarball',
       file: 'pause-klab.tar',
-      source: {
-        type: 'build',
-        recipe: 'compiled locally, packed as a docker-archive without a registry',
-      },
-      checksumSource: BUILT,
-      install: { on: 'all', to: 'docker load' },
-    },
-    {
+      recipe: 'compiled locally, packed as a docker-archive without a registry',
+      on: 'all',
+      to: 'docker load',
+    }),
+    built({
       id: 'php-apache-image',
       kind: 'image',
       version: 'debian-12',
       description: 'Apache + PHP (Debian packages) test-app image',
       file: 'php-apache-debian.tar',
-      source: {
-        type: 'build',
-        recipe: 'debootstrap + apache2 + libapache2-mod-php, imported as an image',
-      },
-      checksumSource: BUILT,
-      install: { on: 'nodes', to: 'docker load' },
-    },
+      recipe: 'debootstrap + apache2 + libapache2-mod-php, imported as an image',
+      on: 'nodes',
+      to: 'docker load',
+    }),
   ],
 };

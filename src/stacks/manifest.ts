@@ -84,3 +84,53 @@ export const StackSchema = z
 export type Artifact = z.output<typeof ArtifactSchema>;
 export type Stack = z.output<typeof StackSchema>;
 export type StackInput = z.input<typeof StackSchema>;
+
+type ArtifactInput = z.input<typeof ArtifactSchema>;
+type Placement = ArtifactInput['install']['on'];
+
+/** An artifact klab builds itself from pinned sources (the mirror-only stack). */
+export function built(a: {
+  id: string;
+  kind: ArtifactInput['kind'];
+  version: string;
+  description: string;
+  file: string;
+  /** What builds it, in words. */
+  recipe: string;
+  on: Placement;
+  to: string;
+}): ArtifactInput {
+  return {
+    id: a.id,
+    kind: a.kind,
+    version: a.version,
+    description: a.description,
+    file: a.file,
+    source: { type: 'build', recipe: a.recipe },
+    checksumSource: 'built locally from pinned sources; pinned on the first build (klab.lock.json)',
+    install: { on: a.on, to: a.to },
+  };
+}
+
+/** An image pulled from a registry; pinned on its first verified download. */
+export function registryImage(a: {
+  id: string;
+  version: string;
+  description: string;
+  file: string;
+  reference: string;
+  on: Placement;
+  to: string;
+}): ArtifactInput {
+  return {
+    id: a.id,
+    kind: 'image',
+    version: a.version,
+    description: a.description,
+    file: a.file,
+    source: { type: 'image', reference: a.reference },
+    checksumSource:
+      'none published that klab could verify: pinned on the first verified download (klab.lock.json)',
+    install: { on: a.on, to: a.to },
+  };
+}

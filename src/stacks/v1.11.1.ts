@@ -1,5 +1,5 @@
 /** The tutorial's stack. Kubernetes checksums: CHANGELOG-1.11.md, "Downloads for v1.11.1". */
-import type { StackInput } from './manifest.js';
+import { registryImage, type StackInput } from './manifest.js';
 
 const FIRST_DOWNLOAD =
   'none published that klab could verify: pinned on the first verified download (klab.lock.json)';
@@ -95,35 +95,32 @@ export const v1_11_1: StackInput = {
       checksumSource: FIRST_DOWNLOAD,
       install: { on: 'all', to: '/usr/bin + docker.service (after flanneld)' },
     },
-    {
+    registryImage({
       id: 'pause-image',
-      kind: 'image',
       version: '3.1',
       description: 'the pod sandbox image kubelet needs offline (--pod-infra-container-image)',
       file: 'pause-3.1.tar',
-      source: { type: 'image', reference: 'registry.k8s.io/pause:3.1' },
-      checksumSource: FIRST_DOWNLOAD,
-      install: { on: 'nodes', to: 'docker load' },
-    },
-    {
+      reference: 'registry.k8s.io/pause:3.1',
+      on: 'nodes',
+      to: 'docker load',
+    }),
+    registryImage({
       id: 'traefik-image',
-      kind: 'image',
       version: 'v1.7',
       description: 'Traefik 1.7 ingress controller (DaemonSet on every node)',
       file: 'traefik-v1.7.tar',
-      source: { type: 'image', reference: 'registry-1.docker.io/library/traefik:v1.7' },
-      checksumSource: FIRST_DOWNLOAD,
-      install: { on: 'nodes', to: 'docker load' },
-    },
-    {
+      reference: 'registry-1.docker.io/library/traefik:v1.7',
+      on: 'nodes',
+      to: 'docker load',
+    }),
+    registryImage({
       id: 'php-apache-image',
-      kind: 'image',
       version: '7-apache',
       description: 'Apache + PHP base for the test app',
       file: 'php-7-apache.tar',
-      source: { type: 'image', reference: 'registry-1.docker.io/library/php:7-apache' },
-      checksumSource: FIRST_DOWNLOAD,
-      install: { on: 'nodes', to: 'docker load (klab verify builds the test app on it)' },
-    },
+      reference: 'registry-1.docker.io/library/php:7-apache',
+      on: 'nodes',
+      to: 'docker load (klab verify builds the test app on it)',
+    }),
   ],
 };
