@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { provisioningSteps } from '../../provision/index.js';
 import { runChecks } from '../checks/index.js';
-import { type EventSink, task } from '../model/events.js';
+import { task } from '../model/events.js';
 import { writeIfChanged } from '../model/files.js';
 import type { HypervisorChoice } from '../model/hypervisor.js';
 import { labPaths } from '../model/lab-paths.js';
@@ -16,14 +16,7 @@ import { boxBuildPaths, LOCAL_BOXES } from './box.js';
 import { resolveBox } from './box-choice.js';
 import { checkpointMode, resourceNeeds } from './host-check.js';
 import { detectHypervisor } from './hypervisor-detect.js';
-import {
-  type Lab,
-  type LabOptions,
-  type LabPorts,
-  openLab,
-  stepContext,
-  withHosts,
-} from './lab.js';
+import { type Lab, type LabRequest, openLab, stepContext, withHosts } from './lab.js';
 import { bootVms, resumeLeftPaused } from './lifecycle.js';
 import { runSteps } from './pipeline.js';
 import {
@@ -89,16 +82,17 @@ async function preflight(lab: Lab): Promise<void> {
   assertNoFailures(findings);
 }
 
-export async function initLab(options: LabOptions, sink: EventSink): Promise<string[]> {
+export async function initLab(request: LabRequest): Promise<string[]> {
+  const { sink, ...options } = request;
   const paths = labPaths(options.dir);
   await mkdir(paths.dir, { recursive: true });
   const written: string[] = [];
   if (!existsSync(paths.specFile)) {
-    const lab = await openLab(options, sink);
+    const lab = await openLab(request);
     await writeFile(paths.specFile, renderKlabYaml(lab.spec));
     written.push(paths.specFile);
   }
-  const lab = await openLab(options, sink);
+  const lab = await openLab(request);
   const hypervisor = await chooseLabHypervisor(lab);
   if (await renderLabVagrantfile(lab, hypervisor, lab.state.box ?? lab.spec.box)) {
     written.push(paths.vagrantfile);
@@ -106,12 +100,9 @@ export async function initLab(options: LabOptions, sink: EventSink): Promise<str
   return written;
 }
 
-export async function createLab(
-  options: LabOptions,
-  sink: EventSink,
-  ports: LabPorts = {},
-): Promise<void> {
-  const lab = await openLab(options, sink, ports);
+export async function createLab(request: LabRequest): Promise<void> {
+  const lab = await openLab(request);
+  const sink = lab.sink;
   const started = Date.now();
   await preflight(lab);
   const hypervisor = await chooseLabHypervisor(lab);

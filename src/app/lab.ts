@@ -39,11 +39,14 @@ export interface LabPorts {
   virt?: Virt;
 }
 
-export async function openLab(
-  options: LabOptions,
-  sink: EventSink,
-  ports: LabPorts = {},
-): Promise<Lab> {
+/** What every app call gets: where the lab is (and flag overrides), where events go, fakes. */
+export interface LabRequest extends LabOptions {
+  sink: EventSink;
+  ports?: LabPorts;
+}
+
+export async function openLab(request: LabRequest): Promise<Lab> {
+  const { sink, ports = {}, ...options } = request;
   const paths = labPaths(options.dir);
   const spec = await loadSpec(paths.dir, options);
   const state = await loadState(paths.stateFile);
@@ -65,12 +68,8 @@ export function requireCreated(lab: Lab): void {
 }
 
 /** openLab for the commands that need a created lab (up, halt, ssh, verify, reset, ...). */
-export async function openCreatedLab(
-  options: LabOptions,
-  sink: EventSink,
-  ports: LabPorts = {},
-): Promise<Lab> {
-  const lab = await openLab(options, sink, ports);
+export async function openCreatedLab(request: LabRequest): Promise<Lab> {
+  const lab = await openLab(request);
   requireCreated(lab);
   return lab;
 }

@@ -5,13 +5,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { findExecutable } from '../adapters/process.js';
 import { KlabError } from '../model/errors.js';
-import { type EventSink, task } from '../model/events.js';
+import { task } from '../model/events.js';
 import { libvirtNames } from '../model/lab-paths.js';
 import { quote } from '../model/shell.js';
 import {
   type Lab,
-  type LabOptions,
-  type LabPorts,
+  type LabRequest,
   openCreatedLab,
   openLab,
   stepContext,
@@ -78,12 +77,9 @@ export async function resumeLeftPaused(lab: Lab): Promise<string[]> {
 }
 
 /** Start a halted lab and check that what provisioning did survived the reboot. */
-export async function upLab(
-  options: LabOptions,
-  sink: EventSink,
-  ports: LabPorts = {},
-): Promise<void> {
-  const lab = await openCreatedLab(options, sink, ports);
+export async function upLab(request: LabRequest): Promise<void> {
+  const lab = await openCreatedLab(request);
+  const sink = lab.sink;
   const resumed = await resumeLeftPaused(lab);
   await bootVms(lab, lab.state.accelerator ?? 'tcg');
   await withHosts(lab, async (pool) => {
@@ -108,24 +104,18 @@ export async function upLab(
   sink.emit({ kind: 'result', code: 'LAB_UP', text: `Lab "${lab.spec.name}" is up.` });
 }
 
-export async function haltLab(
-  options: LabOptions,
-  sink: EventSink,
-  ports: LabPorts = {},
-): Promise<void> {
-  const lab = await openCreatedLab(options, sink, ports);
+export async function haltLab(request: LabRequest): Promise<void> {
+  const lab = await openCreatedLab(request);
+  const sink = lab.sink;
   await task(sink, `Halt ${lab.spec.vms.map((vm) => vm.name).join(', ')}`, () =>
     lab.vagrant.halt(),
   );
 }
 
 /** Destroy everything the lab made in libvirt; klab.yaml stays. */
-export async function destroyLab(
-  options: LabOptions,
-  sink: EventSink,
-  ports: LabPorts = {},
-): Promise<string[]> {
-  const lab = await openLab(options, sink, ports);
+export async function destroyLab(request: LabRequest): Promise<string[]> {
+  const lab = await openLab(request);
+  const sink = lab.sink;
   const names = libvirtNames(lab.spec);
   const ours = (name: string) => name.startsWith(names.domainPrefix);
   const removed: string[] = [];
@@ -169,13 +159,8 @@ export async function destroyLab(
 }
 
 /** argv for the system ssh client to a lab VM (interactive or one command). */
-export async function sshArgv(
-  options: LabOptions,
-  sink: EventSink,
-  vm: string,
-  command: readonly string[],
-) {
-  const lab = await openCreatedLab(options, sink);
+export async function sshArgv(request: LabRequest, vm: string, command: readonly string[]) {
+  const lab = await openCreatedLab(request);
   if (!lab.spec.vms.some((entry) => entry.name === vm)) {
     throw new KlabError('KLAB_VM_UNKNOWN', `there is no VM "${vm}" in this lab`, {
       hint: `The lab's VMs are: ${lab.spec.vms.map((entry) => entry.name).join(', ')}.`,

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { provisioningSteps } from '../../provision/index.js';
 import type { StepContext } from '../../provision/lib/step.js';
 import { KlabError } from '../model/errors.js';
-import { type EventSink, systemClock, task } from '../model/events.js';
+import { systemClock, task } from '../model/events.js';
 import { interrupt } from '../model/interrupt.js';
 import { libvirtNames } from '../model/lab-paths.js';
 import {
@@ -19,7 +19,7 @@ import { type LabState, saveState } from '../model/state.js';
 import { stepGuestClock } from './guest-clock.js';
 import {
   type Lab,
-  type LabOptions,
+  type LabRequest,
   openLab,
   requireCreated,
   stepContext,
@@ -275,11 +275,10 @@ export interface ResetResult {
 }
 
 export async function resetLab(
-  options: LabOptions,
-  sink: EventSink,
+  request: LabRequest,
   name: string | undefined,
 ): Promise<ResetResult> {
-  return resetOpenLab(await openLab(options, sink), name);
+  return resetOpenLab(await openLab(request), name);
 }
 
 /** klab reset on an opened lab: every VM back to one snapshot, or none at all. */

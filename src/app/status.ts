@@ -2,8 +2,7 @@
 import { existsSync } from 'node:fs';
 import { desiredDefaultRoute, parseDefaultRoutes } from '../../provision/default-route/index.js';
 import { provisioningSteps } from '../../provision/index.js';
-import type { EventSink } from '../model/events.js';
-import { type Lab, type LabOptions, type LabPorts, openLab } from './lab.js';
+import { type Lab, type LabRequest, openLab } from './lab.js';
 import { connectAll } from './session.js';
 
 export interface VmStatus {
@@ -18,12 +17,8 @@ export interface VmStatus {
   stepsTotal: number;
 }
 
-export async function labStatus(
-  options: LabOptions,
-  sink: EventSink,
-  ports: LabPorts = {},
-): Promise<VmStatus[]> {
-  const lab = await openLab(options, sink, ports);
+export async function labStatus(request: LabRequest): Promise<VmStatus[]> {
+  const lab = await openLab(request);
   const states = existsSync(lab.paths.vagrantfile)
     ? await lab.vagrant.status()
     : new Map<string, string>();

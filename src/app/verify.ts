@@ -1,10 +1,11 @@
 /** klab verify: open the lab, connect, run every cluster check (src/checks). */
 import { type CheckResult, runChecks } from '../checks/index.js';
-import { type EventSink, result } from '../model/events.js';
-import { type LabOptions, openCreatedLab, stepContext, withHosts } from './lab.js';
+import { result } from '../model/events.js';
+import { type LabRequest, openCreatedLab, stepContext, withHosts } from './lab.js';
 
-export async function verifyLab(options: LabOptions, sink: EventSink): Promise<CheckResult[]> {
-  const lab = await openCreatedLab(options, sink);
+export async function verifyLab(request: LabRequest): Promise<CheckResult[]> {
+  const lab = await openCreatedLab(request);
+  const sink = lab.sink;
   const started = Date.now();
   const results = await withHosts(lab, (pool) => runChecks(stepContext(lab, pool)));
   const seconds = Math.round((Date.now() - started) / 1000);

@@ -17,7 +17,7 @@ export const initCommand: KlabCommand = {
   logsInLab: 'always',
   async run(args, io) {
     const dir = typeof args.path === 'string' ? args.path : args.dir;
-    const written = await initLab({ dir }, io.reporter);
+    const written = await initLab({ dir, sink: io.reporter });
     io.reporter.emit({
       kind: 'result',
       code: 'LAB_INITIALIZED',
@@ -47,14 +47,12 @@ export const createCommand: KlabCommand = {
       }),
   logsInLab: 'always',
   async run(args, io) {
-    await createLab(
-      {
-        dir: args.dir,
-        box: args.box as string | undefined,
-        stack: args.stack as string | undefined,
-      },
-      io.reporter,
-    );
+    await createLab({
+      dir: args.dir,
+      box: args.box as string | undefined,
+      stack: args.stack as string | undefined,
+      sink: io.reporter,
+    });
     return 0;
   },
 };
@@ -66,7 +64,7 @@ export const upCommand: KlabCommand = {
   builder: (y) => y,
   logsInLab: 'always',
   async run(args, io) {
-    await upLab({ dir: args.dir }, io.reporter);
+    await upLab({ dir: args.dir, sink: io.reporter });
     return 0;
   },
 };
@@ -78,7 +76,7 @@ export const haltCommand: KlabCommand = {
   builder: (y) => y,
   logsInLab: 'always',
   async run(args, io) {
-    await haltLab({ dir: args.dir }, io.reporter);
+    await haltLab({ dir: args.dir, sink: io.reporter });
     return 0;
   },
 };
@@ -101,7 +99,7 @@ export const destroyCommand: KlabCommand = {
         throw new KlabError('KLAB_ABORTED', 'destroy cancelled; nothing was deleted');
       }
     }
-    await destroyLab({ dir: args.dir }, io.reporter);
+    await destroyLab({ dir: args.dir, sink: io.reporter });
     return 0;
   },
 };
@@ -112,7 +110,7 @@ export const statusCommand: KlabCommand = {
   builder: (y) => y,
   logsInLab: 'if-lab',
   async run(args, io) {
-    const rows = await labStatus({ dir: args.dir }, io.reporter);
+    const rows = await labStatus({ dir: args.dir, sink: io.reporter });
     result(
       io.reporter,
       'LAB_STATUS',
@@ -142,7 +140,7 @@ export const sshCommand: KlabCommand = {
     const afterDashes = (args['--'] as string[] | undefined) ?? [];
     const positional = (args.command as string[] | undefined) ?? [];
     const command = [...positional, ...afterDashes].map(String);
-    const argv = await sshArgv({ dir: args.dir }, io.reporter, String(args.vm), command);
+    const argv = await sshArgv({ dir: args.dir, sink: io.reporter }, String(args.vm), command);
     return runInteractive(argv);
   },
 };

@@ -1,6 +1,6 @@
 /** klab snapshot save|list|delete|prune, and klab reset [NAME]. */
 
-import { openLab, requireCreated } from '../app/lab.js';
+import { openCreatedLab } from '../app/lab.js';
 import {
   deleteSnapshot,
   listSnapshots,
@@ -29,8 +29,7 @@ export const snapshotCommand: KlabCommand = {
       }),
   logsInLab: 'always',
   async run(args, io) {
-    const lab = await openLab({ dir: args.dir }, io.reporter);
-    requireCreated(lab);
+    const lab = await openCreatedLab({ dir: args.dir, sink: io.reporter });
     const action = String(args.action);
     const name = typeof args.name === 'string' ? args.name : undefined;
     if ((action === 'save' || action === 'delete') && !name) {
@@ -97,8 +96,7 @@ export const resetCommand: KlabCommand = {
   logsInLab: 'always',
   async run(args, io) {
     const result = await resetLab(
-      { dir: args.dir },
-      io.reporter,
+      { dir: args.dir, sink: io.reporter },
       typeof args.name === 'string' ? args.name : undefined,
     );
     io.reporter.emit({

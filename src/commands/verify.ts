@@ -9,7 +9,7 @@ export const verifyCommand: KlabCommand = {
   builder: (y) => y,
   logsInLab: 'always',
   async run(args, io) {
-    await verifyLab({ dir: args.dir }, io.reporter);
+    await verifyLab({ dir: args.dir, sink: io.reporter });
     return 0;
   },
 };

@@ -11,7 +11,7 @@ async function lab(yaml: string) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-stack-'));
   await writeFile(path.join(dir, 'klab.yaml'), yaml);
   const events: KlabEvent[] = [];
-  return { lab: await openLab({ dir }, { emit: (e) => events.push(e) }), events };
+  return { lab: await openLab({ dir, sink: { emit: (e) => events.push(e) } }), events };
 }
 
 function ops(pullError?: KlabError) {

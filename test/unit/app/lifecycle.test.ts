@@ -50,7 +50,7 @@ describe('destroy leaves nothing of the lab behind, and nothing else is touched'
       virt.states.delete('klab-duo_master');
       virt.snaps.delete('klab-duo_master');
     };
-    const removed = await destroyLab({ dir }, sink(), { machines, virt });
+    const removed = await destroyLab({ dir, sink: sink(), ports: { machines, virt } });
 
     expect(virt.calls.slice(0, 2)).toEqual([
       'delete klab-duo_master after-etcd',
@@ -74,7 +74,7 @@ describe('destroy leaves nothing of the lab behind, and nothing else is touched'
     const dir = await labDir(DUO, false);
     const virt = new FakeVirt(['klab-duo_master']);
     const machines = new FakeMachines();
-    await destroyLab({ dir }, sink(), { machines, virt });
+    await destroyLab({ dir, sink: sink(), ports: { machines, virt } });
     expect(machines.calls).toEqual([]);
     expect(await virt.domains()).toEqual([]);
   });
@@ -89,7 +89,7 @@ describe('status', () => {
     );
     const machines = new FakeMachines();
     machines.vmStates.set('master', 'shutoff');
-    const rows = await labStatus({ dir }, sink(), { machines, virt: new FakeVirt() });
+    const rows = await labStatus({ dir, sink: sink(), ports: { machines, virt: new FakeVirt() } });
     expect(rows.map((row) => [row.name, row.state, row.defaultRoute])).toEqual([
       ['master', 'shutoff', '-'],
       ['node1', 'not_created', '-'],
@@ -144,7 +144,7 @@ describe('the box fallback', () => {
     const machines = new FakeMachines();
     machines.boxAddResult = { exitCode: 1, stderr: 'Could not resolve host: vagrantcloud.com' };
     const events = sink();
-    const lab = await openLab({ dir }, events, { machines, virt: new FakeVirt() });
+    const lab = await openLab({ dir, sink: events, ports: { machines, virt: new FakeVirt() } });
     const deps = boxDeps(machines, events);
     const chosen = await resolveBox(lab, deps);
 
@@ -164,7 +164,7 @@ describe('the box fallback', () => {
     const machines = new FakeMachines();
     machines.boxAddResult = { exitCode: 1, stderr: 'Could not resolve host' };
     const events = sink();
-    const lab = await openLab({ dir }, events, { machines, virt: new FakeVirt() });
+    const lab = await openLab({ dir, sink: events, ports: { machines, virt: new FakeVirt() } });
     const error = (await resolveBox(lab, boxDeps(machines, events)).catch((e) => e)) as KlabError;
     expect(error.code).toBe('KLAB_BOX_UNAVAILABLE');
     expect(error.hint).toMatch(/klab box build/);
@@ -175,7 +175,7 @@ describe('the box fallback', () => {
     const machines = new FakeMachines();
     machines.boxes = [{ name: 'generic/ubuntu1804', provider: 'libvirt', version: '4' }];
     const events = sink();
-    const lab = await openLab({ dir }, events, { machines, virt: new FakeVirt() });
+    const lab = await openLab({ dir, sink: events, ports: { machines, virt: new FakeVirt() } });
     expect(await resolveBox(lab, boxDeps(machines, events))).toEqual({
       box: 'generic/ubuntu1804',
       stack: 'v1.11.1',
