@@ -10,7 +10,7 @@ import { GUEST } from '../../src/model/guest-paths.js';
 import { sha256File } from '../../src/model/hash.js';
 import type { RemoteHost } from '../../src/model/remote.js';
 import type { VmPlan } from '../../src/model/spec.js';
-import { isOn } from '../../src/model/topology.js';
+import { isEtcdMember, isOn } from '../../src/model/topology.js';
 import { probeStep } from '../lib/cluster.js';
 import { changedFiles, type ManagedFile, putFiles, remoteHashes } from '../lib/guest.js';
 import type { StepContext } from '../lib/step.js';
@@ -39,11 +39,32 @@ function localSha(file: string): Promise<string> {
   return hash;
 }
 
+/** Where an artifact is unpacked on the VM before it is installed. */
+function stage(artifact: string): string {
+  return `${GUEST.stage}/${artifact}`;
+}
+
+/** A part that comes as Debian packages (dpkg -i) or, on the tutorial's stack, an archive. */
+function packaged(
+  artifact: string,
+  kind: string,
+  fromArchive: (host: RemoteHost, dir: string) => Promise<void>,
+): Unit {
+  return {
+    artifact,
+    programs: [],
+    async install(host, file) {
+      await unpack(host, file, stage(artifact));
+      if (kind === 'deb') await installDebs(host, stage(artifact));
+      else await fromArchive(host, stage(artifact));
+    },
+  };
+}
+
 /** What this VM gets from the stack, in install order. */
 function unitsFor(ctx: StepContext, vm: VmPlan): Unit[] {
   const { profile, spec } = ctx;
   const units: Unit[] = [];
-  const stage = (artifact: string) => `${GUEST.stage}/${artifact}`;
   for (const archive of profile.archives.filter((entry) => isOn(vm, entry.on))) {
     units.push({
       artifact: archive.artifact,
@@ -56,41 +77,28 @@ function unitsFor(ctx: StepContext, vm: VmPlan): Unit[] {
       },
     });
   }
-  if (spec.etcdMembers.includes(vm.name)) {
+  if (isEtcdMember(spec, vm)) {
     const etcd = profile.etcd;
-    units.push({
-      artifact: etcd.artifact,
-      programs: [],
-      async install(host, file) {
-        await unpack(host, file, stage(etcd.artifact));
-        if (etcd.kind === 'deb') {
-          await installDebs(host, stage(etcd.artifact));
-        } else {
-          await installPrograms(host, stage(etcd.artifact), etcd.members, GUEST.bin);
-          const user = await host.run(['id', 'etcd'], { allowFailure: true });
-          if (user.exitCode !== 0) {
-            await host.run(['useradd', '--system', '--home-dir', '/var/lib/etcd', 'etcd'], {
-              sudo: true,
-            });
-          }
+    units.push(
+      packaged(etcd.artifact, etcd.kind, async (host, dir) => {
+        await installPrograms(host, dir, etcd.kind === 'archive' ? etcd.members : [], GUEST.bin);
+        const user = await host.run(['id', 'etcd'], { allowFailure: true });
+        if (user.exitCode !== 0) {
+          await host.run(['useradd', '--system', '--home-dir', '/var/lib/etcd', 'etcd'], {
+            sudo: true,
+          });
         }
-      },
-    });
+      }),
+    );
   }
-  if (vm.role === 'node') {
+  if (isOn(vm, 'nodes')) {
     const docker = profile.docker;
-    units.push({
-      artifact: docker.artifact,
-      programs: [],
-      async install(host, file) {
-        await unpack(host, file, stage(docker.artifact));
-        if (docker.kind === 'deb') await installDebs(host, stage(docker.artifact));
-        else {
-          const programs = await filesIn(host, `${stage(docker.artifact)}/docker`);
-          await installPrograms(host, '', programs, '/usr/bin');
-        }
-      },
-    });
+    units.push(
+      packaged(docker.artifact, docker.kind, async (host, dir) => {
+        const programs = await filesIn(host, `${dir}/docker`);
+        await installPrograms(host, '', programs, '/usr/bin');
+      }),
+    );
   }
   return units;
 }

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { GUEST } from '../../src/model/guest-paths.js';
 import type { VmPlan } from '../../src/model/spec.js';
+import { isEtcdMember, isOn } from '../../src/model/topology.js';
 import { planPki } from '../../src/pki/plan.js';
 import { probeStep } from '../lib/cluster.js';
 import { changedFiles, type ManagedFile, putFiles } from '../lib/guest.js';
@@ -19,7 +20,7 @@ async function pkiFile(ctx: StepContext, name: string): Promise<string> {
 /** Every file this VM gets, with its place, mode and owner. */
 export async function certFiles(ctx: StepContext, vm: VmPlan): Promise<ManagedFile[]> {
   const plan = planPki(ctx.spec);
-  const master = vm.role === 'master';
+  const master = isOn(vm, 'masters');
   const files: ManagedFile[] = [];
   const put = async (source: string, dest: string, mode: number, owner?: string) =>
     files.push({
@@ -46,7 +47,7 @@ export async function certFiles(ctx: StepContext, vm: VmPlan): Promise<ManagedFi
       keyOwner,
     );
   }
-  if (ctx.spec.etcdMembers.includes(vm.name)) {
+  if (isEtcdMember(ctx.spec, vm)) {
     // etcd trusts only its own CA, for clients and peers: a kube-proxy or kubelet
     // certificate (signed by the lab CA) is refused.
     await put('etcd-ca.crt', `${GUEST.etcdPki}/etcd-ca.crt`, 0o644, 'etcd:etcd');
@@ -80,7 +81,7 @@ export const certsStep = probeStep({
     const files = await certFiles(ctx, vm);
     await host.run(['mkdir', '-p', GUEST.pki, GUEST.etcdPki], { sudo: true });
     await putFiles(host, files);
-    if (ctx.spec.etcdMembers.includes(vm.name)) {
+    if (isEtcdMember(ctx.spec, vm)) {
       await host.run(['chown', 'etcd:etcd', GUEST.etcdPki], { sudo: true });
       await host.run(['chmod', '0700', GUEST.etcdPki], { sudo: true });
     }

@@ -5,7 +5,6 @@
  */
 import path from 'node:path';
 import { GUEST } from '../../src/model/guest-paths.js';
-import { placed } from '../../src/model/topology.js';
 import type { ImageInstall } from '../../src/stacks/install.js';
 import { probeStep } from '../lib/cluster.js';
 import type { StepContext } from '../lib/step.js';
@@ -17,7 +16,7 @@ function images(ctx: StepContext): ImageInstall[] {
 export const imagesStep = probeStep({
   id: 'images',
   title: 'Load the pause, test-app and ingress images into Docker (offline)',
-  targets: (spec) => placed(spec, 'nodes'),
+  on: 'nodes',
   async problems(ctx, vm) {
     const host = ctx.host(vm.name);
     const problems: string[] = [];

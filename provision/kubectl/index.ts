@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { GUEST } from '../../src/model/guest-paths.js';
-import { etcdEndpoints, placed } from '../../src/model/topology.js';
+import { etcdEndpoints } from '../../src/model/topology.js';
 import { probeStep } from '../lib/cluster.js';
 import { changedFiles, type ManagedFile, putFiles } from '../lib/guest.js';
 import type { StepContext } from '../lib/step.js';
@@ -32,7 +32,7 @@ async function files(ctx: StepContext): Promise<ManagedFile[]> {
 export const kubectlStep = probeStep({
   id: 'kubectl',
   title: 'kubectl and etcdctl for you on the master',
-  targets: (spec) => placed(spec, 'masters'),
+  on: 'masters',
   async problems(ctx, vm) {
     const host = ctx.host(vm.name);
     const problems = (await changedFiles(host, await files(ctx))).map((f) => `${f.path} differs`);

@@ -4,7 +4,7 @@ import { KlabError } from '../../src/model/errors.js';
 import { ADMIN_KUBECONFIG, GUEST } from '../../src/model/guest-paths.js';
 import type { RemoteResult, RemoteRunOptions } from '../../src/model/remote.js';
 import type { LabSpec, VmPlan } from '../../src/model/spec.js';
-import { firstMaster } from '../../src/model/topology.js';
+import { firstMaster, type Placement, placed } from '../../src/model/topology.js';
 import type { InstallProfile } from '../../src/stacks/install.js';
 import { waitFor } from './guest.js';
 import type { Step, StepContext } from './step.js';
@@ -60,6 +60,14 @@ export function etcdctl(
   });
 }
 
+/** Step.targets for a placement (absent for every VM). */
+export function targetsOf(
+  on: Placement | ((spec: LabSpec) => VmPlan[]) | undefined,
+): Pick<Step, 'targets'> {
+  if (on === undefined || on === 'all') return {};
+  return { targets: typeof on === 'function' ? on : (spec) => placed(spec, on) };
+}
+
 /**
  * Most cluster steps are "these things should be true on the VM": `problems` lists what is
  * not (empty = done), `apply` fixes it, and verify waits until `problems` is empty.
@@ -67,7 +75,8 @@ export function etcdctl(
 export function probeStep(definition: {
   id: string;
   title: string;
-  targets?: (spec: LabSpec) => VmPlan[];
+  /** Where it runs: a placement, or a function of the spec (etcd: its members). */
+  on?: Placement | ((spec: LabSpec) => VmPlan[]);
   problems(ctx: StepContext, vm: VmPlan): Promise<string[]>;
   apply(ctx: StepContext, vm: VmPlan): Promise<void>;
   /** verify waits up to timeouts.health (klab.yaml) for the problems to clear. */
@@ -78,7 +87,7 @@ export function probeStep(definition: {
   return {
     id: definition.id,
     title: definition.title,
-    ...(definition.targets ? { targets: definition.targets } : {}),
+    ...targetsOf(definition.on),
     problems: definition.problems,
     async check(ctx, vm) {
       return (await definition.problems(ctx, vm)).length === 0;

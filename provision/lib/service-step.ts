@@ -9,7 +9,6 @@
 
 import type { LabSpec, VmPlan } from '../../src/model/spec.js';
 import type { Placement } from '../../src/model/topology.js';
-import { placed } from '../../src/model/topology.js';
 import { probeStep } from './cluster.js';
 import { changedFiles, journalTail, type ManagedFile, putFiles, startUnits } from './guest.js';
 import { type Probe, unitsActive } from './probes.js';
@@ -55,14 +54,11 @@ export function serviceProblems(definition: ServiceStepDefinition): Probe {
 }
 
 export function serviceStep(definition: ServiceStepDefinition): Step {
-  const on = definition.on ?? 'all';
   const [mainUnit = definition.id] = definition.units;
   return probeStep({
     id: definition.id,
     title: definition.title,
-    ...(on === 'all'
-      ? {}
-      : { targets: typeof on === 'function' ? on : (spec) => placed(spec, on) }),
+    ...(definition.on ? { on: definition.on } : {}),
     problems: serviceProblems(definition),
     async apply(ctx, vm) {
       await definition.before?.(ctx, vm);

@@ -21,7 +21,7 @@ async function manifest(ctx: StepContext): Promise<string> {
 export const tlsBootstrapStep = probeStep({
   id: 'tls-bootstrap',
   title: 'TLS bootstrap: node tokens, RBAC and automatic approval of node CSRs',
-  targets: (spec) => [firstMaster(spec)],
+  on: (spec) => [firstMaster(spec)],
   async problems(ctx) {
     const found = await kubectl(ctx, ['get', '-f', '-', '-o', 'name'], {
       stdin: await manifest(ctx),

@@ -4,6 +4,7 @@
  */
 import { hostAddress, parseCidr } from '../model/net.js';
 import type { LabSpec } from '../model/spec.js';
+import { etcdMembers, masters as mastersOf, nodes as nodesOf } from '../model/topology.js';
 
 export type Usage = 'server' | 'client';
 export type CaName = 'ca' | 'etcd-ca' | 'front-proxy-ca';
@@ -54,10 +55,10 @@ export function kubernetesServiceIp(spec: LabSpec): string {
 }
 
 export function planPki(spec: LabSpec): PkiPlan {
-  const masters = spec.vms.filter((vm) => vm.role === 'master');
-  const nodes = spec.vms.filter((vm) => vm.role === 'node');
+  const masters = mastersOf(spec);
+  const nodes = nodesOf(spec);
   const masterNames = masters.map((vm) => vm.name);
-  const etcd = spec.vms.filter((vm) => spec.etcdMembers.includes(vm.name));
+  const etcd = etcdMembers(spec);
   const firstMaster = masters[0];
   if (!firstMaster) throw new Error('a lab needs a master');
   const apiserverUrl = `https://${firstMaster.ip}:6443`;
