@@ -24,21 +24,37 @@ nodes:
   - { name: node1, memory: 1536 }
 `;
 
-async function klab(label: string, args: string[]): Promise<number> {
+interface RunDocument {
+  ok: boolean;
+  code: string;
+  error?: { code: string; message: string };
+  events: { code: string; subject?: string; ms?: number }[];
+}
+
+/** Runs klab with --json; returns the wall time and the run's document (docs/json-output.md). */
+async function klab(label: string, args: string[]): Promise<{ seconds: number; doc: RunDocument }> {
   const started = process.hrtime.bigint();
-  const result = await execa('node', [CLI, '--dir', LAB, ...args], {
+  const result = await execa('node', [CLI, '--dir', LAB, ...args, '--json'], {
     env: { CI: 'true' },
     reject: false,
-    all: true,
   });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  if (result.exitCode !== 0) {
+  const doc = JSON.parse(String(result.stdout) || '{}') as RunDocument;
+  if (result.exitCode !== 0 || !doc.ok) {
     throw new Error(
-      `${label} failed (exit ${result.exitCode}):\n${String(result.all).slice(-3000)}`,
+      `${label} failed (exit ${result.exitCode}, ${doc.error?.code}: ${doc.error?.message}):\n${String(result.stderr).slice(-3000)}`,
     );
   }
   console.log(`${label}: ${seconds.toFixed(1)} s`);
-  return seconds;
+  return { seconds, doc };
+}
+
+/** Seconds per provisioning step, from the STEP_* events of a create. */
+function stepTimes(doc: RunDocument): string {
+  return doc.events
+    .filter((event) => event.code === 'STEP_APPLIED' || event.code === 'STEP_ALREADY_DONE')
+    .map((event) => `${event.subject} ${((event.ms ?? 0) / 1000).toFixed(0)} s`)
+    .join(', ');
 }
 
 async function main(): Promise<void> {
@@ -46,14 +62,15 @@ async function main(): Promise<void> {
   await mkdir(LAB, { recursive: true });
   await writeFile(path.join(LAB, 'klab.yaml'), SPEC);
   try {
-    const fresh = await klab('klab create (2 VMs, whole cluster, verify)', ['create']);
-    const save = await klab('klab snapshot save bench', ['snapshot', 'save', 'bench']);
-    const reset = await klab('klab reset after-kubelet (revert, clocks, health)', [
-      'reset',
-      'after-kubelet',
-    ]);
-    const verify = await klab('klab verify (after the reset)', ['verify']);
-    const resetSaved = await klab('klab reset bench', ['reset', 'bench']);
+    const created = await klab('klab create (2 VMs, whole cluster, verify)', ['create']);
+    console.log(`  steps: ${stepTimes(created.doc)}`);
+    const fresh = created.seconds;
+    const save = (await klab('klab snapshot save bench', ['snapshot', 'save', 'bench'])).seconds;
+    const reset = (
+      await klab('klab reset after-kubelet (revert, clocks, health)', ['reset', 'after-kubelet'])
+    ).seconds;
+    const verify = (await klab('klab verify (after the reset)', ['verify'])).seconds;
+    const resetSaved = (await klab('klab reset bench', ['reset', 'bench'])).seconds;
     console.log(
       `save ${save.toFixed(1)} s, reset ${reset.toFixed(1)} s / ${resetSaved.toFixed(1)} s, ` +
         `verify ${verify.toFixed(1)} s; ratio reset / fresh create: ${(reset / fresh).toFixed(3)} (target < 0.1)`,
