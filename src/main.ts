@@ -240,7 +240,7 @@ export async function main(argv: readonly string[], io: MainIo = defaultIo()): P
       output = text;
     });
     if (output) io.stdout.write(`${output}\n`);
-    else reporter.writeJson(commandName);
+    else reporter.writeJson(commandName, undefined, exitCode);
   } catch (error) {
     reporter.close();
     if (isKlabError(error)) {

@@ -166,7 +166,7 @@ export class Reporter implements EventSink {
    * --json: the run as one document on stdout (docs/json-output.md): the answer's data
    * (kind, items, ...), its code, the error when it failed, and every event that ended.
    */
-  writeJson(command: string, error?: JsonError): void {
+  writeJson(command: string, error?: JsonError, exitCode = 0): void {
     if (!this.options.json) return;
     const data = { ...(this.answer?.data ?? {}), ...(error?.data ?? {}) };
     const { kind, ...rest } = data as { kind?: string };
@@ -174,7 +174,7 @@ export class Reporter implements EventSink {
       apiVersion: 'klab/v1',
       kind: kind ?? (error ? 'Error' : 'Result'),
       command,
-      ok: !error,
+      ok: !error && exitCode === 0,
       code: error ? error.code : (this.answer?.code ?? 'TASK_DONE'),
       message: error ? error.message : (this.answer?.text ?? ''),
       ...rest,

@@ -133,3 +133,25 @@ describe('Reporter with --json', () => {
     expect(stderr).toContain('ok Boot master');
   });
 });
+
+describe('Reporter --json and exit codes', () => {
+  it('a command that answers but exits non-zero (doctor with problems) is not ok', () => {
+    const out = capture();
+    const reporter = new Reporter({
+      tty: false,
+      verbose: false,
+      quiet: false,
+      json: true,
+      stdout: out.stream,
+      stderr: capture().stream,
+    });
+    reporter.emit({
+      kind: 'result',
+      code: 'DOCTOR_REPORT',
+      text: '1 problem(s)',
+      data: { kind: 'DoctorReport', ready: false, findings: [] },
+    });
+    reporter.writeJson('doctor', undefined, 3);
+    expect(JSON.parse(out.text())).toMatchObject({ kind: 'DoctorReport', ok: false, ready: false });
+  });
+});
