@@ -1,5 +1,8 @@
 /** The real-world side of box building: scripts, root check, tools, Vagrant's box list. */
+
+import os from 'node:os';
 import { findExecutable, runProcess } from '../adapters/process.js';
+import { Vagrant } from '../adapters/vagrant.js';
 import { tail } from '../model/errors.js';
 import type { EventSink } from '../model/events.js';
 import type { Machines } from '../model/ports.js';
@@ -26,4 +29,12 @@ export function boxDeps(sink: EventSink, vagrant: Machines): BoxDeps {
       return { ok: result.exitCode === 0, tail: tail(`${result.stdout}\n${result.stderr}`) };
     },
   };
+}
+
+/** Box building outside a lab (klab box build): Vagrant run from a neutral directory. */
+export function hostBoxDeps(sink: EventSink): BoxDeps {
+  const vagrant = new Vagrant(os.tmpdir(), {
+    onLine: (line) => sink.emit({ kind: 'output', code: 'OUTPUT', source: 'vagrant', line }),
+  });
+  return boxDeps(sink, vagrant);
 }

@@ -179,3 +179,32 @@ export async function ensureLocalBox(
   }
   return paths;
 }
+
+/** klab box list: the boxes klab can build, and whether the cache holds a build. */
+export async function listBoxes(): Promise<
+  { name: string; suite: string; mirror: string; built: boolean }[]
+> {
+  return Promise.all(
+    LOCAL_BOXES.map(async (box) => ({
+      name: box.name,
+      suite: box.suite,
+      mirror: box.mirror,
+      built: existsSync((await boxBuildPaths(box)).box),
+    })),
+  );
+}
+
+/** klab box build: a box from a suite and mirror (or a known name), built or reused. */
+export async function buildBox(
+  deps: BoxDeps,
+  options: { suite?: string; mirror?: string; name?: string; force?: boolean },
+): Promise<{ recipe: LocalBoxRecipe; paths: BoxBuildPaths }> {
+  const named = options.name ? localRecipe(options.name) : undefined;
+  const recipe = recipeForSuite(
+    options.suite ?? named?.suite ?? 'bookworm',
+    options.mirror,
+    options.name,
+  );
+  const paths = await ensureLocalBox(recipe, deps, { force: Boolean(options.force) });
+  return { recipe, paths };
+}

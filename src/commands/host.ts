@@ -1,16 +1,5 @@
-/** Host-level verbs: doctor, and box build/list. */
-
-import { existsSync } from 'node:fs';
-import os from 'node:os';
-import { Vagrant } from '../adapters/vagrant.js';
-import {
-  boxBuildPaths,
-  ensureLocalBox,
-  LOCAL_BOXES,
-  localRecipe,
-  recipeForSuite,
-} from '../app/box.js';
-import { boxDeps } from '../app/box-deps.js';
+import { buildBox, listBoxes } from '../app/box.js';
+import { hostBoxDeps } from '../app/box-deps.js';
 import { runDoctor } from '../app/doctor.js';
 import { result } from '../model/events.js';
 import { formatTable } from '../ui/table.js';
@@ -70,37 +59,30 @@ export const boxCommand: KlabCommand = {
   logsInLab: 'never',
   async run(args, io) {
     if (args.action === 'list') {
-      const rows = await Promise.all(
-        LOCAL_BOXES.map(async (box) => {
-          const paths = await boxBuildPaths(box);
-          return [box.name, box.suite, box.mirror, existsSync(paths.box) ? 'built' : 'not built'];
-        }),
+      const boxes = await listBoxes();
+      result(
+        io.reporter,
+        'BOX_LIST',
+        formatTable(
+          ['BOX', 'SUITE', 'MIRROR', 'CACHE'],
+          boxes.map((b) => [b.name, b.suite, b.mirror, b.built ? 'built' : 'not built']),
+        ),
+        { kind: 'BoxList', items: boxes },
       );
-      io.reporter.emit({
-        kind: 'result',
-        code: 'BOX_LIST',
-        text: formatTable(['BOX', 'SUITE', 'MIRROR', 'CACHE'], rows),
-      });
       return 0;
     }
-    const named = typeof args.name === 'string' ? localRecipe(args.name) : undefined;
-    const recipe = recipeForSuite(
-      (args.suite as string | undefined) ?? named?.suite ?? 'bookworm',
-      args.mirror as string | undefined,
-      args.name as string | undefined,
-    );
-    const vagrant = new Vagrant(os.tmpdir(), {
-      onLine: (line) =>
-        io.reporter.emit({ kind: 'output', code: 'OUTPUT', source: 'vagrant', line }),
-    });
-    const paths = await ensureLocalBox(recipe, boxDeps(io.reporter, vagrant), {
+    const { recipe, paths } = await buildBox(hostBoxDeps(io.reporter), {
+      ...(typeof args.suite === 'string' ? { suite: args.suite } : {}),
+      ...(typeof args.mirror === 'string' ? { mirror: args.mirror } : {}),
+      ...(typeof args.name === 'string' ? { name: args.name } : {}),
       force: Boolean(args.force),
     });
-    io.reporter.emit({
-      kind: 'result',
-      code: 'BOX_READY',
-      text: `Box ${recipe.name} is ready (${paths.box}). Use it with "box: ${recipe.name}" in klab.yaml or --box ${recipe.name}.`,
-    });
+    result(
+      io.reporter,
+      'BOX_READY',
+      `Box ${recipe.name} is ready (${paths.box}). Use it with "box: ${recipe.name}" in klab.yaml or --box ${recipe.name}.`,
+      { kind: 'Box', name: recipe.name, file: paths.box },
+    );
     return 0;
   },
 };
