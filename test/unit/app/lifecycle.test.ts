@@ -139,20 +139,27 @@ describe('the box fallback', () => {
     };
   }
 
-  it('the default box cannot be downloaded: the local Debian box and the mirror-only stack, said plainly', async () => {
-    const dir = await labDir('name: plain\n', false);
+  /** A lab that is not created yet, its Vagrant faked; `setup` says what Vagrant has. */
+  async function boxLab(yaml: string, setup: (machines: FakeMachines) => void) {
     const machines = new FakeMachines();
-    machines.boxAddResult = { exitCode: 1, stderr: 'Could not resolve host: vagrantcloud.com' };
+    setup(machines);
     const events = sink();
+    const dir = await labDir(yaml, false);
     const lab = await openLab({ dir, sink: events, ports: { machines, virt: new FakeVirt() } });
-    const deps = boxDeps(machines, events);
+    return { lab, machines, events, deps: boxDeps(machines, events) };
+  }
+
+  it('the default box cannot be downloaded: the local Debian box and the mirror-only stack, said plainly', async () => {
+    const { lab, events, deps } = await boxLab('name: plain\n', (machines) => {
+      machines.boxAddResult = { exitCode: 1, stderr: 'Could not resolve host: vagrantcloud.com' };
+    });
     const chosen = await resolveBox(lab, deps);
 
     expect(chosen).toEqual({ box: 'klab/debian-12', stack: 'debian' });
     const recipe = localRecipe('klab/debian-12');
     if (!recipe) throw new Error('no recipe');
     expect(deps.built).toEqual([(await boxBuildPaths(recipe)).box]);
-    const warning = events.events.find((e) => e.kind === 'notice' && e.level === 'warn');
+    const warning = events.events.find((e) => e.kind === 'notice' && e.code === 'FALLBACK_BOX');
     expect(warning && 'text' in warning ? warning.text : '').toMatch(
       /^The default box generic\/ubuntu1804 cannot be downloaded from this host, so klab falls back to a locally built klab\/debian-12 box and the mirror-only "debian" stack/,
     );
@@ -160,23 +167,19 @@ describe('the box fallback', () => {
   });
 
   it('a box the user insisted on is never replaced: the error says how to build one', async () => {
-    const dir = await labDir('name: plain\nbox: generic/ubuntu1804\n', false);
-    const machines = new FakeMachines();
-    machines.boxAddResult = { exitCode: 1, stderr: 'Could not resolve host' };
-    const events = sink();
-    const lab = await openLab({ dir, sink: events, ports: { machines, virt: new FakeVirt() } });
-    const error = (await resolveBox(lab, boxDeps(machines, events)).catch((e) => e)) as KlabError;
+    const { lab, deps } = await boxLab('name: plain\nbox: generic/ubuntu1804\n', (machines) => {
+      machines.boxAddResult = { exitCode: 1, stderr: 'Could not resolve host' };
+    });
+    const error = (await resolveBox(lab, deps).catch((e) => e)) as KlabError;
     expect(error.code).toBe('KLAB_BOX_UNAVAILABLE');
     expect(error.hint).toMatch(/klab box build/);
   });
 
   it('a box Vagrant already has is used as it is, with the stack of the spec', async () => {
-    const dir = await labDir('name: plain\n', false);
-    const machines = new FakeMachines();
-    machines.boxes = [{ name: 'generic/ubuntu1804', provider: 'libvirt', version: '4' }];
-    const events = sink();
-    const lab = await openLab({ dir, sink: events, ports: { machines, virt: new FakeVirt() } });
-    expect(await resolveBox(lab, boxDeps(machines, events))).toEqual({
+    const { lab, machines, deps } = await boxLab('name: plain\n', (m) => {
+      m.boxes = [{ name: 'generic/ubuntu1804', provider: 'libvirt', version: '4' }];
+    });
+    expect(await resolveBox(lab, deps)).toEqual({
       box: 'generic/ubuntu1804',
       stack: 'v1.11.1',
     });
