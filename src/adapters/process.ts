@@ -59,7 +59,7 @@ export async function runProcess(
     all: false,
     stripFinalNewline: false,
     // Its own process group: the terminal's Ctrl-C reaches klab, not a virsh or vagrant
-    // call in the middle of a snapshot; klab stops at a safe point (core/interrupt.ts).
+    // call in the middle of a snapshot; klab stops at a safe point (model/interrupt.ts).
     detached: true,
   });
   const { onLine } = options;

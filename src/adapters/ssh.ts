@@ -1,6 +1,6 @@
 /**
  * One SSH connection per VM for a whole run (ssh2), used through the RemoteHost interface.
- * Commands are argv arrays, quoted by core/shell.ts; files travel over SFTP.
+ * Commands are argv arrays, quoted by model/shell.ts; files travel over SFTP.
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
