@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { cachePath, readJson, writeJson } from '../model/cache-paths.js';
 import { KlabError } from '../model/errors.js';
-import { type EventSink, task } from '../model/events.js';
+import { type EventSink, scriptLines, task } from '../model/events.js';
 import { sha256 } from '../model/hash.js';
 import { packagePath } from '../model/package-root.js';
 import type { StackName } from '../model/spec.js';
@@ -143,10 +143,7 @@ export async function ensureLocalBox(
           '--pubkey',
           packagePath('boxes', 'vagrant-insecure.pub'),
         ];
-        const result = await deps.runBuildScript(argv, (line) => {
-          if (line.startsWith('klab-progress: ')) update(line.slice('klab-progress: '.length));
-          else deps.sink.emit({ kind: 'output', code: 'OUTPUT', source: 'box', line });
-        });
+        const result = await deps.runBuildScript(argv, scriptLines(deps.sink, 'box', update));
         if (result.exitCode !== 0) {
           throw new KlabError(
             'KLAB_BOX_BUILD_FAILED',

@@ -104,6 +104,21 @@ export function output(sink: EventSink, source: string, line: string): void {
   sink.emit({ kind: 'output', code: 'OUTPUT', source, line });
 }
 
+/**
+ * The line handler for a build script: `klab-progress: TEXT` lines update the task, the
+ * rest is OUTPUT (shown with --verbose, always logged).
+ */
+export function scriptLines(
+  sink: EventSink,
+  source: string,
+  update: (text: string) => void,
+): (line: string) => void {
+  return (line) => {
+    if (line.startsWith('klab-progress: ')) update(line.slice('klab-progress: '.length));
+    else output(sink, source, line);
+  };
+}
+
 export function result(sink: EventSink, code: EventCode, text: string, data?: ResultData): void {
   sink.emit({ kind: 'result', code, text, ...(data ? { data } : {}) });
 }

@@ -7,7 +7,7 @@ import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { cachePath } from '../model/cache-paths.js';
 import { KlabError } from '../model/errors.js';
-import { type EventSink, task } from '../model/events.js';
+import { type EventSink, scriptLines, task } from '../model/events.js';
 import { sha256, sha256File } from '../model/hash.js';
 import { packagePath } from '../model/package-root.js';
 import { artifactPath, artifactsRoot, type LockFile, lockKey } from './cache.js';
@@ -62,10 +62,7 @@ export async function buildDebianStack(
   const root = options.root ?? artifactsRoot();
   const box = await deps.ensureBox();
   const runScript = async (argv: string[], update: (text: string) => void) => {
-    const result = await deps.run(argv, (line) => {
-      if (line.startsWith('klab-progress: ')) update(line.slice('klab-progress: '.length));
-      else deps.sink.emit({ kind: 'output', code: 'OUTPUT', source: 'build', line });
-    });
+    const result = await deps.run(argv, scriptLines(deps.sink, 'build', update));
     if (result.exitCode !== 0) {
       throw new KlabError(
         'KLAB_STACK_BUILD_FAILED',

@@ -16,15 +16,13 @@ import { etcdctl } from '../../provision/lib/cluster.js';
 import type { StepContext } from '../../provision/lib/step.js';
 import type { SshHost } from '../../src/adapters/ssh.js';
 import { runSteps } from '../../src/app/pipeline.js';
-import { nullSink, systemClock } from '../../src/model/events.js';
 import { validateSpec } from '../../src/model/spec-file.js';
 import { emptyState } from '../../src/model/state.js';
-import { clusterTuning } from '../../src/model/tuning.js';
 import { generatePki } from '../../src/pki/generate.js';
 import { artifactPath } from '../../src/stacks/cache.js';
 import { loadStack } from '../../src/stacks/index.js';
-import { installProfile } from '../../src/stacks/install.js';
 import { klab, ok } from '../helpers/cli.js';
+import { testStepContext } from '../helpers/step-context.js';
 import {
   createNetwork,
   type SystemdNode,
@@ -55,25 +53,15 @@ let pkiDir: string;
 let labDir: string;
 
 function context(): StepContext {
-  return {
-    spec,
-    sink: nullSink,
-    clock: systemClock,
-    host: (vm) => {
-      const host = hosts[vm];
-      if (!host) throw new Error(`no host ${vm}`);
-      return host;
-    },
+  return testStepContext(spec, hosts, {
     provisionFile: async () => '',
-    profile: installProfile('debian'),
-    tuning: clusterTuning(spec, 'tcg'),
     pkiDir,
     artifactFile: (id) => {
       const artifact = stack.artifacts.find((entry) => entry.id === id);
       if (!artifact) throw new Error(`no artifact ${id}`);
       return artifactPath(artifact);
     },
-  };
+  });
 }
 
 const member = (name: string) => {

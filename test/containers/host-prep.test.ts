@@ -1,20 +1,12 @@
-/**
- * The host-preparation steps over real SSH into real systemd + sshd containers:
- * default-route injection (and its boot-time unit), /etc/hosts, machine-id.
- */
-import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDefaultRoutes } from '../../provision/default-route/index.js';
 import { HOST_PREP_STEPS } from '../../provision/index.js';
 import type { StepContext } from '../../provision/lib/step.js';
 import type { SshHost } from '../../src/adapters/ssh.js';
 import { runSteps } from '../../src/app/pipeline.js';
-import { nullSink, systemClock } from '../../src/model/events.js';
-import { packagePath } from '../../src/model/package-root.js';
 import { validateSpec } from '../../src/model/spec-file.js';
 import { emptyState } from '../../src/model/state.js';
-import { clusterTuning } from '../../src/model/tuning.js';
-import { installProfile } from '../../src/stacks/install.js';
+import { testStepContext } from '../helpers/step-context.js';
 import {
   attachNetwork,
   createNetwork,
@@ -45,23 +37,7 @@ const nodes: Record<string, SystemdNode> = {};
 const hosts: Record<string, SshHost> = {};
 
 function context(): StepContext {
-  return {
-    spec,
-    sink: nullSink,
-    clock: systemClock,
-    host: (vm) => {
-      const host = hosts[vm];
-      if (!host) throw new Error(`no host ${vm}`);
-      return host;
-    },
-    provisionFile: (...parts) => readFile(packagePath('provision', ...parts), 'utf8'),
-    profile: installProfile('debian'),
-    tuning: clusterTuning(spec, 'tcg'),
-    pkiDir: '/nonexistent/pki',
-    artifactFile: (id) => {
-      throw new Error(`host preparation needs no artifact (${id})`);
-    },
-  };
+  return testStepContext(spec, hosts);
 }
 
 async function sh(vm: string, script: string): Promise<string> {

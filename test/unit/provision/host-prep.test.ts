@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import {
   defaultRouteStep,
@@ -12,35 +11,16 @@ import { HOST_PREP_STEPS } from '../../../provision/index.js';
 import type { StepContext } from '../../../provision/lib/step.js';
 import { machineIdStep, vmsNeedingNewId } from '../../../provision/machine-id/index.js';
 import { runSteps } from '../../../src/app/pipeline.js';
-import { nullSink, systemClock } from '../../../src/model/events.js';
-import { packagePath } from '../../../src/model/package-root.js';
 import { emptyState } from '../../../src/model/state.js';
-import { clusterTuning } from '../../../src/model/tuning.js';
-import { installProfile } from '../../../src/stacks/install.js';
 import { FakeHost } from '../../helpers/fake-host.js';
 import { twoVmSpec } from '../../helpers/specs.js';
+import { testStepContext } from '../../helpers/step-context.js';
 
 const spec = twoVmSpec();
 const entries = spec.vms.map((vm) => ({ ip: vm.ip, name: vm.name }));
 
 function context(hosts: Record<string, FakeHost>): StepContext {
-  return {
-    spec,
-    sink: nullSink,
-    clock: systemClock,
-    host: (vm) => {
-      const host = hosts[vm];
-      if (!host) throw new Error(`no fake host ${vm}`);
-      return host;
-    },
-    provisionFile: (...parts) => readFile(packagePath('provision', ...parts), 'utf8'),
-    profile: installProfile('debian'),
-    tuning: clusterTuning(spec, 'tcg'),
-    pkiDir: '/nonexistent/pki',
-    artifactFile: (id) => {
-      throw new Error(`host preparation needs no artifact (${id})`);
-    },
-  };
+  return testStepContext(spec, hosts);
 }
 
 describe('the ordered step list', () => {

@@ -13,13 +13,12 @@ import { flannelStep } from '../../../provision/flannel/index.js';
 import { kubeProxyStep } from '../../../provision/kube-proxy/index.js';
 import { kubeletStep } from '../../../provision/kubelet/index.js';
 import type { Step, StepContext } from '../../../provision/lib/step.js';
-import { type Clock, nullSink } from '../../../src/model/events.js';
+import type { Clock } from '../../../src/model/events.js';
 import { sha256 } from '../../../src/model/hash.js';
 import type { VmPlan } from '../../../src/model/spec.js';
-import { clusterTuning } from '../../../src/model/tuning.js';
-import { installProfile } from '../../../src/stacks/install.js';
 import { FakeHost } from '../../helpers/fake-host.js';
 import { defaultSpec } from '../../helpers/specs.js';
+import { testStepContext } from '../../helpers/step-context.js';
 
 const spec = defaultSpec();
 const vm = (name: string): VmPlan => {
@@ -122,19 +121,16 @@ class World {
   }
 }
 
-async function context(world: World, stack: 'debian' | 'v1.11.1' = 'debian'): Promise<StepContext> {
+async function context(world: World): Promise<StepContext> {
   const clock: Clock = { now: () => 0, sleep: async () => {} };
-  return {
-    spec: { ...spec, timeouts: { ...spec.timeouts, health: 0 } },
-    sink: nullSink,
-    clock,
-    host: (name) => world.host(name),
-    provisionFile: async () => '',
-    profile: installProfile(stack),
-    tuning: clusterTuning(spec, 'tcg'),
-    pkiDir: await mkdtemp(path.join(os.tmpdir(), 'klab-pki-')),
-    artifactFile: () => '/dev/null',
-  };
+  return testStepContext(
+    { ...spec, timeouts: { ...spec.timeouts, health: 0 } },
+    (vm) => world.host(vm),
+    {
+      clock,
+      pkiDir: await mkdtemp(path.join(os.tmpdir(), 'klab-pki-')),
+    },
+  );
 }
 
 async function problems(step: Step, ctx: StepContext, on: VmPlan): Promise<string[]> {
