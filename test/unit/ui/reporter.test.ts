@@ -155,3 +155,18 @@ describe('Reporter --json and exit codes', () => {
     expect(JSON.parse(out.text())).toMatchObject({ kind: 'DoctorReport', ok: false, ready: false });
   });
 });
+
+describe('scriptLines', () => {
+  it('turns klab-progress lines into task updates and the rest into OUTPUT events', async () => {
+    const { scriptLines } = await import('../../../src/model/events.js');
+    const events: unknown[] = [];
+    const updates: string[] = [];
+    const onLine = scriptLines({ emit: (e) => events.push(e) }, 'box', (t) => updates.push(t));
+    onLine('klab-progress: debootstrap 40%');
+    onLine('I: Retrieving Release');
+    expect(updates).toEqual(['debootstrap 40%']);
+    expect(events).toEqual([
+      { kind: 'output', code: 'OUTPUT', source: 'box', line: 'I: Retrieving Release' },
+    ]);
+  });
+});
