@@ -1,6 +1,7 @@
 /**
- * x01 of the tutorial: the stack's programs on every VM. Archives are copied once (by
- * checksum), unpacked, and their programs installed into /opt/k8s/bin (on PATH); etcd and
+ * x01 of the tutorial: the stack's programs on every VM. Each VM receives only what its
+ * roles run, streamed over SSH straight into tar (a per-role archive cut on the host once),
+ * and the programs are installed into /opt/k8s/bin (on PATH); etcd and
  * Docker packages are installed with their services held back, so nothing starts before
  * klab has configured it. A manifest on the VM records what was installed from which file.
  */
@@ -11,8 +12,9 @@ import { sha256File } from '../../src/model/hash.js';
 import type { RemoteHost } from '../../src/model/remote.js';
 import type { VmPlan } from '../../src/model/spec.js';
 import { isEtcdMember, isOn } from '../../src/model/topology.js';
+import { compressionFlag, subsetArchive } from '../../src/stacks/subset.js';
 import { probeStep } from '../lib/cluster.js';
-import { changedFiles, type ManagedFile, putFiles, remoteHashes } from '../lib/guest.js';
+import { changedFiles, type ManagedFile, putFiles } from '../lib/guest.js';
 import type { StepContext } from '../lib/step.js';
 
 const MANIFEST = '/opt/k8s/installed.txt';
@@ -24,9 +26,13 @@ const PROFILE: ManagedFile = {
 
 interface Unit {
   artifact: string;
-  install(host: RemoteHost, file: string): Promise<void>;
-  /** Programs that must answer --version afterwards. */
+  /** What is streamed to the VM: a subset archive or the artifact itself. */
+  source(ctx: StepContext): Promise<string>;
+  install(host: RemoteHost, source: string): Promise<void>;
+  /** Programs installed into /opt/k8s/bin (checked and linked onto PATH afterwards). */
   programs: string[];
+  /** What the manifest records besides the artifact: the members taken, if a subset. */
+  members: string[];
 }
 
 const hashes = new Map<string, Promise<string>>();
@@ -53,27 +59,43 @@ function packaged(
   return {
     artifact,
     programs: [],
-    async install(host, file) {
-      await unpack(host, file, stage(artifact));
+    members: [],
+    source: async (ctx) => ctx.artifactFile(artifact),
+    async install(host, source) {
+      await unpack(host, source, stage(artifact));
       if (kind === 'deb') await installDebs(host, stage(artifact));
       else await fromArchive(host, stage(artifact));
     },
   };
 }
 
-/** What this VM gets from the stack, in install order. */
+/**
+ * What this VM gets from the stack, in install order: from each archive only the members
+ * its roles run (the union of the profile's entries placed on it).
+ */
 function unitsFor(ctx: StepContext, vm: VmPlan): Unit[] {
   const { profile, spec } = ctx;
   const units: Unit[] = [];
+  const membersOf = new Map<string, string[]>();
   for (const archive of profile.archives.filter((entry) => isOn(vm, entry.on))) {
+    const members = membersOf.get(archive.artifact) ?? [];
+    for (const member of archive.members) if (!members.includes(member)) members.push(member);
+    membersOf.set(archive.artifact, members);
+  }
+  for (const [artifact, members] of membersOf) {
     units.push({
-      artifact: archive.artifact,
-      programs: archive.members
+      artifact,
+      members,
+      programs: members
         .map((member) => path.posix.basename(member))
         .filter((name) => !name.endsWith('.sh')),
-      async install(host, file) {
-        await unpack(host, file, stage(archive.artifact));
-        await installPrograms(host, stage(archive.artifact), archive.members, GUEST.bin);
+      async source(ctx) {
+        const file = ctx.artifactFile(artifact);
+        return subsetArchive(file, await localSha(file), members);
+      },
+      async install(host, source) {
+        await unpack(host, source, stage(artifact));
+        await installPrograms(host, stage(artifact), members, GUEST.bin);
       },
     });
   }
@@ -110,6 +132,7 @@ async function installPrograms(
   members: readonly string[],
   dest: string,
 ): Promise<void> {
+  if (members.length === 0) return;
   const sources = members.map((member) => (dir ? `${dir}/${member}` : member));
   await host.run(['install', '-m', '0755', ...sources, dest], { sudo: true });
 }
@@ -120,15 +143,25 @@ async function filesIn(host: RemoteHost, dir: string): Promise<string[]> {
   return listing.stdout.split('\n').filter(Boolean).sort();
 }
 
-async function unpack(host: RemoteHost, file: string, dir: string): Promise<void> {
+/**
+ * Streams a local archive over SSH into tar on the VM (one pass, compressed as it is kept;
+ * gzip's checksum and tar catch a damaged copy), unpacked into dir.
+ */
+async function unpack(host: RemoteHost, source: string, dir: string): Promise<void> {
   await host.run(['rm', '-rf', dir], { sudo: true });
   await host.run(['mkdir', '-p', dir], { sudo: true });
-  await host.run(['tar', '-xf', file, '-C', dir], { sudo: true, timeoutMs: 10 * 60_000 });
+  const flag = compressionFlag(source);
+  await host.run(['tar', ...(flag ? [flag] : []), '-xf', '-', '-C', dir], {
+    sudo: true,
+    stdinFile: source,
+    timeoutMs: 15 * 60_000,
+  });
 }
 
 /**
  * dpkg -i with a policy-rc.d that forbids starting services: the packages' own units
  * (etcd with its default config, docker without flannel's subnet) must not run yet.
+ * unsafe-io: no fsync per file (a crash mid-install is redone by re-running the step).
  */
 async function installDebs(host: RemoteHost, dir: string): Promise<void> {
   await host.writeFile(
@@ -141,7 +174,7 @@ async function installDebs(host: RemoteHost, dir: string): Promise<void> {
   );
   try {
     const debs = (await filesIn(host, dir)).filter((file) => file.endsWith('.deb'));
-    await host.run(['dpkg', '-i', '--force-confold', ...debs], {
+    await host.run(['dpkg', '-i', '--force-confold', '--force-unsafe-io', ...debs], {
       sudo: true,
       env: { DEBIAN_FRONTEND: 'noninteractive' },
       timeoutMs: 15 * 60_000,
@@ -153,7 +186,8 @@ async function installDebs(host: RemoteHost, dir: string): Promise<void> {
 
 async function manifestLine(ctx: StepContext, unit: Unit): Promise<string> {
   const file = ctx.artifactFile(unit.artifact);
-  return `${unit.artifact} ${path.basename(file)} ${await localSha(file)}`;
+  const taken = unit.members.map((member) => path.posix.basename(member)).join(',');
+  return `${unit.artifact} ${path.basename(file)} ${await localSha(file)}${taken ? ` ${taken}` : ''}`;
 }
 
 async function expectedManifest(ctx: StepContext, vm: VmPlan): Promise<string> {
@@ -161,6 +195,25 @@ async function expectedManifest(ctx: StepContext, vm: VmPlan): Promise<string> {
   for (const unit of unitsFor(ctx, vm)) lines.push(await manifestLine(ctx, unit));
   return `${lines.join('\n')}\n`;
 }
+
+/**
+ * The installed programs are 64-bit x86 ELF files (a wrong architecture or an empty file
+ * fails here). Starting each one under software emulation costs seconds, so only kubectl,
+ * the one learners run most, is started.
+ */
+export function elfProblems(listing: string): string[] {
+  const problems: string[] = [];
+  for (const line of listing.split('\n').filter((l) => l.trim())) {
+    const [file, ...bytes] = line.trim().split(/\s+/);
+    const ok =
+      bytes.slice(0, 4).join(' ') === '7f 45 4c 46' && bytes[4] === '02' && bytes[18] === '3e';
+    if (!ok) problems.push(`${file} is not a 64-bit x86 program`);
+  }
+  return problems;
+}
+
+const ELF_HEADS =
+  'for f in "$@"; do printf "%s " "$f"; od -An -tx1 -N20 "$f" | tr -d "\\n"; echo; done';
 
 export const binariesStep = probeStep({
   id: 'binaries',
@@ -184,44 +237,47 @@ export const binariesStep = probeStep({
   },
   async apply(ctx, vm) {
     const host = ctx.host(vm.name);
-    await host.run(['mkdir', '-p', GUEST.bin, GUEST.cache, GUEST.stage], { sudo: true });
-    // Only what changed: a rebuilt Docker package set does not re-copy Kubernetes.
+    await host.run(['mkdir', '-p', GUEST.bin, GUEST.stage], { sudo: true });
+    // Only what changed: a rebuilt Docker package set does not re-send Kubernetes.
     const current = await host.run(['cat', MANIFEST], { allowFailure: true });
     const installed = new Set(current.exitCode === 0 ? current.stdout.split('\n') : []);
-    for (const unit of unitsFor(ctx, vm)) {
+    const units = unitsFor(ctx, vm);
+    for (const unit of units) {
       if (installed.has(await manifestLine(ctx, unit))) continue;
-      const local = ctx.artifactFile(unit.artifact);
-      const remote = `${GUEST.cache}/${path.basename(local)}`;
-      const sha = await localSha(local);
-      if ((await remoteHashes(host, [remote])).get(remote) !== sha) {
-        await host.uploadFile(local, remote, { sudo: true, mode: 0o644 });
-      }
-      await unit.install(host, remote);
-      // The copy is not needed any more: unpacked and installed.
-      await host.run(['rm', '-rf', remote, `${GUEST.stage}/${unit.artifact}`], { sudo: true });
+      await unit.install(host, await unit.source(ctx));
+      await host.run(['rm', '-rf', stage(unit.artifact)], { sudo: true });
     }
     // Also on the PATH of non-login shells (klab ssh master -- kubectl get nodes).
-    const programs = unitsFor(ctx, vm).flatMap((unit) => unit.programs);
-    for (const program of programs) {
-      await host.run(['ln', '-sfn', `${GUEST.bin}/${program}`, `/usr/local/bin/${program}`], {
-        sudo: true,
-      });
-    }
-    await putFiles(host, [PROFILE]);
-    // Each program must run on this VM (a wrong architecture or a truncated copy fails here),
-    // once, after installing: under TCG every start of a big Go binary costs seconds.
-    for (const program of programs) {
-      const args = program === 'kubectl' ? ['version', '--client'] : ['--version'];
-      const version = await host.run([`${GUEST.bin}/${program}`, ...args], { allowFailure: true });
-      if (version.exitCode !== 0) {
-        throw new KlabError('KLAB_STEP_FAILED', `${program} does not run on ${vm.name}`, {
+    const programs = units.flatMap((unit) => unit.programs);
+    const files = programs.map((program) => `${GUEST.bin}/${program}`);
+    if (programs.length > 0) {
+      await host.run(
+        [
+          'sh',
+          '-c',
+          'for f in "$@"; do ln -sfn "$f" /usr/local/bin/"$(basename "$f")"; done',
+          'sh',
+          ...files,
+        ],
+        { sudo: true },
+      );
+      const heads = await host.run(['sh', '-c', ELF_HEADS, 'sh', ...files], { sudo: true });
+      const problems = elfProblems(heads.stdout);
+      if (programs.includes('kubectl')) {
+        const version = await host.run([`${GUEST.bin}/kubectl`, 'version', '--client'], {
+          allowFailure: true,
+        });
+        if (version.exitCode !== 0) problems.push(`kubectl does not run: ${version.stderr.trim()}`);
+      }
+      if (problems.length > 0) {
+        throw new KlabError('KLAB_STEP_FAILED', `the installed programs on ${vm.name} are broken`, {
           vm: vm.name,
-          command: [program, ...args],
-          outputTail: `${version.stdout}\n${version.stderr}`.trim(),
-          hint: 'Check the artifact with "klab artifacts verify"; re-run "klab create".',
+          details: problems,
+          hint: 'Check the artifacts with "klab artifacts verify"; re-run "klab create".',
         });
       }
     }
+    await putFiles(host, [PROFILE]);
     await host.writeFile(MANIFEST, await expectedManifest(ctx, vm), { sudo: true, mode: 0o644 });
   },
   hint: (vm) =>

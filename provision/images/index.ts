@@ -1,10 +1,9 @@
 /**
  * x02 of the tutorial: the images the cluster runs, loaded into Docker on every node from
  * the artifact cache (no registry is ever asked): the pause sandbox, the PHP test app and
- * the ingress controller (a lone static binary becomes an image with docker import).
+ * the ingress controller (a lone static binary becomes an image with docker import). Each
+ * archive is streamed over SSH straight into docker load / docker import.
  */
-import path from 'node:path';
-import { GUEST } from '../../src/model/guest-paths.js';
 import type { ImageInstall } from '../../src/stacks/install.js';
 import { probeStep } from '../lib/cluster.js';
 import type { StepContext } from '../lib/step.js';
@@ -34,35 +33,30 @@ export const imagesStep = probeStep({
   },
   async apply(ctx, vm) {
     const host = ctx.host(vm.name);
-    await host.run(['mkdir', '-p', GUEST.cache], { sudo: true });
     for (const image of images(ctx)) {
       const found = await host.run(['docker', 'image', 'inspect', image.image], {
         sudo: true,
         allowFailure: true,
       });
       if (found.exitCode === 0) continue;
-      const local = ctx.artifactFile(image.artifact);
-      const remote = `${GUEST.cache}/${path.basename(local)}`;
-      await host.uploadFile(local, remote, { sudo: true, mode: 0o644 });
-      try {
-        if (image.from === 'docker-archive') {
-          await host.run(['docker', 'load', '-i', remote], { sudo: true, timeoutMs: 10 * 60_000 });
-        } else {
-          await host.run(
-            [
+      // Streamed once into Docker over SSH, compressed as it is kept: no copy on the VM's
+      // disk to write, read back and delete.
+      const argv =
+        image.from === 'docker-archive'
+          ? ['docker', 'load']
+          : [
               'docker',
               'import',
               '--change',
               `ENTRYPOINT ["${image.from.entrypoint}"]`,
-              remote,
+              '-',
               image.image,
-            ],
-            { sudo: true, timeoutMs: 10 * 60_000 },
-          );
-        }
-      } finally {
-        await host.run(['rm', '-f', remote], { sudo: true });
-      }
+            ];
+      await host.run(argv, {
+        sudo: true,
+        stdinFile: ctx.artifactFile(image.artifact),
+        timeoutMs: 10 * 60_000,
+      });
     }
   },
   hint: (vm) => `List the images on ${vm.name}: klab ssh ${vm.name} -- sudo docker images`,

@@ -3,6 +3,7 @@
  * Commands are argv arrays, quoted by model/shell.ts; files travel over SFTP.
  */
 import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import ssh2 from 'ssh2';
 import { KlabError, tail } from '../model/errors.js';
@@ -168,7 +169,23 @@ export class SshHost implements RemoteHost {
           }
           resolve({ exitCode, stdout, stderr });
         });
-        if (options.stdin !== undefined) stream.end(options.stdin);
+        if (options.stdinFile !== undefined) {
+          const source = createReadStream(options.stdinFile);
+          source.on('error', (error) => {
+            stream.close();
+            reject(
+              new KlabError(
+                'KLAB_SSH_FAILED',
+                `cannot read ${options.stdinFile}: ${error.message}`,
+                {
+                  vm: this.name,
+                  command: argv,
+                },
+              ),
+            );
+          });
+          source.pipe(stream);
+        } else if (options.stdin !== undefined) stream.end(options.stdin);
         else stream.end();
       });
     });

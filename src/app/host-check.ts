@@ -91,6 +91,9 @@ export interface ResourceNeeds {
 /** Checkpoints a lab holds: one per provisioning step (15) and one saved by hand. */
 export const CHECKPOINTS_PER_LAB = 16;
 
+/** Saved state of one checkpoint as a share of the guests' memory (measured, rounded up). */
+export const CHECKPOINT_MEMORY_SHARE = 0.2;
+
 /**
  * Which automatic checkpoints a new lab takes: one per step when the disk has room for
  * them, else only the one after the last step (said plainly), none when turned off.
@@ -106,10 +109,11 @@ export function resourceNeeds(spec: LabSpec): ResourceNeeds {
   const memoryMb = spec.vms.reduce((sum, vm) => sum + vm.memory, 0);
   // A provisioned cluster writes ~4 GB per VM into its overlay, plus the box volume.
   const base = 4 * spec.vms.length + 2;
-  // Each checkpoint saves every VM's memory (about half of it is in use on average) and
-  // keeps the disk blocks changed since: qcow2 files grow with every checkpoint.
+  // Each checkpoint saves what the guests use of their memory (free memory is zeroed first
+  // and costs nothing, see app/guest-memory.ts): about a fifth of it, measured on the
+  // provisioned default lab (docs/performance.md); qcow2 files also keep changed blocks.
   const checkpoints = spec.snapshots.automatic
-    ? Math.ceil(((memoryMb / 1024) * CHECKPOINTS_PER_LAB) / 2)
+    ? Math.ceil((memoryMb / 1024) * CHECKPOINTS_PER_LAB * CHECKPOINT_MEMORY_SHARE)
     : 0;
   return { memoryMb, diskGb: base + checkpoints, checkpointGb: checkpoints };
 }

@@ -47,6 +47,7 @@ export async function bootVms(lab: Lab, accelerator: 'kvm' | 'tcg'): Promise<voi
       `Boot ${batch.vms.join(', ')}${batch.parallel ? ' (in parallel)' : ''}`,
       () =>
         lab.vagrant.up(batch.vms, batch.parallel, lab.spec.timeouts.boot * 1000 * batch.vms.length),
+      { code: () => 'VMS_BOOTED', subject: batch.vms.join(',') },
     );
   }
 }

@@ -17,6 +17,7 @@ import {
 } from '../model/snapshots.js';
 import { type LabState, saveState } from '../model/state.js';
 import { stepGuestClock } from './guest-clock.js';
+import { zeroFreeMemory } from './guest-memory.js';
 import {
   type Lab,
   type LabRequest,
@@ -81,9 +82,13 @@ export async function saveSnapshot(
     pool?: HostPool;
     connect?: boolean;
   } = {},
-) {
+): Promise<void> {
   validateSnapshotName(name, options.automatic);
   const domains = await domainsOf(lab);
+  if (!options.pool && options.connect && domains.some((d) => d.state === 'running')) {
+    // One set of SSH sessions for zeroing guest memory before and clocks after.
+    return withHosts(lab, (pool) => saveSnapshot(lab, name, { ...options, pool, connect: false }));
+  }
   const existing = (await listSnapshots(lab)).find((snap) => snap.name === name);
   if (existing && !options.replace) {
     throw new KlabError('KLAB_USAGE', `the lab already has a snapshot "${name}"`, {
@@ -97,6 +102,8 @@ export async function saveSnapshot(
     async () => {
       if (existing) await deleteSnapshotEverywhere(lab, name);
       const running = domains.filter((d) => d.state === 'running');
+      const runningVms = running.map((d) => d.vm);
+      if (running.length > 0 && options.pool) await zeroGuestMemory(lab, options.pool, runningVms);
       const taken: string[] = [];
       let failure: { vm: string; error: unknown } | undefined;
       try {
@@ -138,9 +145,6 @@ export async function saveSnapshot(
       }
       // A paused guest's clock stood still: put it right, or TLS sees the future.
       if (running.length > 0 && options.pool) await stepClocks(lab, options.pool);
-      else if (running.length > 0 && options.connect) {
-        await withHosts(lab, (pool) => stepClocks(lab, pool));
-      }
       await mkdir(path.dirname(stepsFile(lab, name)), { recursive: true });
       await writeFile(
         stepsFile(lab, name),
@@ -148,6 +152,25 @@ export async function saveSnapshot(
       );
     },
     { code: () => 'SNAPSHOT_TAKEN', subject: name },
+  );
+}
+
+/**
+ * Every running guest drops its page cache and zeroes its free memory, so the saved state
+ * holds what the guests use, not what they once read (see guest-memory.ts).
+ */
+async function zeroGuestMemory(lab: Lab, pool: HostPool, vms: readonly string[]): Promise<void> {
+  await task(
+    lab.sink,
+    'Drop page caches and zero free guest memory (a smaller checkpoint)',
+    async () => {
+      const results = await Promise.all(vms.map((vm) => zeroFreeMemory(pool.get(vm))));
+      return results.reduce((sum, result) => sum + result.filledMib, 0);
+    },
+    {
+      describe: (mib) => `${(mib / 1024).toFixed(1)} GiB zeroed`,
+      code: () => 'GUEST_MEMORY_ZEROED',
+    },
   );
 }
 
@@ -364,13 +387,22 @@ export function checkpointHook(
   pool?: HostPool,
   options: { mode?: 'every-step' | 'last-step' | 'none'; lastStep?: string } = {},
 ) {
-  const mode = options.mode ?? (lab.spec.snapshots.automatic ? 'every-step' : 'none');
+  let mode = options.mode ?? (lab.spec.snapshots.automatic ? 'every-step' : 'none');
   return async (stepId: string, changed: boolean) => {
     if (mode === 'none') return;
     if (mode === 'last-step' && stepId !== options.lastStep) return;
     const name = checkpointName(stepId);
     const exists = (await listSnapshots(lab)).some((snap) => snap.name === name);
     if (exists && !changed) return;
-    await saveSnapshot(lab, name, { automatic: true, replace: true, ...(pool ? { pool } : {}) });
+    try {
+      await saveSnapshot(lab, name, { automatic: true, replace: true, ...(pool ? { pool } : {}) });
+    } catch (error) {
+      // A checkpoint is a convenience: a full disk must not cost the lab being built. The
+      // failed one was rolled back on every VM; say so, and take only the last one from now.
+      if (!(error instanceof KlabError) || error.code !== 'KLAB_SNAPSHOT_FAILED') throw error;
+      const text = `Checkpoint ${name} could not be saved (${error.outputTail ?? error.message}); klab goes on without it and keeps only the checkpoint after the last step. Free disk space and save one by hand with "klab snapshot save NAME".`;
+      lab.sink.emit({ kind: 'notice', code: 'FALLBACK_CHECKPOINTS', level: 'warn', text });
+      if (mode === 'every-step') mode = 'last-step';
+    }
   };
 }

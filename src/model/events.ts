@@ -20,8 +20,11 @@ export const EVENT_CODES = {
   ARTIFACT_BUILT: 'a stack artifact was built from Debian sources and Go modules',
   ARTIFACT_FETCHED: 'a stack artifact was downloaded and verified',
   BOX_BUILT: 'a box was built locally with debootstrap (subject: the box name)',
+  VMS_BOOTED: 'a batch of VMs booted and answers SSH (subject: their names)',
   SNAPSHOT_TAKEN: 'every VM was snapshotted at one moment (subject: the snapshot name)',
   VMS_REVERTED: 'every VM went back to a snapshot and runs again',
+  GUEST_MEMORY_ZEROED:
+    'every running guest dropped its page cache and zeroed its free memory before a snapshot',
   CLOCKS_STEPPED: 'every guest clock was set to the host clock',
   LAB_HEALTHY: 'every provisioned part is healthy again (after a reset or a restart)',
   // Notices: what the user should know, said once.

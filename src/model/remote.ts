@@ -9,6 +9,8 @@ export interface RemoteRunOptions {
   sudo?: boolean;
   env?: Record<string, string>;
   stdin?: string;
+  /** A local file streamed to the command's standard input (e.g. docker load, tar -x). */
+  stdinFile?: string;
   /** Return a non-zero exit instead of throwing KLAB_STEP_FAILED. */
   allowFailure?: boolean;
   timeoutMs?: number;

@@ -177,13 +177,26 @@ export async function buildDebianStack(
           rootDir,
           out,
           work,
-          repoTag: 'klab/php-apache:debian-12',
+          repoTag: 'klab/php-apache:debian-12-slim',
+          // No shell in the image: Apache runs directly, with what apache2ctl would set.
           config: {
-            Cmd: ['apache2ctl', '-D', 'FOREGROUND'],
+            Entrypoint: ['/usr/sbin/apache2'],
+            Cmd: ['-D', 'FOREGROUND'],
+            Env: [
+              'PATH=/usr/sbin:/usr/bin',
+              'APACHE_RUN_USER=www-data',
+              'APACHE_RUN_GROUP=www-data',
+              'APACHE_RUN_DIR=/var/run/apache2',
+              'APACHE_PID_FILE=/var/run/apache2/apache2.pid',
+              'APACHE_LOCK_DIR=/var/lock/apache2',
+              'APACHE_LOG_DIR=/var/log/apache2',
+              'LANG=C',
+            ],
             ExposedPorts: { '80/tcp': {} },
             WorkingDir: '/var/www/html',
             StopSignal: 'SIGWINCH',
           },
+          gzip: true,
           createdBy: 'klab builders/debian/php-apache.sh',
         });
         await rm(rootDir, { recursive: true, force: true });

@@ -100,10 +100,12 @@ export const debian: StackInput = {
     built({
       id: 'php-apache-image',
       kind: 'image',
-      version: 'debian-12',
-      description: 'Apache + PHP (Debian packages) test-app image',
-      file: 'php-apache-debian.tar',
-      recipe: 'debootstrap + apache2 + libapache2-mod-php, imported as an image',
+      version: 'debian-12-slim',
+      description:
+        'Apache + PHP (Debian packages) test-app image: only the files Apache and mod_php load, gzip',
+      file: 'php-apache-debian-slim.tar.gz',
+      recipe:
+        'apache2 + libapache2-mod-php installed in a scratch root, the files they load copied out (ldd), packed as a docker-archive',
       on: 'nodes',
       to: 'docker load',
     }),

@@ -49,6 +49,8 @@ export async function writeImageArchive(options: {
   config: ImageConfig;
   work: string;
   createdBy: string;
+  /** gzip the archive (docker load reads it as is): smaller to keep and to send. */
+  gzip?: boolean;
   archiver?: Archiver;
 }): Promise<{ imageId: string }> {
   const archiver = options.archiver ?? tarArchiver;
@@ -90,7 +92,7 @@ export async function writeImageArchive(options: {
     [
       '-C',
       stage,
-      '-cf',
+      options.gzip ? '-czf' : '-cf',
       `${options.out}.partial`,
       'manifest.json',
       'repositories',

@@ -59,7 +59,7 @@ const PROFILES: Record<StackName, InstallProfile> = {
       },
       {
         artifact: 'kubernetes-node',
-        on: 'all',
+        on: 'nodes',
         members: ['kubelet', 'kube-proxy'].map((bin) => `kubernetes/node/bin/${bin}`),
       },
       { artifact: 'kubernetes-client', on: 'all', members: ['kubernetes/client/bin/kubectl'] },
@@ -81,18 +81,21 @@ const PROFILES: Record<StackName, InstallProfile> = {
     stack: 'debian',
     kubernetesMinor: 20,
     archives: [
+      // One archive, cut per role: masters run the control plane, nodes the kubelet and
+      // kube-proxy, and every VM has kubectl.
       {
         artifact: 'kubernetes',
-        on: 'all',
-        members: [
-          'kube-apiserver',
-          'kube-controller-manager',
-          'kube-scheduler',
-          'kubelet',
-          'kube-proxy',
-          'kubectl',
-        ].map((bin) => `kubernetes/bin/${bin}`),
+        on: 'masters',
+        members: ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler'].map(
+          (bin) => `kubernetes/bin/${bin}`,
+        ),
       },
+      {
+        artifact: 'kubernetes',
+        on: 'nodes',
+        members: ['kubelet', 'kube-proxy'].map((bin) => `kubernetes/bin/${bin}`),
+      },
+      { artifact: 'kubernetes', on: 'all', members: ['kubernetes/bin/kubectl'] },
       {
         artifact: 'flannel',
         on: 'all',
@@ -105,7 +108,7 @@ const PROFILES: Record<StackName, InstallProfile> = {
     pauseImage: { artifact: 'pause-image', image: 'klab/pause:klab-1', from: 'docker-archive' },
     testAppImage: {
       artifact: 'php-apache-image',
-      image: 'klab/php-apache:debian-12',
+      image: 'klab/php-apache:debian-12-slim',
       from: 'docker-archive',
     },
     ingressImage: {

@@ -104,13 +104,16 @@ describe('klab artifacts build --stack debian', () => {
     expect((await run(['docker', 'inspect', '-f', '{{.State.ExitCode}}', id])).trim()).toBe('0');
   });
 
-  it('the test-app image loads and serves its PHP page', async () => {
-    expect(await run(['docker', 'load', '-i', file('php-apache-image')])).toContain(
-      'klab/php-apache:debian-12',
+  it('the test-app image is small, loads from its gzip archive and serves its PHP page', async () => {
+    const image = 'klab/php-apache:debian-12-slim';
+    expect(await run(['docker', 'load', '-i', file('php-apache-image')])).toContain(image);
+    // The bound: at most 60 MB unpacked (it was 358 MB with a whole Debian root).
+    const bytes = Number(
+      (await run(['docker', 'image', 'inspect', '-f', '{{.Size}}', image])).trim(),
     );
-    const id = (
-      await run(['docker', 'run', '-d', '--hostname', 'php-test-pod', 'klab/php-apache:debian-12'])
-    ).trim();
+    expect(bytes).toBeGreaterThan(5_000_000);
+    expect(bytes).toBeLessThanOrEqual(60_000_000);
+    const id = (await run(['docker', 'run', '-d', '--hostname', 'php-test-pod', image])).trim();
     containers.push(id);
     const ip = (
       await run([

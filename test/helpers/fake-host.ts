@@ -16,7 +16,7 @@ export type Handler = (
  * a handler (cat of a known file is built in), every call is recorded.
  */
 export class FakeHost implements RemoteHost {
-  readonly calls: { argv: readonly string[]; sudo: boolean }[] = [];
+  readonly calls: { argv: readonly string[]; sudo: boolean; stdinFile?: string }[] = [];
   readonly files = new Map<string, string>();
   readonly writes: { path: string; mode: number | undefined; sudo: boolean }[] = [];
 
@@ -26,7 +26,11 @@ export class FakeHost implements RemoteHost {
   ) {}
 
   async run(argv: readonly string[], options: RemoteRunOptions = {}): Promise<RemoteResult> {
-    this.calls.push({ argv, sudo: options.sudo ?? false });
+    this.calls.push({
+      argv,
+      sudo: options.sudo ?? false,
+      ...(options.stdinFile ? { stdinFile: options.stdinFile } : {}),
+    });
     let answer = this.handler(argv, options);
     if (!answer && argv[0] === 'cat') {
       const file = argv[argv.length - 1] ?? '';

@@ -48,13 +48,14 @@ describe('subnet collisions with the host', () => {
 describe('resources and boot order', () => {
   it('adds up the VMs memory', () => {
     expect(resourceNeeds(spec).memoryMb).toBe(4 * 2048);
-    // 4 VMs x 4 GB + the box, plus 16 checkpoints of half of 8 GB of memory.
-    expect(resourceNeeds(spec)).toEqual({ memoryMb: 8192, diskGb: 18 + 64, checkpointGb: 64 });
+    // 4 VMs x 4 GB + the box, plus 16 checkpoints of a fifth of 8 GB of memory (free guest
+    // memory is zeroed before each one): a checkpoint after every step on a 60 GB host.
+    expect(resourceNeeds(spec)).toEqual({ memoryMb: 8192, diskGb: 18 + 26, checkpointGb: 26 });
     const without = { ...spec, snapshots: { automatic: false } };
     expect(resourceNeeds(without).diskGb).toBe(18);
     // Checkpoints follow the free space: all of them, only the last one, or none at all.
-    expect(checkpointMode(spec, 100)).toBe('every-step');
-    expect(checkpointMode(spec, 50)).toBe('last-step');
+    expect(checkpointMode(spec, 60)).toBe('every-step');
+    expect(checkpointMode(spec, 40)).toBe('last-step');
     expect(checkpointMode(without, 100)).toBe('none');
   });
 

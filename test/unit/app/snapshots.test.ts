@@ -3,11 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Lab } from '../../../src/app/lab.js';
-import { resetOpenLab, saveSnapshot } from '../../../src/app/snapshots.js';
+import { HostPool } from '../../../src/app/session.js';
+import { checkpointHook, resetOpenLab, saveSnapshot } from '../../../src/app/snapshots.js';
 import type { KlabError } from '../../../src/model/errors.js';
 import { nullSink } from '../../../src/model/events.js';
 import { labPaths } from '../../../src/model/lab-paths.js';
 import { emptyState } from '../../../src/model/state.js';
+import { FakeHost } from '../../helpers/fake-host.js';
 import { FakeMachines, FakeVirt } from '../../helpers/fake-ports.js';
 import { twoVmSpec } from '../../helpers/specs.js';
 
@@ -87,5 +89,51 @@ describe('reset is all or nothing', () => {
     const result = await resetOpenLab(lab, 'base');
     expect(result.snapshot).toBe('base');
     expect(libvirt.calls).toEqual(['revert klab-duo_master base', 'revert klab-duo_node1 base']);
+  });
+});
+
+describe('a snapshot of running VMs zeroes their free memory first', () => {
+  it('asks every running guest to zero its free memory before any VM is paused', async () => {
+    const { lab, libvirt } = await fakeLab();
+    const order: string[] = [];
+    const pool = new HostPool();
+    for (const vm of lab.spec.vms) {
+      pool.add(
+        new FakeHost(vm.name, (argv) => {
+          if (argv[0] === 'sh' && String(argv[2]).includes('drop_caches')) {
+            order.push(`zero ${vm.name} (${libvirt.calls.length} libvirt calls before)`);
+            return { stdout: 'filled=1200 free=140\n' };
+          }
+          if (argv[0] === 'date') return { stdout: `${(Date.now() / 1000).toFixed(3)}\n` };
+          return undefined;
+        }),
+      );
+    }
+    await saveSnapshot(lab, 'before-etcd', { pool });
+    expect(order).toEqual([
+      'zero master (0 libvirt calls before)',
+      'zero node1 (0 libvirt calls before)',
+    ]);
+    expect(libvirt.calls.slice(0, 2)).toEqual([
+      'suspend klab-duo_master',
+      'suspend klab-duo_node1',
+    ]);
+  });
+});
+
+describe('an automatic checkpoint that cannot be saved does not cost the lab', () => {
+  it('warns, goes on, and from then on keeps only the checkpoint after the last step', async () => {
+    const { lab, libvirt } = await fakeLab();
+    const events: { code: string }[] = [];
+    lab.sink = { emit: (event) => events.push(event) };
+    libvirt.failCreateOn = 'klab-duo_node1';
+    const hook = checkpointHook(lab, undefined, { mode: 'every-step', lastStep: 'kubelet' });
+    await hook('etcd', true);
+    expect(events.map((e) => e.code)).toContain('FALLBACK_CHECKPOINTS');
+    libvirt.failCreateOn = undefined;
+    await hook('flannel', true);
+    await hook('kubelet', true);
+    const taken = [...(libvirt.snaps.get('klab-duo_master') ?? [])];
+    expect(taken).toEqual(['after-kubelet']);
   });
 });

@@ -1,0 +1,135 @@
+/**
+ * Benchmark: the default 4-VM lab (master, node1..node3, 2 GB each), as a learner gets it.
+ * A fresh `klab create` (boot, every step with its checkpoint, verify), then the saved state
+ * of every checkpoint, resets to an early, a middle and a late checkpoint (revert, clocks,
+ * health) and `klab verify` after the late one. Prints figures and the issue's ratios;
+ * asserts nothing. About 20-40 minutes under software emulation.
+ *
+ *   npm run build && npm run bench            # destroys the bench lab at the end
+ *   npm run bench -- --keep                   # leaves it running (in /var/tmp/klab-bench-lab)
+ */
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+
+const CLI = path.resolve(import.meta.dirname, '..', 'src', 'cli.js');
+const LAB = '/var/tmp/klab-bench-lab';
+// The default lab (klab init with no answers), on subnets of its own.
+const SPEC = `name: bench
+network:
+  subnet: 192.168.227.0/24
+  managementSubnet: 192.168.228.0/24
+nodes:
+  - { name: master, role: master }
+  - { name: node1 }
+  - { name: node2 }
+  - { name: node3 }
+`;
+const RESETS = ['after-etcd', 'after-control-plane', 'after-kubelet'];
+const GiB = 1024 ** 3;
+
+interface RunEvent {
+  code: string;
+  subject?: string;
+  ms?: number;
+}
+interface RunDocument {
+  ok: boolean;
+  code: string;
+  error?: { code: string; message: string };
+  events: RunEvent[];
+  items?: { name: string; afterStep?: string; stateBytes: number }[];
+}
+
+/** Runs klab with --json; returns the wall time and the run's document (docs/json-output.md). */
+async function klab(label: string, args: string[]): Promise<{ seconds: number; doc: RunDocument }> {
+  const started = process.hrtime.bigint();
+  const result = await execa('node', [CLI, '--dir', LAB, ...args, '--json'], {
+    env: { CI: 'true' },
+    reject: false,
+  });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const doc = JSON.parse(String(result.stdout) || '{"events":[]}') as RunDocument;
+  if (result.exitCode !== 0 || !doc.ok) {
+    throw new Error(
+      `${label} failed (exit ${result.exitCode}, ${doc.error?.code}: ${doc.error?.message}):\n${String(result.stderr).slice(-3000)}`,
+    );
+  }
+  console.log(`${label}: ${seconds.toFixed(1)} s`);
+  return { seconds, doc };
+}
+
+function seconds(events: RunEvent[], code: string): number {
+  return events.filter((e) => e.code === code).reduce((sum, e) => sum + (e.ms ?? 0), 0) / 1000;
+}
+
+function gib(bytes: number): string {
+  return `${(bytes / GiB).toFixed(2)} GiB`;
+}
+
+async function main(): Promise<void> {
+  const keep = process.argv.includes('--keep');
+  console.log(
+    `machine: ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), ${(os.totalmem() / GiB).toFixed(0)} GiB RAM, ${os.release()}`,
+  );
+  await execa('node', [CLI, '--dir', LAB, 'destroy', '--yes'], { reject: false });
+  await rm(LAB, { recursive: true, force: true });
+  await mkdir(LAB, { recursive: true });
+  await writeFile(path.join(LAB, 'klab.yaml'), SPEC);
+  try {
+    const created = await klab('klab create (4 VMs, every step, checkpoints, verify)', ['create']);
+    const events = created.doc.events;
+    const boot = seconds(events, 'VMS_BOOTED');
+    const zero = seconds(events, 'GUEST_MEMORY_ZEROED');
+    const snap = seconds(events, 'SNAPSHOT_TAKEN') - zero;
+    const checks = seconds(events, 'CHECK_PASSED') + seconds(events, 'CHECK_FAILED');
+    console.log('\nper step (s, every VM together):');
+    for (const e of events.filter((x) => /^STEP_(APPLIED|ALREADY_DONE)$/.test(x.code))) {
+      console.log(
+        `  ${(e.subject ?? '?').padEnd(14)} ${((e.ms ?? 0) / 1000).toFixed(0).padStart(5)}`,
+      );
+    }
+    const fresh = created.seconds;
+    console.log(
+      `\nfresh create ${fresh.toFixed(0)} s = boot ${boot.toFixed(0)} s + steps, checkpoints ` +
+        `(${snap.toFixed(0)} s saving, ${zero.toFixed(0)} s zeroing guest memory) and verify checks (${checks.toFixed(0)} s)`,
+    );
+    console.log(
+      `(create - boot) / boot = ${((fresh - boot) / boot).toFixed(2)} (target <= 3); fresh create ${(fresh / 60).toFixed(1)} min (target <= 15)`,
+    );
+
+    const list = await klab('klab snapshot list', ['snapshot', 'list']);
+    const items = list.doc.items ?? [];
+    console.log('\nsaved state per checkpoint (all 4 VMs):');
+    for (const item of [...items].reverse()) {
+      console.log(`  ${item.name.padEnd(22)} ${gib(item.stateBytes)}`);
+    }
+    const total = items.reduce((sum, item) => sum + item.stateBytes, 0);
+    const largest = Math.max(0, ...items.map((item) => item.stateBytes));
+    console.log(
+      `  ${items.length} checkpoints, total ${gib(total)}, largest ${gib(largest)} (target <= 1.5 GiB each, 25 GB in all)`,
+    );
+
+    const provisioning = fresh - boot;
+    console.log('');
+    let late = 0;
+    for (const name of RESETS) {
+      const reset = await klab(`klab reset ${name} (revert, clocks, health)`, ['reset', name]);
+      late = reset.seconds;
+      console.log(
+        `  reset / fresh provisioning: ${(reset.seconds / provisioning).toFixed(3)} (target < 0.05); ` +
+          `revert ${seconds(reset.doc.events, 'VMS_REVERTED').toFixed(1)} s, health ${seconds(reset.doc.events, 'LAB_HEALTHY').toFixed(1)} s`,
+      );
+    }
+    const verify = await klab('klab verify (after the late reset)', ['verify']);
+    console.log(
+      `\nsummary: create ${fresh.toFixed(0)} s, boot ${boot.toFixed(0)} s, largest checkpoint ${gib(largest)}, ` +
+        `checkpoints ${gib(total)}, reset ${late.toFixed(1)} s (${RESETS.at(-1)}), verify ${verify.seconds.toFixed(0)} s`,
+    );
+  } finally {
+    if (!keep) await execa('node', [CLI, '--dir', LAB, 'destroy', '--yes'], { reject: false });
+  }
+}
+
+await main();

@@ -1,0 +1,134 @@
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { binariesStep, elfProblems } from '../../../provision/binaries/index.js';
+import { FakeHost } from '../../helpers/fake-host.js';
+import { defaultSpec } from '../../helpers/specs.js';
+import { testStepContext } from '../../helpers/step-context.js';
+
+const ELF_X86_64 = '7f 45 4c 46 02 01 01 00 00 00 00 00 00 00 00 00 02 00 3e 00';
+const ELF_ARM64 = '7f 45 4c 46 02 01 01 00 00 00 00 00 00 00 00 00 02 00 b7 00';
+
+describe('the installed programs are checked without starting each one', () => {
+  it('accepts 64-bit x86 ELF files and names every other file', () => {
+    expect(elfProblems(`/opt/k8s/bin/kubelet ${ELF_X86_64}\n`)).toEqual([]);
+    expect(
+      elfProblems(
+        `/opt/k8s/bin/kubelet ${ELF_ARM64}\n/opt/k8s/bin/kube-proxy\n/opt/k8s/bin/kubectl 23 21 2f 62\n`,
+      ),
+    ).toEqual([
+      '/opt/k8s/bin/kubelet is not a 64-bit x86 program',
+      '/opt/k8s/bin/kube-proxy is not a 64-bit x86 program',
+      '/opt/k8s/bin/kubectl is not a 64-bit x86 program',
+    ]);
+  });
+});
+
+describe('each VM receives only what its roles run, streamed into tar', () => {
+  const spec = defaultSpec();
+  let dir = '';
+  const artifacts: Record<string, string> = {};
+  const savedCache = process.env.KLAB_CACHE_DIR;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'klab-binaries-'));
+    process.env.KLAB_CACHE_DIR = path.join(dir, 'cache');
+    const k8s = path.join(dir, 'src', 'kubernetes', 'bin');
+    await mkdir(k8s, { recursive: true });
+    for (const bin of [
+      'kube-apiserver',
+      'kube-controller-manager',
+      'kube-scheduler',
+      'kubelet',
+      'kube-proxy',
+      'kubectl',
+    ]) {
+      await writeFile(path.join(k8s, bin), bin);
+    }
+    await mkdir(path.join(dir, 'src', 'flannel'));
+    for (const file of ['flanneld', 'mk-docker-opts.sh']) {
+      await writeFile(path.join(dir, 'src', 'flannel', file), file);
+    }
+    artifacts.kubernetes = path.join(dir, 'kubernetes.tar.gz');
+    artifacts.flannel = path.join(dir, 'flannel.tar.gz');
+    artifacts.etcd = path.join(dir, 'etcd-debs.tar');
+    artifacts.docker = path.join(dir, 'docker-debs.tar');
+    await execa('tar', ['-czf', artifacts.kubernetes, '-C', path.join(dir, 'src'), 'kubernetes']);
+    await execa('tar', ['-czf', artifacts.flannel, '-C', path.join(dir, 'src'), 'flannel']);
+    await mkdir(path.join(dir, 'src', 'debs'));
+    await writeFile(path.join(dir, 'src', 'debs', 'a_1_amd64.deb'), 'deb');
+    for (const debs of [artifacts.etcd, artifacts.docker]) {
+      await execa('tar', ['-cf', debs, '-C', path.join(dir, 'src', 'debs'), 'a_1_amd64.deb']);
+    }
+  });
+  afterAll(() => {
+    if (savedCache === undefined) delete process.env.KLAB_CACHE_DIR;
+    else process.env.KLAB_CACHE_DIR = savedCache;
+  });
+
+  async function install(vmName: string): Promise<FakeHost> {
+    const vm = spec.vms.find((v) => v.name === vmName);
+    if (!vm) throw new Error(vmName);
+    const host = new FakeHost(vmName, (argv) => {
+      if (argv[0] === 'sh' && String(argv[2]).includes('od -An')) {
+        return {
+          stdout: argv
+            .slice(4)
+            .map((file) => `${file} ${ELF_X86_64}\n`)
+            .join(''),
+        };
+      }
+      return undefined;
+    });
+    const ctx = testStepContext(
+      spec,
+      { [vmName]: host },
+      {
+        artifactFile: (id) => {
+          const file = artifacts[id];
+          if (!file) throw new Error(`no artifact ${id}`);
+          return file;
+        },
+      },
+    );
+    await binariesStep.apply(ctx, vm);
+    return host;
+  }
+
+  async function programsSent(host: FakeHost): Promise<string[]> {
+    const files = host.calls.filter((call) => call.stdinFile).map((call) => call.stdinFile ?? '');
+    const listed: string[] = [];
+    for (const file of files) {
+      const flag = file.endsWith('.gz') ? ['-z'] : [];
+      listed.push(...(await execa('tar', [...flag, '-tf', file])).stdout.split('\n'));
+    }
+    return listed
+      .filter((entry) => /\/(kube[-a-z]*|flanneld)$/.test(entry))
+      .map((e) => path.basename(e))
+      .sort();
+  }
+
+  it('the master gets the control plane and kubectl, never the kubelet', async () => {
+    const host = await install('master');
+    expect(await programsSent(host)).toEqual([
+      'flanneld',
+      'kube-apiserver',
+      'kube-controller-manager',
+      'kube-scheduler',
+      'kubectl',
+    ]);
+    // Streamed: nothing is copied to the VM's disk first.
+    expect(host.uploads).toEqual([]);
+    expect(host.commands()).toContain('sudo tar -z -xf - -C /opt/k8s/stage/kubernetes');
+  });
+
+  it('a node gets the kubelet, kube-proxy and kubectl, never the apiserver', async () => {
+    const host = await install('node1');
+    expect(await programsSent(host)).toEqual(['flanneld', 'kube-proxy', 'kubectl', 'kubelet']);
+    expect(
+      host.commands().some((c) => c.includes('dpkg -i --force-confold --force-unsafe-io')),
+    ).toBe(true);
+  });
+});
