@@ -14,6 +14,7 @@ export const LAYERS = [
   ['src/render', 'text for the host: Vagrantfile, klab.yaml, manifests, templates'],
   ['provision', 'provisioner modules, one folder per step'],
   ['src/checks', 'the cluster checks of klab verify'],
+  ['src/lessons', 'lessons: the catalog, their checks and the faults they inject'],
   ['src/app', 'one file per verb group'],
   ['src/ui', 'how events look'],
   ['src/commands', 'flags to one app call'],

@@ -37,11 +37,10 @@ export function journalHint(vm: VmPlan, units: readonly string[], lines = 50): s
   return `Look at the log: klab ssh ${vm.name} -- sudo journalctl ${flags} -n ${lines}`;
 }
 
-export function serviceProblems(definition: ServiceStepDefinition): Probe {
+/** The result alone: what the units need, the units running, the probes answering. */
+export function serviceOutcome(definition: ServiceStepDefinition): Probe {
   return async (ctx, vm) => {
-    const host = ctx.host(vm.name);
-    const files = await definition.files(ctx, vm);
-    const problems = (await changedFiles(host, files)).map((file) => `${file.path} differs`);
+    const problems: string[] = [];
     for (const probe of definition.requires ?? []) problems.push(...(await probe(ctx, vm)));
     const stopped = await unitsActive(definition.units)(ctx, vm);
     if (stopped.length > 0) return [...problems, ...stopped];
@@ -53,9 +52,20 @@ export function serviceProblems(definition: ServiceStepDefinition): Probe {
   };
 }
 
+export function serviceProblems(definition: ServiceStepDefinition): Probe {
+  const outcome = serviceOutcome(definition);
+  return async (ctx, vm) => {
+    const files = await definition.files(ctx, vm);
+    const problems = (await changedFiles(ctx.host(vm.name), files)).map(
+      (file) => `${file.path} differs`,
+    );
+    return [...problems, ...(await outcome(ctx, vm))];
+  };
+}
+
 export function serviceStep(definition: ServiceStepDefinition): Step {
   const [mainUnit = definition.id] = definition.units;
-  return probeStep({
+  const step = probeStep({
     id: definition.id,
     title: definition.title,
     ...(definition.on ? { on: definition.on } : {}),
@@ -70,4 +80,5 @@ export function serviceStep(definition: ServiceStepDefinition): Step {
     hint: definition.hint ?? ((vm) => journalHint(vm, definition.units)),
     diagnose: (ctx, vm) => journalTail(ctx.host(vm.name), mainUnit),
   });
+  return { ...step, outcome: serviceOutcome(definition) };
 }

@@ -34,6 +34,12 @@ export interface Step {
   targets?(spec: LabSpec): VmPlan[];
   /** What is not yet as this step makes it (empty: done); probe steps have it. */
   problems?(ctx: StepContext, vm: VmPlan): Promise<string[]>;
+  /**
+   * What is wrong with the step's RESULT on the live VM, however it was reached: units
+   * running, named probes answering; never whether a file matches klab's own rendering.
+   * A lesson checks a step done by hand with this (service steps have it).
+   */
+  outcome?(ctx: StepContext, vm: VmPlan): Promise<string[]>;
   /** True when the VM already is in the state this step produces. */
   check(ctx: StepContext, vm: VmPlan): Promise<boolean>;
   apply(ctx: StepContext, vm: VmPlan): Promise<void>;

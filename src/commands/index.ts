@@ -12,6 +12,7 @@ import {
   statusCommand,
   upCommand,
 } from './lab.js';
+import { lessonCommand } from './lesson.js';
 import { resetCommand, snapshotCommand } from './snapshot.js';
 import { verifyCommand } from './verify.js';
 
@@ -26,6 +27,7 @@ export const COMMANDS: readonly KlabCommand[] = [
   verifyCommand,
   snapshotCommand,
   resetCommand,
+  lessonCommand,
   doctorCommand,
   boxCommand,
   certsCommand,

@@ -26,6 +26,7 @@ export const ERROR_CODES = {
   KLAB_SUBNET_COLLISION: 'user',
   KLAB_NOT_ENOUGH_RESOURCES: 'user',
   KLAB_SNAPSHOT_MISSING: 'user',
+  KLAB_LESSON_UNKNOWN: 'user',
   KLAB_TOOL_MISSING: 'host',
   KLAB_LIBVIRT_UNREACHABLE: 'host',
   KLAB_NEEDS_ROOT: 'host',
@@ -44,6 +45,8 @@ export const ERROR_CODES = {
   KLAB_LOCKED: 'lab',
   KLAB_CERTS_INVALID: 'lab',
   KLAB_VERIFY_FAILED: 'lab',
+  KLAB_LESSON_CHECK_FAILED: 'lab',
+  KLAB_LESSON_INVALID: 'klab',
   KLAB_INTERNAL: 'klab',
 } as const satisfies Record<string, Fault>;
 

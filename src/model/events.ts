@@ -27,6 +27,8 @@ export const EVENT_CODES = {
     'every running guest dropped its page cache and zeroed its free memory before a snapshot',
   CLOCKS_STEPPED: 'every guest clock was set to the host clock',
   LAB_HEALTHY: 'every provisioned part is healthy again (after a reset or a restart)',
+  LESSON_FAULT_INJECTED: "a break/fix lesson's fault was injected (subject: the fault id)",
+  LESSON_REPAIRED: "klab repaired a break/fix lesson's fault (subject: the fault id)",
   // Notices: what the user should know, said once.
   FALLBACK_BOX: 'the default box could not be downloaded: a locally built box is used',
   FALLBACK_STACK: "the pinned stack's sources are unreachable: the mirror-only stack is used",
@@ -61,6 +63,12 @@ export const EVENT_CODES = {
   DOCTOR_REPORT: 'the host check',
   BOX_LIST: 'the boxes klab can build',
   BOX_READY: 'a locally built box is ready',
+  LESSON_LIST: 'the lessons with the progress kept in the lab',
+  LESSON_STARTED: "the lab is at the lesson's start (checkpoint, fault); its text follows",
+  LESSON_TEXT: "a lesson's text",
+  LESSON_HINT: "a lesson's next hint",
+  LESSON_PASSED: "a lesson's check passed on the live lab",
+  LESSON_SOLVED: 'klab did the lesson (its solution) and its check passed',
 } as const;
 
 export type EventCode = keyof typeof EVENT_CODES;

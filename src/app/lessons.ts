@@ -1,0 +1,293 @@
+/**
+ * klab lesson: start a lesson (the lab back at its checkpoint, a fault injected for the
+ * break/fix ones), show its text, check it on the live lab, give the next hint, solve it
+ * (klab does the step or the repair, then checks), go on to the next one. Progress is kept
+ * in the lab directory (.klab/lessons.json), so it survives reboots of host and VMs.
+ */
+import path from 'node:path';
+import { waitFor } from '../../provision/lib/guest.js';
+import type { StepContext } from '../../provision/lib/step.js';
+import { findLesson, loadLessons } from '../lessons/catalog.js';
+import { type LessonCheckResult, runLessonCheck, stepOf } from '../lessons/check.js';
+import { findFault } from '../lessons/faults.js';
+import { KlabError } from '../model/errors.js';
+import { task } from '../model/events.js';
+import { readText, writeAtomic } from '../model/files.js';
+import {
+  emptyProgress,
+  type Lesson,
+  type LessonProgress,
+  type LessonProgressFile,
+  parseReference,
+} from '../model/lesson.js';
+import { saveState } from '../model/state.js';
+import { type Lab, type LabRequest, openCreatedLab, stepContext, withHosts } from './lab.js';
+import { runSteps } from './pipeline.js';
+import { listSnapshots, resetOpenLab } from './snapshots.js';
+
+function progressFile(lab: Lab): string {
+  return path.join(path.dirname(lab.paths.stateFile), 'lessons.json');
+}
+
+export async function loadProgress(lab: Lab): Promise<LessonProgressFile> {
+  const text = await readText(progressFile(lab));
+  if (!text) return { lessons: {} };
+  try {
+    const parsed = JSON.parse(text) as LessonProgressFile;
+    return {
+      ...(parsed.current ? { current: parsed.current } : {}),
+      lessons: parsed.lessons ?? {},
+    };
+  } catch {
+    // A damaged progress file costs the progress, never the lab.
+    return { lessons: {} };
+  }
+}
+
+async function saveProgress(lab: Lab, progress: LessonProgressFile): Promise<void> {
+  await writeAtomic(progressFile(lab), `${JSON.stringify(progress, null, 2)}\n`);
+}
+
+function progressOf(progress: LessonProgressFile, id: string): LessonProgress {
+  progress.lessons[id] ??= emptyProgress();
+  return progress.lessons[id];
+}
+
+interface LessonSession {
+  lab: Lab;
+  lessons: Lesson[];
+  progress: LessonProgressFile;
+}
+
+async function openLessons(request: LabRequest): Promise<LessonSession> {
+  const lab = await openCreatedLab(request);
+  return { lab, lessons: await loadLessons(lab.spec), progress: await loadProgress(lab) };
+}
+
+/** The lesson named, or the current one; says what to do when there is none. */
+function pickLesson(session: LessonSession, id: string | undefined): Lesson {
+  const wanted = id ?? session.progress.current;
+  if (!wanted) {
+    throw new KlabError('KLAB_USAGE', 'no lesson is started in this lab', {
+      hint: `Start one with "klab lesson start ${session.lessons[0]?.id ?? 'ID'}" (all: "klab lesson list").`,
+    });
+  }
+  return findLesson(session.lessons, wanted);
+}
+
+export interface LessonListItem {
+  id: string;
+  order: number;
+  kind: Lesson['kind'];
+  minutes: number;
+  title: Lesson['title'];
+  current: boolean;
+  passed: boolean;
+  solved: boolean;
+  hintsShown: number;
+}
+
+export async function listLessons(request: LabRequest): Promise<LessonListItem[]> {
+  const session = await openLessons(request);
+  return session.lessons.map((lesson) => {
+    const progress = session.progress.lessons[lesson.id] ?? emptyProgress();
+    return {
+      id: lesson.id,
+      order: lesson.order,
+      kind: lesson.kind,
+      minutes: lesson.minutes,
+      title: lesson.title,
+      current: session.progress.current === lesson.id,
+      passed: progress.passedAt !== undefined,
+      solved: progress.solved === true,
+      hintsShown: progress.hintsShown,
+    };
+  });
+}
+
+export interface StartedLesson {
+  lesson: Lesson;
+  seconds: number;
+}
+
+/** The lab back at the lesson's checkpoint (all VMs, healthy), then its fault injected. */
+export async function startLesson(request: LabRequest, id: string): Promise<StartedLesson> {
+  const session = await openLessons(request);
+  const lesson = findLesson(session.lessons, id);
+  return startOpenLesson(session, lesson);
+}
+
+async function startOpenLesson(session: LessonSession, lesson: Lesson): Promise<StartedLesson> {
+  const { lab } = session;
+  const started = Date.now();
+  const checkpoint = lesson.start.checkpoint;
+  const snapshots = await listSnapshots(lab);
+  if (!snapshots.some((snap) => snap.name === checkpoint)) {
+    throw new KlabError(
+      'KLAB_SNAPSHOT_MISSING',
+      `lesson "${lesson.id}" starts from the checkpoint "${checkpoint}", which this lab does not have`,
+      {
+        hint: 'Checkpoints are taken by "klab create" after every step when the disk has room (snapshots: {automatic: true}); see "klab snapshot list". Re-create the lab with enough free disk to get them all.',
+      },
+    );
+  }
+  await resetOpenLab(lab, checkpoint);
+  if (lesson.start.fault) {
+    const fault = findFault(lesson.start.fault);
+    if (!fault) throw new KlabError('KLAB_INTERNAL', `no fault "${lesson.start.fault}"`);
+    await withHosts(lab, (pool) =>
+      task(
+        lab.sink,
+        `Break the lab for this lesson (${fault.id})`,
+        () => fault.inject(stepContext(lab, pool)),
+        { code: () => 'LESSON_FAULT_INJECTED', subject: fault.id },
+      ),
+    );
+  }
+  session.progress.current = lesson.id;
+  session.progress.lessons[lesson.id] = {
+    ...emptyProgress(),
+    checks: 0,
+    startedAt: new Date().toISOString(),
+  };
+  await saveProgress(lab, session.progress);
+  return { lesson, seconds: (Date.now() - started) / 1000 };
+}
+
+export async function showLesson(request: LabRequest, id?: string): Promise<Lesson> {
+  return pickLesson(await openLessons(request), id);
+}
+
+export interface LessonCheckReport extends LessonCheckResult {
+  lesson: Lesson;
+}
+
+/** The lesson's check on the live lab; a failure is an error naming what is not right. */
+export async function checkLesson(request: LabRequest, id?: string): Promise<LessonCheckReport> {
+  const session = await openLessons(request);
+  const lesson = pickLesson(session, id);
+  const result = await withHosts(session.lab, (pool) =>
+    task(session.lab.sink, `Check "${lesson.title.en}"`, () =>
+      runLessonCheck(stepContext(session.lab, pool), lesson),
+    ),
+  );
+  await recordCheck(session, lesson, result, false);
+  if (!result.passed) throw checkFailed(lesson, result);
+  return { ...result, lesson };
+}
+
+function checkFailed(lesson: Lesson, result: LessonCheckResult): KlabError {
+  return new KlabError('KLAB_LESSON_CHECK_FAILED', `lesson "${lesson.id}" is not done yet`, {
+    details: result.problems,
+    hint: `Fix what is listed, then "klab lesson check" again; "klab lesson hint" gives a hint, "klab lesson solve" does it for you.`,
+    data: { lesson: lesson.id, passed: false, problems: result.problems },
+  });
+}
+
+async function recordCheck(
+  session: LessonSession,
+  lesson: Lesson,
+  result: LessonCheckResult,
+  solved: boolean,
+): Promise<void> {
+  const progress = progressOf(session.progress, lesson.id);
+  progress.checks += 1;
+  if (result.passed) {
+    progress.passedAt = new Date().toISOString();
+    if (solved) progress.solved = true;
+  }
+  await saveProgress(session.lab, session.progress);
+}
+
+export interface LessonHint {
+  lesson: Lesson;
+  /** 1-based number of the hint shown. */
+  number: number;
+  total: number;
+  /** Per language. */
+  text: { en: string; 'zh-CN': string };
+}
+
+/** The next hint: a nudge first, then more; the last one again once all were shown. */
+export async function nextHint(request: LabRequest, id?: string): Promise<LessonHint> {
+  const session = await openLessons(request);
+  const lesson = pickLesson(session, id);
+  const progress = progressOf(session.progress, lesson.id);
+  const total = lesson.hints.en.length;
+  const index = Math.min(progress.hintsShown, total - 1);
+  progress.hintsShown = Math.min(progress.hintsShown + 1, total);
+  await saveProgress(session.lab, session.progress);
+  return {
+    lesson,
+    number: index + 1,
+    total,
+    text: { en: lesson.hints.en[index] ?? '', 'zh-CN': lesson.hints['zh-CN'][index] ?? '' },
+  };
+}
+
+/** The step's provisioner module (recorded in the state) or the fault's repair. */
+async function runSolution(lab: Lab, ctx: StepContext, lesson: Lesson): Promise<void> {
+  const ref = parseReference(lesson.solution);
+  if (ref.kind === 'step') {
+    await runSteps([stepOf(ctx, ref.id)], ctx, lab.state);
+    await saveState(lab.paths.stateFile, lab.state);
+    return;
+  }
+  const fault = findFault(ref.id);
+  if (!fault) throw new KlabError('KLAB_INTERNAL', `no fault "${ref.id}"`);
+  await task(lab.sink, `Repair: ${fault.id}`, () => fault.repair(ctx), {
+    code: () => 'LESSON_REPAIRED',
+    subject: fault.id,
+  });
+}
+
+/** klab does the lesson (its solution), then waits, bounded, until its check passes. */
+export async function solveLesson(request: LabRequest, id?: string): Promise<LessonCheckReport> {
+  const session = await openLessons(request);
+  const lesson = pickLesson(session, id);
+  const { lab } = session;
+  const result = await withHosts(lab, async (pool) => {
+    const ctx = stepContext(lab, pool);
+    await runSolution(lab, ctx, lesson);
+    let last: LessonCheckResult = { passed: false, problems: [] };
+    await task(lab.sink, `Check "${lesson.title.en}"`, () =>
+      waitFor(
+        ctx,
+        {
+          what: `the check of lesson "${lesson.id}"`,
+          vm: lesson.steps[0]?.vm ?? 'master',
+          timeoutMs: lab.spec.timeouts.check * 1000,
+          intervalMs: 3000,
+          hint: 'klab could not finish this lesson: look at "klab verify" and the log.',
+        },
+        async () => {
+          last = await runLessonCheck(ctx, lesson);
+          return last.passed ? true : last.problems.join('; ');
+        },
+      ),
+    );
+    return last;
+  });
+  await recordCheck(session, lesson, result, true);
+  return { ...result, lesson };
+}
+
+/** The lesson after the current one (by order), started. */
+export async function startNextLesson(request: LabRequest): Promise<StartedLesson> {
+  const session = await openLessons(request);
+  const current = session.progress.current;
+  const index = current ? session.lessons.findIndex((lesson) => lesson.id === current) : -1;
+  const next = session.lessons[index + 1];
+  if (!next) {
+    throw new KlabError('KLAB_USAGE', 'there is no lesson after the last one', {
+      hint: 'See every lesson and your progress with "klab lesson list".',
+    });
+  }
+  return startOpenLesson(session, next);
+}
+
+/** The current lesson from its start again: checkpoint, fault, hints. */
+export async function restartLesson(request: LabRequest): Promise<StartedLesson> {
+  const session = await openLessons(request);
+  return startOpenLesson(session, pickLesson(session, undefined));
+}

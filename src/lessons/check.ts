@@ -1,0 +1,54 @@
+/**
+ * A lesson's check, on the live lab: the RESULT of a provisioning step (its units running
+ * and its named probes answering, on every VM the step runs on), or a fault repaired.
+ * Never the commands typed, never whether a file matches what klab would have written.
+ */
+import { provisioningSteps } from '../../provision/index.js';
+import type { Step, StepContext } from '../../provision/lib/step.js';
+import { KlabError } from '../model/errors.js';
+import { type Lesson, parseReference } from '../model/lesson.js';
+import { findFault } from './faults.js';
+
+export interface LessonCheckResult {
+  passed: boolean;
+  /** What is not right yet, each naming the VM and what to look at. */
+  problems: string[];
+}
+
+export function stepOf(ctx: StepContext, id: string): Step {
+  const step = provisioningSteps(ctx.spec).find((entry) => entry.id === id);
+  if (!step) throw new KlabError('KLAB_INTERNAL', `no provisioning step "${id}"`);
+  return step;
+}
+
+async function stepResultProblems(ctx: StepContext, step: Step): Promise<string[]> {
+  const vms = step.targets ? step.targets(ctx.spec) : ctx.spec.vms;
+  const perVm = await Promise.all(
+    vms.map(async (vm) => {
+      const found = step.outcome
+        ? await step.outcome(ctx, vm)
+        : step.problems
+          ? await step.problems(ctx, vm)
+          : (await step.check(ctx, vm))
+            ? []
+            : [`"${step.title}" is not done`];
+      return found.map((problem) =>
+        problem.includes(vm.name) ? problem : `${vm.name}: ${problem}`,
+      );
+    }),
+  );
+  return perVm.flat();
+}
+
+export async function runLessonCheck(ctx: StepContext, lesson: Lesson): Promise<LessonCheckResult> {
+  const ref = parseReference(lesson.check);
+  let problems: string[];
+  if (ref.kind === 'fault') {
+    const fault = findFault(ref.id);
+    if (!fault) throw new KlabError('KLAB_INTERNAL', `no fault "${ref.id}"`);
+    problems = await fault.problems(ctx);
+  } else {
+    problems = await stepResultProblems(ctx, stepOf(ctx, ref.id));
+  }
+  return { passed: problems.length === 0, problems };
+}

@@ -1,0 +1,242 @@
+/**
+ * The faults of the break/fix lessons: what klab breaks on a working cluster, how it sees
+ * that the learner repaired it (the result, exactly, and that it was repaired rather than
+ * bypassed), and the repair `klab lesson solve` runs. Each fault breaks one VM: the first
+ * node, so it works the same on the 2-VM and the 4-VM lab.
+ */
+
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  desiredDefaultRoute,
+  parseDefaultRoutes,
+  routeIsRight,
+} from '../../provision/default-route/index.js';
+import { kubectl } from '../../provision/lib/cluster.js';
+import { nodeIsReady, unitsActive } from '../../provision/lib/probes.js';
+import type { StepContext } from '../../provision/lib/step.js';
+import { GUEST } from '../model/guest-paths.js';
+import type { VmPlan } from '../model/spec.js';
+import { nodes } from '../model/topology.js';
+import { kubernetesServiceIp } from '../pki/plan.js';
+
+export interface Fault {
+  id: string;
+  /** The VM it breaks. */
+  vm(ctx: StepContext): VmPlan;
+  inject(ctx: StepContext): Promise<void>;
+  /** What is still broken, each with what to look at (empty: repaired). */
+  problems(ctx: StepContext): Promise<string[]>;
+  /** The repair `klab lesson solve` runs. */
+  repair(ctx: StepContext): Promise<void>;
+}
+
+function firstNode(ctx: StepContext): VmPlan {
+  const [node] = nodes(ctx.spec);
+  if (!node) throw new Error('the lab has no node');
+  return node;
+}
+
+function sh(ctx: StepContext, vm: VmPlan, script: string) {
+  return ctx.host(vm.name).run(['sh', '-c', script], { sudo: true, allowFailure: true });
+}
+
+/**
+ * The `kubernetes` Service's ClusterIP answers from the VM: any HTTP status (401 without
+ * credentials) proves the packet was routed and rewritten by kube-proxy's rules.
+ */
+async function clusterIpProblems(ctx: StepContext, vm: VmPlan): Promise<string[]> {
+  const ip = kubernetesServiceIp(ctx.spec);
+  const result = await ctx
+    .host(vm.name)
+    .run(
+      ['curl', '-sk', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', `https://${ip}/`],
+      { allowFailure: true },
+    );
+  const code = result.stdout.trim();
+  if (/^[1-5]\d\d$/.test(code)) return [];
+  const why = result.stderr.trim() || `curl exit ${result.exitCode}`;
+  return [`the ClusterIP ${ip}:443 (Service "kubernetes") does not answer from ${vm.name}: ${why}`];
+}
+
+async function podCidrProblems(ctx: StepContext, vm: VmPlan): Promise<string[]> {
+  // The pod IP path stays alive in the kube-proxy fault: flannel, not kube-proxy, carries it.
+  const routes = await ctx
+    .host(vm.name)
+    .run(['ip', '-4', 'route', 'show', 'dev', 'flannel.1'], { allowFailure: true });
+  return routes.stdout.trim() ? [] : [`${vm.name} has no route to the other nodes' pod subnets`];
+}
+
+const routeDeleted: Fault = {
+  id: 'route-deleted',
+  vm: firstNode,
+  async inject(ctx) {
+    const vm = firstNode(ctx);
+    // The default route and klab's own routes for the service and pod ranges: now the VM
+    // has no route at all for a ClusterIP, as a VM without a default route would.
+    const { serviceCidr, podCidr } = ctx.spec.network;
+    await sh(
+      ctx,
+      vm,
+      `ip -4 route del default; ip -4 route del ${serviceCidr}; ip -4 route del ${podCidr}; true`,
+    );
+  },
+  async problems(ctx) {
+    const vm = firstNode(ctx);
+    const problems: string[] = [];
+    const routes = await ctx.host(vm.name).run(['ip', '-4', 'route', 'show', 'default']);
+    const want = desiredDefaultRoute(ctx.spec);
+    if (!routeIsRight(parseDefaultRoutes(routes.stdout), want)) {
+      problems.push(
+        `${vm.name} should have exactly one default route, "default via ${want.via} dev ${want.dev}"; it has: ${routes.stdout.trim() || 'none'}`,
+      );
+    }
+    return [...problems, ...(await clusterIpProblems(ctx, vm))];
+  },
+  async repair(ctx) {
+    await ctx
+      .host(firstNode(ctx).name)
+      .run(['systemctl', 'restart', 'klab-default-route.service'], { sudo: true });
+  },
+};
+
+const kubeProxyStopped: Fault = {
+  id: 'kube-proxy-stopped',
+  vm: firstNode,
+  async inject(ctx) {
+    // Stopped, and its NAT rules flushed as `kube-proxy --cleanup` would: Services are dead
+    // on this VM, while pod IPs (flannel) still answer.
+    await sh(
+      ctx,
+      firstNode(ctx),
+      'systemctl stop kube-proxy && iptables -t nat -F KUBE-SERVICES && iptables -t nat -F KUBE-NODEPORTS; true',
+    );
+  },
+  async problems(ctx) {
+    const vm = firstNode(ctx);
+    const stopped = await unitsActive(['kube-proxy'])(ctx, vm);
+    const named = stopped.map((text) => `${text} on ${vm.name}`);
+    return [...named, ...(await clusterIpProblems(ctx, vm)), ...(await podCidrProblems(ctx, vm))];
+  },
+  async repair(ctx) {
+    await ctx.host(firstNode(ctx).name).run(['systemctl', 'start', 'kube-proxy'], { sudo: true });
+  },
+};
+
+const OTHER_CA = `${GUEST.pki}/other-ca.crt`;
+const KUBELET_CONFIG = `${GUEST.k8sDir}/kubelet-config.yaml`;
+
+/** The clientCAFile line of a KubeletConfiguration. */
+export function kubeletClientCaFile(config: string): string | undefined {
+  return /^\s*clientCAFile:\s*"?([^"\s]+)"?\s*$/m.exec(config)?.[1];
+}
+
+const kubeletWrongCa: Fault = {
+  id: 'kubelet-wrong-ca',
+  vm: firstNode,
+  async inject(ctx) {
+    // A CA that signed nothing in this lab: the kubelet now refuses the apiserver's client
+    // certificate, so `kubectl logs`, `exec` and the node proxy fail with 401.
+    const vm = firstNode(ctx);
+    await sh(
+      ctx,
+      vm,
+      [
+        `openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=some-other-ca -keyout /tmp/other-ca.key -out ${OTHER_CA} 2>/dev/null`,
+        'rm -f /tmp/other-ca.key',
+        `sed -i 's#clientCAFile: .*#clientCAFile: ${OTHER_CA}#' ${KUBELET_CONFIG}`,
+        'systemctl restart kubelet',
+      ].join(' && '),
+    );
+  },
+  async problems(ctx) {
+    const vm = firstNode(ctx);
+    const host = ctx.host(vm.name);
+    const problems: string[] = [];
+    const config = await host.run(['cat', KUBELET_CONFIG], { sudo: true, allowFailure: true });
+    const caFile = kubeletClientCaFile(config.stdout);
+    const labCa = (await readFile(path.join(ctx.pkiDir, 'ca.crt'), 'utf8')).trim();
+    const trusted = caFile
+      ? (await host.run(['cat', caFile], { sudo: true, allowFailure: true })).stdout.trim()
+      : '';
+    if (trusted !== labCa) {
+      problems.push(
+        `the kubelet on ${vm.name} trusts ${caFile ?? 'no file'} (clientCAFile in ${KUBELET_CONFIG}), which is not the lab CA (${GUEST.pki}/ca.crt)`,
+      );
+    }
+    const proxy = await kubectl(ctx, ['get', '--raw', `/api/v1/nodes/${vm.name}/proxy/healthz`], {
+      allowFailure: true,
+      timeoutMs: 30_000,
+    });
+    if (proxy.stdout.trim() !== 'ok') {
+      problems.push(
+        `the apiserver cannot talk to the kubelet on ${vm.name} (node proxy /healthz): ${(proxy.stderr || proxy.stdout).trim()}`,
+      );
+    }
+    return problems;
+  },
+  async repair(ctx) {
+    const vm = firstNode(ctx);
+    await sh(
+      ctx,
+      vm,
+      `sed -i 's#clientCAFile: .*#clientCAFile: ${GUEST.pki}/ca.crt#' ${KUBELET_CONFIG} && rm -f ${OTHER_CA} && systemctl restart kubelet`,
+    );
+  },
+};
+
+const SWAPFILE = '/swapfile.klab';
+
+const swapOn: Fault = {
+  id: 'swap-on',
+  vm: firstNode,
+  async inject(ctx) {
+    // Swap on now and at every boot, as an image or an installer might leave it; the
+    // kubelet refuses to run with swap (failSwapOn) and the node goes NotReady.
+    await sh(
+      ctx,
+      firstNode(ctx),
+      [
+        `fallocate -l 256M ${SWAPFILE}`,
+        `chmod 600 ${SWAPFILE}`,
+        `mkswap ${SWAPFILE} >/dev/null`,
+        `swapon ${SWAPFILE}`,
+        `echo '${SWAPFILE} none swap sw 0 0' >> /etc/fstab`,
+        'systemctl restart kubelet',
+      ].join(' && '),
+    );
+  },
+  async problems(ctx) {
+    const vm = firstNode(ctx);
+    const host = ctx.host(vm.name);
+    const problems: string[] = [];
+    const swaps = await host.run(['swapon', '--show=NAME', '--noheadings'], { sudo: true });
+    if (swaps.stdout.trim()) {
+      problems.push(`swap is on on ${vm.name}: ${swaps.stdout.trim().split('\n').join(', ')}`);
+    }
+    const fstab = await host.run(['cat', '/etc/fstab']);
+    const swapLines = fstab.stdout
+      .split('\n')
+      .filter((line) => !line.trim().startsWith('#') && /\sswap\s/.test(line));
+    if (swapLines.length > 0) {
+      problems.push(`/etc/fstab on ${vm.name} turns swap on at boot: ${swapLines.join('; ')}`);
+    }
+    const kubelet = await unitsActive(['kubelet'])(ctx, vm);
+    problems.push(...kubelet.map((text) => `${text} on ${vm.name}`));
+    if (problems.length > 0) return problems;
+    return nodeIsReady()(ctx, vm);
+  },
+  async repair(ctx) {
+    await sh(
+      ctx,
+      firstNode(ctx),
+      `swapoff -a && sed -i '/\\sswap\\s/d' /etc/fstab && rm -f ${SWAPFILE} && systemctl restart kubelet`,
+    );
+  },
+};
+
+export const FAULTS: readonly Fault[] = [routeDeleted, kubeProxyStopped, kubeletWrongCa, swapOn];
+
+export function findFault(id: string): Fault | undefined {
+  return FAULTS.find((fault) => fault.id === id);
+}

@@ -1,0 +1,150 @@
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { provisioningSteps } from '../../../provision/index.js';
+import { lessonMarkdown } from '../../../src/commands/lesson.js';
+import { lessonProblems, lessonsDir, loadLessons } from '../../../src/lessons/catalog.js';
+import { FAULTS } from '../../../src/lessons/faults.js';
+import { KlabError } from '../../../src/model/errors.js';
+import {
+  LANGUAGES,
+  languageFromEnv,
+  parseReference,
+  splitLessonText,
+} from '../../../src/model/lesson.js';
+import { defaultSpec, twoVmSpec } from '../../helpers/specs.js';
+
+describe('the lessons shipped with klab', async () => {
+  const spec = defaultSpec();
+  const lessons = await loadLessons(spec);
+  const stepIds = provisioningSteps(spec).map((step) => step.id);
+
+  it('load without a problem, in order, with unique orders', () => {
+    expect(lessons.length).toBeGreaterThanOrEqual(7);
+    const orders = lessons.map((lesson) => lesson.order);
+    expect(orders).toEqual([...orders].sort((a, b) => a - b));
+    expect(new Set(orders).size).toBe(orders.length);
+  });
+
+  it.each(lessons.map((lesson) => [lesson.id, lesson] as const))(
+    '%s: both languages complete, one section per step, every reference real',
+    (_id, lesson) => {
+      expect(lessonProblems(lesson, spec)).toEqual([]);
+      expect(lessonProblems(lesson, twoVmSpec())).toEqual([]);
+      for (const lang of LANGUAGES) {
+        const text = splitLessonText(lesson.text[lang]);
+        expect(text.sections).toHaveLength(lesson.steps.length);
+        expect(lesson.title[lang].length).toBeGreaterThan(3);
+        expect(lesson.hints[lang]).toHaveLength(lesson.hints.en.length);
+      }
+      // The Chinese text is Chinese, not the English left in place.
+      expect(lesson.text['zh-CN']).toMatch(/[\u4e00-\u9fff]/);
+      expect(lesson.text['zh-CN']).not.toBe(lesson.text.en);
+      // It starts from a checkpoint klab takes, and VMs every lab has.
+      expect(stepIds).toContain(lesson.start.checkpoint.replace('after-', ''));
+      for (const step of lesson.steps) expect(['master', 'node1']).toContain(step.vm);
+    },
+  );
+
+  it('tutorial lessons start just before their step and are checked and solved by it', () => {
+    for (const lesson of lessons.filter((entry) => entry.kind === 'tutorial')) {
+      const step = parseReference(lesson.check);
+      expect(step.kind).toBe('step');
+      expect(lesson.solution).toBe(lesson.check);
+      const before = stepIds[stepIds.indexOf(step.id) - 1];
+      expect(lesson.start.checkpoint).toBe(`after-${before}`);
+    }
+  });
+
+  it('break/fix lessons inject a fault on the provisioned cluster and check its repair', () => {
+    const breakFix = lessons.filter((entry) => entry.kind === 'break-fix');
+    expect(breakFix.length).toBeGreaterThanOrEqual(4);
+    for (const lesson of breakFix) {
+      expect(lesson.start.checkpoint).toBe(`after-${stepIds.at(-1)}`);
+      expect(lesson.check).toBe(`fault:${lesson.start.fault}`);
+    }
+    // Every fault klab has is taught by some lesson.
+    for (const fault of FAULTS) {
+      expect(breakFix.map((lesson) => lesson.start.fault)).toContain(fault.id);
+    }
+  });
+
+  it('renders each step with the VM to run it on, in both languages', () => {
+    const etcd = lessons.find((lesson) => lesson.id === 'etcd');
+    if (!etcd) throw new Error('no etcd lesson');
+    const en = lessonMarkdown(etcd, 'en');
+    expect(en).toContain('## 1. Look at what you have (on master)');
+    expect(en).toContain('`klab ssh master`');
+    expect(en).toContain('klab lesson check');
+    const zh = lessonMarkdown(etcd, 'zh-CN');
+    expect(zh).toContain('## 1. 先看看手里有什么 (在 master)');
+  });
+});
+
+describe('lesson catalog problems', () => {
+  let dir: string | undefined;
+  afterEach(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  async function brokenCopy(edit: (dir: string) => Promise<void>): Promise<unknown> {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'klab-lessons-'));
+    await cp(path.join(lessonsDir(), 'etcd'), path.join(dir, 'etcd'), { recursive: true });
+    await edit(path.join(dir, 'etcd'));
+    return loadLessons(defaultSpec(), dir).catch((error: unknown) => error);
+  }
+
+  it('a lesson naming a checkpoint, step and fault that do not exist is refused, naming each', async () => {
+    const error = await brokenCopy(async (lesson) => {
+      const file = path.join(lesson, 'lesson.yaml');
+      const text = (await readFile(file, 'utf8'))
+        .replace('checkpoint: after-certs', 'checkpoint: after-nothing')
+        .replace('check: step:etcd', 'check: fault:no-such-fault')
+        .replace('solution: step:etcd', 'solution: step:no-such-step');
+      await writeFile(file, text);
+    });
+    expect(error).toBeInstanceOf(KlabError);
+    expect((error as KlabError).code).toBe('KLAB_LESSON_INVALID');
+    expect((error as KlabError).details).toEqual([
+      'etcd: start.checkpoint: no step "nothing" takes a checkpoint',
+      'etcd: check: no fault "no-such-fault"',
+      'etcd: solution: no step "no-such-step"',
+    ]);
+  });
+
+  it('a missing language, a missing section or a schema break is refused', async () => {
+    const noChinese = await brokenCopy((lesson) => rm(path.join(lesson, 'zh-CN.md')));
+    expect((noChinese as KlabError).message).toContain('zh-CN.md is missing');
+    const fewerSections = await brokenCopy(async (lesson) => {
+      const file = path.join(lesson, 'en.md');
+      await writeFile(file, (await readFile(file, 'utf8')).replace('## Look at what you have', ''));
+    });
+    expect((fewerSections as KlabError).details).toContain(
+      'etcd: en.md: 2 "## " sections for 3 steps',
+    );
+    const badSchema = await brokenCopy(async (lesson) => {
+      const file = path.join(lesson, 'lesson.yaml');
+      await writeFile(file, (await readFile(file, 'utf8')).replace('kind: tutorial', 'kind: quiz'));
+    });
+    expect((badSchema as KlabError).details.join('\n')).toMatch(/^kind: /m);
+  });
+});
+
+describe('lesson text and language', () => {
+  it('splits the intro from the "## " sections, ignoring "## " inside code blocks', () => {
+    const text = splitLessonText(
+      '# T\n\nintro\n\n## One\nbody 1\n```sh\n## not a heading\n```\n## Two\nbody 2\n',
+    );
+    expect(text.intro).toBe('# T\n\nintro');
+    expect(text.sections.map((section) => section.heading)).toEqual(['One', 'Two']);
+    expect(text.sections[0]?.body).toContain('## not a heading');
+  });
+
+  it('takes the language from the locale', () => {
+    expect(languageFromEnv({ LANG: 'zh_CN.UTF-8' })).toBe('zh-CN');
+    expect(languageFromEnv({ LC_ALL: 'zh_TW.UTF-8', LANG: 'en_US.UTF-8' })).toBe('zh-CN');
+    expect(languageFromEnv({ LANG: 'de_DE.UTF-8' })).toBe('en');
+    expect(languageFromEnv({})).toBe('en');
+  });
+});
