@@ -13,6 +13,7 @@ import {
   parseReference,
   splitLessonText,
 } from '../../../src/model/lesson.js';
+import { packagePath } from '../../../src/model/package-root.js';
 import { defaultSpec, twoVmSpec } from '../../helpers/specs.js';
 
 describe('the lessons shipped with klab', async () => {
@@ -67,6 +68,14 @@ describe('the lessons shipped with klab', async () => {
     // Every fault klab has is taught by some lesson.
     for (const fault of FAULTS) {
       expect(breakFix.map((lesson) => lesson.start.fault)).toContain(fault.id);
+    }
+  });
+
+  it('docs/lessons.md lists every lesson, in both languages', async () => {
+    for (const doc of ['docs/lessons.md', 'docs/zh-CN/lessons.md']) {
+      const text = await readFile(packagePath(doc), 'utf8');
+      const listed = [...text.matchAll(/^\| `([a-z0-9-]+)` \|/gm)].map((match) => match[1]);
+      expect(listed, doc).toEqual(lessons.map((lesson) => lesson.id));
     }
   });
 
