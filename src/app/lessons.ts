@@ -75,6 +75,12 @@ function pickLesson(session: LessonSession, id: string | undefined): Lesson {
   return findLesson(session.lessons, wanted);
 }
 
+/** Why the lab cannot host this lesson's fault (too few etcd members, ...); undefined: it can. */
+function unsupportedBy(lesson: Lesson, lab: Lab): string | undefined {
+  const fault = lesson.start.fault ? findFault(lesson.start.fault) : undefined;
+  return fault?.unsupported?.(lab.spec);
+}
+
 export interface LessonListItem {
   id: string;
   order: number;
@@ -85,6 +91,8 @@ export interface LessonListItem {
   passed: boolean;
   solved: boolean;
   hintsShown: number;
+  /** Why this lab cannot run it (absent: it can). */
+  unsupported?: string;
 }
 
 export async function listLessons(request: LabRequest): Promise<LessonListItem[]> {
@@ -101,6 +109,9 @@ export async function listLessons(request: LabRequest): Promise<LessonListItem[]
       passed: progress.passedAt !== undefined,
       solved: progress.solved === true,
       hintsShown: progress.hintsShown,
+      ...(unsupportedBy(lesson, session.lab)
+        ? { unsupported: unsupportedBy(lesson, session.lab) }
+        : {}),
     };
   });
 }
@@ -120,6 +131,12 @@ export async function startLesson(request: LabRequest, id: string): Promise<Star
 async function startOpenLesson(session: LessonSession, lesson: Lesson): Promise<StartedLesson> {
   const { lab } = session;
   const started = Date.now();
+  const why = unsupportedBy(lesson, lab);
+  if (why) {
+    throw new KlabError('KLAB_USAGE', `lesson "${lesson.id}" cannot run on this lab: ${why}`, {
+      hint: 'Pick another lesson ("klab lesson list" marks the ones this lab can run), or create a lab that has what it needs.',
+    });
+  }
   const checkpoint = lesson.start.checkpoint;
   const snapshots = await listSnapshots(lab);
   if (!snapshots.some((snap) => snap.name === checkpoint)) {

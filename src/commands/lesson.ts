@@ -65,7 +65,15 @@ export function lessonMarkdown(lesson: Lesson, lang: Language): string {
 }
 
 function listRow(item: LessonListItem, lang: Language): string[] {
-  const state = item.passed ? (item.solved ? 'solved' : 'passed') : item.current ? 'started' : '-';
+  const state = item.unsupported
+    ? 'not on this lab'
+    : item.passed
+      ? item.solved
+        ? 'solved'
+        : 'passed'
+      : item.current
+        ? 'started'
+        : '-';
   return [
     `${item.current ? '*' : ' '} ${item.id}`,
     item.kind,

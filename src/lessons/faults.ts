@@ -12,18 +12,25 @@ import {
   parseDefaultRoutes,
   routeIsRight,
 } from '../../provision/default-route/index.js';
+import { FLANNEL_PREFIX } from '../../provision/flannel/index.js';
 import { kubectl } from '../../provision/lib/cluster.js';
-import { nodeIsReady, unitsActive } from '../../provision/lib/probes.js';
+import {
+  controlPlaneHealthy,
+  etcdHealthy,
+  etcdValue,
+  nodeIsReady,
+  unitsActive,
+} from '../../provision/lib/probes.js';
 import type { StepContext } from '../../provision/lib/step.js';
 import { GUEST } from '../model/guest-paths.js';
-import type { VmPlan } from '../model/spec.js';
-import { nodes } from '../model/topology.js';
+import type { LabSpec, VmPlan } from '../model/spec.js';
+import { etcdMembers, firstMaster, nodes } from '../model/topology.js';
 import { kubernetesServiceIp } from '../pki/plan.js';
 
 export interface Fault {
   id: string;
-  /** The VM it breaks. */
-  vm(ctx: StepContext): VmPlan;
+  /** Why this lab cannot host the fault (too few etcd members, ...); undefined: it can. */
+  unsupported?(spec: LabSpec): string | undefined;
   inject(ctx: StepContext): Promise<void>;
   /** What is still broken, each with what to look at (empty: repaired). */
   problems(ctx: StepContext): Promise<string[]>;
@@ -69,7 +76,6 @@ async function podCidrProblems(ctx: StepContext, vm: VmPlan): Promise<string[]> 
 
 const routeDeleted: Fault = {
   id: 'route-deleted',
-  vm: firstNode,
   async inject(ctx) {
     const vm = firstNode(ctx);
     // The default route and klab's own routes for the service and pod ranges: now the VM
@@ -102,7 +108,6 @@ const routeDeleted: Fault = {
 
 const kubeProxyStopped: Fault = {
   id: 'kube-proxy-stopped',
-  vm: firstNode,
   async inject(ctx) {
     // Stopped, and its NAT rules flushed as `kube-proxy --cleanup` would: Services are dead
     // on this VM, while pod IPs (flannel) still answer.
@@ -133,7 +138,6 @@ export function kubeletClientCaFile(config: string): string | undefined {
 
 const kubeletWrongCa: Fault = {
   id: 'kubelet-wrong-ca',
-  vm: firstNode,
   async inject(ctx) {
     // A CA that signed nothing in this lab: the kubelet now refuses the apiserver's client
     // certificate, so `kubectl logs`, `exec` and the node proxy fail with 401.
@@ -189,7 +193,6 @@ const SWAPFILE = '/swapfile.klab';
 
 const swapOn: Fault = {
   id: 'swap-on',
-  vm: firstNode,
   async inject(ctx) {
     // Swap on now and at every boot, as an image or an installer might leave it; the
     // kubelet refuses to run with swap (failSwapOn) and the node goes NotReady.
@@ -235,7 +238,123 @@ const swapOn: Fault = {
   },
 };
 
-export const FAULTS: readonly Fault[] = [routeDeleted, kubeProxyStopped, kubeletWrongCa, swapOn];
+/** The etcd members a fault stops: the last `count` (never the first, which answers kubectl's etcdctl). */
+function stoppedMembers(spec: LabSpec, count: number): VmPlan[] {
+  return etcdMembers(spec).slice(-count);
+}
+
+function needsMembers(spec: LabSpec, wanted: number): string | undefined {
+  const have = etcdMembers(spec).length;
+  return have >= 3
+    ? undefined
+    : `it needs three etcd members (to stop ${wanted} of them); this lab has ${have} (etcd.members in klab.yaml; the default 4-VM lab has three)`;
+}
+
+/** Every etcd member runs and answers `endpoint health`; names the ones that do not. */
+async function etcdMemberProblems(ctx: StepContext): Promise<string[]> {
+  const perMember = await Promise.all(
+    etcdMembers(ctx.spec).map(async (member) => {
+      const stopped = await unitsActive(['etcd'])(ctx, member);
+      if (stopped.length > 0) return stopped.map((text) => `${text} on ${member.name}`);
+      const health = await etcdHealthy()(ctx, member);
+      return health.map((text) => `${member.name}: ${text}`);
+    }),
+  );
+  return perMember.flat();
+}
+
+function etcdStopFault(id: string, count: number): Fault {
+  return {
+    id,
+    unsupported: (spec) => needsMembers(spec, count),
+    async inject(ctx) {
+      await Promise.all(
+        stoppedMembers(ctx.spec, count).map((member) =>
+          ctx.host(member.name).run(['systemctl', 'stop', 'etcd'], { sudo: true }),
+        ),
+      );
+    },
+    async problems(ctx) {
+      const problems = await etcdMemberProblems(ctx);
+      if (problems.length > 0) return problems;
+      // Quorum back is not the end: the apiserver must answer again too.
+      return controlPlaneHealthy()(ctx, firstMaster(ctx.spec));
+    },
+    async repair(ctx) {
+      await Promise.all(
+        stoppedMembers(ctx.spec, count).map((member) =>
+          ctx.host(member.name).run(['systemctl', 'start', '--no-block', 'etcd'], { sudo: true }),
+        ),
+      );
+    },
+  };
+}
+
+const FLANNEL_UNIT = `${GUEST.units}/flanneld.service`;
+
+/** The lease key of a subnet.env: FLANNEL_SUBNET=172.30.12.1/24 -> <prefix>/subnets/172.30.12.0-24. */
+export function flannelLeaseKey(subnetEnv: string): string | undefined {
+  const match = /^FLANNEL_SUBNET=(\d+\.\d+\.\d+)\.\d+\/(\d+)/m.exec(subnetEnv);
+  return match ? `${FLANNEL_PREFIX}/subnets/${match[1]}.0-${match[2]}` : undefined;
+}
+
+const flannelWrongIface: Fault = {
+  id: 'flannel-wrong-iface',
+  async inject(ctx) {
+    // flanneld told to use eth0, the management (NAT) network every VM is on: its lease now
+    // names that address, and pod traffic leaves the private network.
+    await sh(
+      ctx,
+      firstNode(ctx),
+      [
+        "eth0=$(ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1)",
+        `sed -i "s#-iface=[0-9.]*#-iface=$eth0#" ${FLANNEL_UNIT}`,
+        'systemctl daemon-reload',
+        'systemctl restart flanneld',
+      ].join(' && '),
+    );
+  },
+  async problems(ctx) {
+    const vm = firstNode(ctx);
+    const stopped = await unitsActive(['flanneld'])(ctx, vm);
+    if (stopped.length > 0) return stopped.map((text) => `${text} on ${vm.name}`);
+    const env = await ctx
+      .host(vm.name)
+      .run(['cat', '/run/flannel/subnet.env'], { allowFailure: true });
+    const key = flannelLeaseKey(env.stdout);
+    if (!key) return [`flanneld on ${vm.name} has no subnet lease (/run/flannel/subnet.env)`];
+    const lease = await etcdValue(ctx, key);
+    let publicIp = '';
+    try {
+      publicIp = (JSON.parse(lease) as { PublicIP?: string }).PublicIP ?? '';
+    } catch {
+      return [`the flannel lease ${key} of ${vm.name} is missing in etcd`];
+    }
+    return publicIp === vm.ip
+      ? []
+      : [
+          `the flannel lease of ${vm.name} (${key}) carries pod traffic over ${publicIp || 'no address'}, not the private address ${vm.ip}: see -iface in ${FLANNEL_UNIT}`,
+        ];
+  },
+  async repair(ctx) {
+    const vm = firstNode(ctx);
+    await sh(
+      ctx,
+      vm,
+      `sed -i "s#-iface=[0-9.]*#-iface=${vm.ip}#" ${FLANNEL_UNIT} && systemctl daemon-reload && systemctl restart flanneld`,
+    );
+  },
+};
+
+export const FAULTS: readonly Fault[] = [
+  routeDeleted,
+  kubeProxyStopped,
+  kubeletWrongCa,
+  swapOn,
+  flannelWrongIface,
+  etcdStopFault('etcd-member-stopped', 1),
+  etcdStopFault('etcd-quorum-lost', 2),
+];
 
 export function findFault(id: string): Fault | undefined {
   return FAULTS.find((fault) => fault.id === id);

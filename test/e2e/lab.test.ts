@@ -416,6 +416,28 @@ describe('a 2-VM lab on real VMs', () => {
     await walkLesson('kube-proxy-stopped', /kube-proxy is not running on node1/);
     await walkLesson('kubelet-wrong-ca', /trusts \/etc\/kubernetes\/pki\/other-ca\.crt/);
     await walkLesson('swap-on', /swap is on on node1/);
+    await walkLesson('flannel-wrong-iface', /carries pod traffic over .*, not the private address/);
+    // The etcd faults need three members; this lab has one. They are marked, and refused
+    // before anything is touched.
+    const list = okJson(await klabJson(['lesson', 'list'], DIR));
+    const items = list.items as { id: string; kind: string; unsupported?: string }[];
+    for (const id of ['etcd-member-stopped', 'etcd-quorum-lost']) {
+      expect(items.find((item) => item.id === id)?.unsupported).toMatch(/three etcd members/);
+    }
+    const refused = await klabJson(['lesson', 'start', 'etcd-quorum-lost'], DIR);
+    expect(refused.exitCode).toBe(2);
+    expect(refused.doc.error?.code).toBe('KLAB_USAGE');
+    expect(hasEvent(refused.doc, 'VMS_REVERTED')).toBe(false);
+    // Every break/fix lesson this lab can run was walked above.
+    expect(
+      items.filter((item) => item.kind === 'break-fix' && !item.unsupported).map((item) => item.id),
+    ).toEqual([
+      'route-deleted',
+      'kube-proxy-stopped',
+      'kubelet-wrong-ca',
+      'swap-on',
+      'flannel-wrong-iface',
+    ]);
     // The hints come one at a time, in both languages.
     const first = okJson(await klabJson(['lesson', 'hint', 'swap-on', '--lang', 'zh-CN'], DIR));
     expect(first).toMatchObject({ code: 'LESSON_HINT', number: 1 });

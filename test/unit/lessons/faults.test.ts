@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findFault, kubeletClientCaFile } from '../../../src/lessons/faults.js';
 import { FakeHost, type Handler } from '../../helpers/fake-host.js';
-import { twoVmSpec } from '../../helpers/specs.js';
+import { defaultSpec, twoVmSpec } from '../../helpers/specs.js';
 import { testStepContext } from '../../helpers/step-context.js';
 
 const spec = twoVmSpec();
@@ -190,5 +190,99 @@ describe('swap-on', () => {
     const commented = `${FSTAB}# /swapfile none swap sw 0 0\n`;
     const { ctx } = lab(node('', commented, 'active'), kubectlMaster(READY_NODE));
     expect(await fault('swap-on').problems(ctx)).toEqual([]);
+  });
+});
+
+describe('etcd-member-stopped and etcd-quorum-lost', () => {
+  const threeMembers = defaultSpec();
+
+  it('need three etcd members: a 2-VM lab cannot host them, and says why', () => {
+    expect(fault('etcd-member-stopped').unsupported?.(spec)).toMatch(
+      /needs three etcd members .* this lab has 1/,
+    );
+    expect(fault('etcd-quorum-lost').unsupported?.(threeMembers)).toBeUndefined();
+  });
+
+  it('stop the last members, never the first (it answers etcdctl for klab)', async () => {
+    const hosts = Object.fromEntries(
+      threeMembers.vms.map((vm) => [vm.name, new FakeHost(vm.name)]),
+    ) as Record<string, FakeHost>;
+    const ctx = testStepContext(threeMembers, hosts);
+    await fault('etcd-quorum-lost').inject(ctx);
+    const stoppedOn = Object.values(hosts)
+      .filter((host) => host.calls.some((call) => call.argv.join(' ') === 'systemctl stop etcd'))
+      .map((host) => host.name);
+    expect(stoppedOn).toEqual(['node1', 'node2']);
+  });
+
+  it('fail while a member is stopped, naming it; pass only once the apiserver answers too', async () => {
+    const member =
+      (active: boolean): Handler =>
+      (argv) => {
+        if (argv[0] === 'systemctl')
+          return { stdout: active ? 'active' : 'inactive', exitCode: active ? 0 : 3 };
+        return undefined;
+      };
+    const apiserver =
+      (healthz: string): Handler =>
+      (argv) => {
+        if (argv[0] === 'systemctl') return { stdout: 'active' };
+        if (argv.includes('/healthz')) return { stdout: healthz };
+        if (argv.includes('componentstatuses')) {
+          return {
+            stdout: JSON.stringify({
+              items: [
+                { metadata: { name: 'etcd-0' }, conditions: [{ type: 'Healthy', status: 'True' }] },
+              ],
+            }),
+          };
+        }
+        return undefined;
+      };
+    const ctxWith = (node2Active: boolean, healthz: string) =>
+      testStepContext(threeMembers, {
+        master: new FakeHost('master', apiserver(healthz)),
+        node1: new FakeHost('node1', member(true)),
+        node2: new FakeHost('node2', member(node2Active)),
+      });
+    expect(await fault('etcd-member-stopped').problems(ctxWith(false, 'ok'))).toEqual([
+      'etcd is not running on node2',
+    ]);
+    expect(await fault('etcd-member-stopped').problems(ctxWith(true, ''))).toEqual([
+      'kube-apiserver /healthz: no answer',
+    ]);
+    expect(await fault('etcd-member-stopped').problems(ctxWith(true, 'ok'))).toEqual([]);
+  });
+});
+
+describe('flannel-wrong-iface', () => {
+  const LEASE_KEY = '/coreos.com/network/subnets/172.30.12.0-24';
+  const node1Ip = spec.vms[1]?.ip ?? '';
+  const node = (): Handler => (argv) => {
+    if (argv[0] === 'systemctl') return { stdout: 'active' };
+    if (argv[0] === 'cat')
+      return { stdout: 'FLANNEL_NETWORK=172.30.0.0/16\nFLANNEL_SUBNET=172.30.12.1/24\n' };
+    return undefined;
+  };
+  const etcd =
+    (publicIp: string): Handler =>
+    (argv) =>
+      argv.includes(LEASE_KEY)
+        ? { stdout: JSON.stringify({ PublicIP: publicIp, BackendType: 'vxlan' }) }
+        : undefined;
+
+  it('finds the lease key from subnet.env', async () => {
+    const { flannelLeaseKey } = await import('../../../src/lessons/faults.js');
+    expect(flannelLeaseKey('FLANNEL_SUBNET=172.30.12.1/24\n')).toBe(LEASE_KEY);
+    expect(flannelLeaseKey('')).toBeUndefined();
+  });
+
+  it('fails while the lease names the management address, passes with the private one', async () => {
+    const wrong = lab(node(), etcd('192.168.121.57'));
+    expect((await fault('flannel-wrong-iface').problems(wrong.ctx))[0]).toContain(
+      `over 192.168.121.57, not the private address ${node1Ip}`,
+    );
+    const right = lab(node(), etcd(node1Ip));
+    expect(await fault('flannel-wrong-iface').problems(right.ctx)).toEqual([]);
   });
 });
