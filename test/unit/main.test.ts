@@ -169,6 +169,28 @@ describe('main', () => {
     expect(ssh.err).toContain('error[KLAB_NO_LAB]');
   });
 
+  it('klab lesson: list --json with progress, show in Chinese, start without an id is a usage error, an unknown lesson names the real ones', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-main-lesson-'));
+    await writeFile(path.join(dir, 'klab.yaml'), 'name: lessons\n');
+    await writeFile(path.join(dir, 'Vagrantfile'), '# rendered\n');
+    const list = await run(['--dir', dir, 'lesson', 'list', '--json']);
+    expect(list.code).toBe(0);
+    const doc = JSON.parse(list.out);
+    expect(doc).toMatchObject({ kind: 'LessonList', code: 'LESSON_LIST', ok: true });
+    expect(doc.items.map((item: { id: string }) => item.id)).toContain('etcd');
+    const show = await run(['--dir', dir, 'lesson', 'show', 'etcd', '--lang', 'zh-CN']);
+    expect(show.code).toBe(0);
+    expect(show.out).toContain('etcd 集群');
+    expect(show.out).toContain('klab ssh master');
+    const noId = await run(['--dir', dir, 'lesson', 'start']);
+    expect(noId.code).toBe(2);
+    expect(noId.err).toContain('error[KLAB_USAGE]');
+    const unknown = await run(['--dir', dir, 'lesson', 'hint', 'etdc']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.err).toContain('error[KLAB_LESSON_UNKNOWN]');
+    expect(unknown.err).toContain('etcd');
+  });
+
   it('prints help with every command', async () => {
     const { code, out } = await run(['--help']);
     expect(code).toBe(0);
