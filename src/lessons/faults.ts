@@ -44,6 +44,12 @@ function firstNode(ctx: StepContext): VmPlan {
   return node;
 }
 
+/** "<unit> is not running on <vm>" for each unit that is not active. */
+async function notRunning(ctx: StepContext, vm: VmPlan, unit: string): Promise<string[]> {
+  const stopped = await unitsActive([unit])(ctx, vm);
+  return stopped.map((text) => `${text} on ${vm.name}`);
+}
+
 function sh(ctx: StepContext, vm: VmPlan, script: string) {
   return ctx.host(vm.name).run(['sh', '-c', script], { sudo: true, allowFailure: true });
 }
@@ -119,9 +125,11 @@ const kubeProxyStopped: Fault = {
   },
   async problems(ctx) {
     const vm = firstNode(ctx);
-    const stopped = await unitsActive(['kube-proxy'])(ctx, vm);
-    const named = stopped.map((text) => `${text} on ${vm.name}`);
-    return [...named, ...(await clusterIpProblems(ctx, vm)), ...(await podCidrProblems(ctx, vm))];
+    return [
+      ...(await notRunning(ctx, vm, 'kube-proxy')),
+      ...(await clusterIpProblems(ctx, vm)),
+      ...(await podCidrProblems(ctx, vm)),
+    ];
   },
   async repair(ctx) {
     await ctx.host(firstNode(ctx).name).run(['systemctl', 'start', 'kube-proxy'], { sudo: true });
@@ -224,8 +232,7 @@ const swapOn: Fault = {
     if (swapLines.length > 0) {
       problems.push(`/etc/fstab on ${vm.name} turns swap on at boot: ${swapLines.join('; ')}`);
     }
-    const kubelet = await unitsActive(['kubelet'])(ctx, vm);
-    problems.push(...kubelet.map((text) => `${text} on ${vm.name}`));
+    problems.push(...(await notRunning(ctx, vm, 'kubelet')));
     if (problems.length > 0) return problems;
     return nodeIsReady()(ctx, vm);
   },
@@ -254,8 +261,8 @@ function needsMembers(spec: LabSpec, wanted: number): string | undefined {
 async function etcdMemberProblems(ctx: StepContext): Promise<string[]> {
   const perMember = await Promise.all(
     etcdMembers(ctx.spec).map(async (member) => {
-      const stopped = await unitsActive(['etcd'])(ctx, member);
-      if (stopped.length > 0) return stopped.map((text) => `${text} on ${member.name}`);
+      const stopped = await notRunning(ctx, member, 'etcd');
+      if (stopped.length > 0) return stopped;
       const health = await etcdHealthy()(ctx, member);
       return health.map((text) => `${member.name}: ${text}`);
     }),
@@ -316,8 +323,8 @@ const flannelWrongIface: Fault = {
   },
   async problems(ctx) {
     const vm = firstNode(ctx);
-    const stopped = await unitsActive(['flanneld'])(ctx, vm);
-    if (stopped.length > 0) return stopped.map((text) => `${text} on ${vm.name}`);
+    const stopped = await notRunning(ctx, vm, 'flanneld');
+    if (stopped.length > 0) return stopped;
     const env = await ctx
       .host(vm.name)
       .run(['cat', '/run/flannel/subnet.env'], { allowFailure: true });
