@@ -48,7 +48,25 @@ export const controlPlaneStep = serviceStep({
   ],
   probes: [controlPlaneHealthy()],
   hint: (vm) => journalHint(vm, ['kube-apiserver', 'kube-controller-manager'], 80),
+  alive: apiserverStillStarting,
 });
+
+/**
+ * The apiserver answers /healthz, and etcd is ok, but post-start hooks (the RBAC bootstrap
+ * roles, the priority classes) are not done: it is writing its defaults into a slow etcd,
+ * which on a starved host can take many minutes. Slow, not broken.
+ */
+export function apiserverStillStarting(problems: readonly string[]): boolean {
+  return (
+    problems.length > 0 &&
+    problems.every(
+      (problem) =>
+        problem.startsWith('kube-apiserver /healthz:') &&
+        /\[-\]poststarthook\//.test(problem) &&
+        !/\[-\](etcd|ping|log)\b/.test(problem),
+    )
+  );
+}
 
 function unitFile(name: string, content: string) {
   return { path: `${GUEST.units}/${name}.service`, content, mode: 0o644 };

@@ -1,6 +1,7 @@
 /** Shared by the cluster steps and checks: kubectl and etcdctl on the VMs, probe steps. */
 
 import { KlabError } from '../../src/model/errors.js';
+import { notice } from '../../src/model/events.js';
 import { ADMIN_KUBECONFIG, GUEST } from '../../src/model/guest-paths.js';
 import type { RemoteResult, RemoteRunOptions } from '../../src/model/remote.js';
 import type { LabSpec, VmPlan } from '../../src/model/spec.js';
@@ -83,6 +84,11 @@ export function probeStep(definition: {
   waits?: boolean;
   hint(vm: VmPlan): string;
   diagnose?(ctx: StepContext, vm: VmPlan): Promise<string>;
+  /**
+   * Whether the problems left at the deadline show the part running and still getting
+   * there (slow, not broken): then verify says so and waits, once, up to twice as long again.
+   */
+  alive?(problems: readonly string[]): boolean;
 }): Step {
   return {
     id: definition.id,
@@ -111,22 +117,44 @@ export function probeStep(definition: {
           },
         );
       }
-      await waitFor(
-        ctx,
-        {
-          what: `${definition.id} on ${vm.name}`,
-          vm: vm.name,
-          timeoutMs: settle,
-          hint: definition.hint(vm),
-          ...(definition.diagnose
-            ? { diagnose: () => definition.diagnose?.(ctx, vm) ?? Promise.resolve('') }
-            : {}),
-        },
-        async () => {
-          const problems = await definition.problems(ctx, vm);
-          return problems.length === 0 ? true : problems.join('; ');
-        },
-      );
+      let last: string[] = [];
+      const probe = async (): Promise<true | string> => {
+        last = await definition.problems(ctx, vm);
+        return last.length === 0 ? true : last.join('; ');
+      };
+      const wait = (what: string, timeoutMs: number) =>
+        waitFor(
+          ctx,
+          {
+            what,
+            vm: vm.name,
+            timeoutMs,
+            hint: definition.hint(vm),
+            ...(definition.diagnose
+              ? { diagnose: () => definition.diagnose?.(ctx, vm) ?? Promise.resolve('') }
+              : {}),
+          },
+          probe,
+        );
+      try {
+        await wait(`${definition.id} on ${vm.name}`, settle);
+      } catch (error) {
+        const slow =
+          error instanceof KlabError &&
+          error.code === 'KLAB_TIMEOUT' &&
+          last.length > 0 &&
+          definition.alive?.(last) === true;
+        if (!slow) throw error;
+        notice(
+          ctx.sink,
+          'STEP_SLOW',
+          `${definition.id} on ${vm.name} is slow, not broken, after ${Math.round(settle / 1000)} s (${last.join('; ').slice(0, 200)}); klab waits up to ${Math.round((2 * settle) / 1000)} s more. A loaded host or software emulation does this; raise timeouts.health in klab.yaml to wait longer from the start.`,
+        );
+        await wait(
+          `${definition.id} on ${vm.name} (slow: still ${last.join('; ').slice(0, 120)})`,
+          2 * settle,
+        );
+      }
     },
   };
 }

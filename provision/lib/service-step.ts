@@ -30,6 +30,8 @@ export interface ServiceStepDefinition {
   before?(ctx: StepContext, vm: VmPlan): Promise<void>;
   /** The hint of a failure; by default, the first unit's journal. */
   hint?(vm: VmPlan): string;
+  /** Problems that show the units running and still getting there (see probeStep). */
+  alive?(problems: readonly string[]): boolean;
 }
 
 export function journalHint(vm: VmPlan, units: readonly string[], lines = 50): string {
@@ -79,6 +81,7 @@ export function serviceStep(definition: ServiceStepDefinition): Step {
     waits: true,
     hint: definition.hint ?? ((vm) => journalHint(vm, definition.units)),
     diagnose: (ctx, vm) => journalTail(ctx.host(vm.name), mainUnit),
+    ...(definition.alive ? { alive: definition.alive } : {}),
   });
   return { ...step, outcome: serviceOutcome(definition) };
 }

@@ -38,6 +38,8 @@ export const EVENT_CODES = {
   LOCK_TAKEN_OVER: "the lab's lock was left by a run that no longer exists",
   VMS_RESUMED: 'VMs left paused by an interrupted run were resumed',
   DRIFT_AFTER_RESTART: 'after a restart, a provisioned part is not as it was',
+  STEP_SLOW:
+    'a step hit timeouts.health while its part runs and is still getting there: klab waits longer',
   SNAPSHOT_HALTED_LAB: 'the snapshot reset to holds a halted lab',
   ARTIFACT_PINNED: 'an artifact without an official checksum was pinned in klab.lock.json',
   ARTIFACT_REPINNED: 'a locally built artifact was rebuilt from changed inputs and re-pinned',
