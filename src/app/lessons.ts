@@ -99,6 +99,7 @@ export async function listLessons(request: LabRequest): Promise<LessonListItem[]
   const session = await openLessons(request);
   return session.lessons.map((lesson) => {
     const progress = session.progress.lessons[lesson.id] ?? emptyProgress();
+    const unsupported = unsupportedBy(lesson, session.lab);
     return {
       id: lesson.id,
       order: lesson.order,
@@ -109,9 +110,7 @@ export async function listLessons(request: LabRequest): Promise<LessonListItem[]
       passed: progress.passedAt !== undefined,
       solved: progress.solved === true,
       hintsShown: progress.hintsShown,
-      ...(unsupportedBy(lesson, session.lab)
-        ? { unsupported: unsupportedBy(lesson, session.lab) }
-        : {}),
+      ...(unsupported ? { unsupported } : {}),
     };
   });
 }
@@ -162,11 +161,7 @@ async function startOpenLesson(session: LessonSession, lesson: Lesson): Promise<
     );
   }
   session.progress.current = lesson.id;
-  session.progress.lessons[lesson.id] = {
-    ...emptyProgress(),
-    checks: 0,
-    startedAt: new Date().toISOString(),
-  };
+  session.progress.lessons[lesson.id] = { ...emptyProgress(), startedAt: new Date().toISOString() };
   await saveProgress(lab, session.progress);
   return { lesson, seconds: (Date.now() - started) / 1000 };
 }
