@@ -57,11 +57,9 @@ const PROFILES: Record<StackName, InstallProfile> = {
           (bin) => `kubernetes/server/bin/${bin}`,
         ),
       },
-      {
-        artifact: 'kubernetes-node',
-        on: 'nodes',
-        members: ['kubelet', 'kube-proxy'].map((bin) => `kubernetes/node/bin/${bin}`),
-      },
+      // kube-proxy runs on every VM (the master reaches ClusterIPs too), the kubelet on nodes.
+      { artifact: 'kubernetes-node', on: 'nodes', members: ['kubernetes/node/bin/kubelet'] },
+      { artifact: 'kubernetes-node', on: 'all', members: ['kubernetes/node/bin/kube-proxy'] },
       { artifact: 'kubernetes-client', on: 'all', members: ['kubernetes/client/bin/kubectl'] },
       { artifact: 'flannel', on: 'all', members: ['flanneld', 'mk-docker-opts.sh'] },
     ],
@@ -81,8 +79,8 @@ const PROFILES: Record<StackName, InstallProfile> = {
     stack: 'debian',
     kubernetesMinor: 20,
     archives: [
-      // One archive, cut per role: masters run the control plane, nodes the kubelet and
-      // kube-proxy, and every VM has kubectl.
+      // One archive, cut per role: masters run the control plane, nodes the kubelet, and
+      // every VM kube-proxy (the master reaches ClusterIPs too) and kubectl.
       {
         artifact: 'kubernetes',
         on: 'masters',
@@ -90,12 +88,12 @@ const PROFILES: Record<StackName, InstallProfile> = {
           (bin) => `kubernetes/bin/${bin}`,
         ),
       },
+      { artifact: 'kubernetes', on: 'nodes', members: ['kubernetes/bin/kubelet'] },
       {
         artifact: 'kubernetes',
-        on: 'nodes',
-        members: ['kubelet', 'kube-proxy'].map((bin) => `kubernetes/bin/${bin}`),
+        on: 'all',
+        members: ['kube-proxy', 'kubectl'].map((bin) => `kubernetes/bin/${bin}`),
       },
-      { artifact: 'kubernetes', on: 'all', members: ['kubernetes/bin/kubectl'] },
       {
         artifact: 'flannel',
         on: 'all',

@@ -4,6 +4,14 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { binariesStep, elfProblems } from '../../../provision/binaries/index.js';
+import { controlPlaneStep } from '../../../provision/control-plane/index.js';
+import { flannelStep } from '../../../provision/flannel/index.js';
+import { kubeProxyStep } from '../../../provision/kube-proxy/index.js';
+import { kubeletStep } from '../../../provision/kubelet/index.js';
+import type { Step } from '../../../provision/lib/step.js';
+import { STACKS } from '../../../src/model/spec.js';
+import { isOn } from '../../../src/model/topology.js';
+import { installProfile } from '../../../src/stacks/install.js';
 import { FakeHost } from '../../helpers/fake-host.js';
 import { defaultSpec } from '../../helpers/specs.js';
 import { testStepContext } from '../../helpers/step-context.js';
@@ -110,12 +118,13 @@ describe('each VM receives only what its roles run, streamed into tar', () => {
       .sort();
   }
 
-  it('the master gets the control plane and kubectl, never the kubelet', async () => {
+  it('the master gets the control plane, kube-proxy and kubectl, never the kubelet', async () => {
     const host = await install('master');
     expect(await programsSent(host)).toEqual([
       'flanneld',
       'kube-apiserver',
       'kube-controller-manager',
+      'kube-proxy',
       'kube-scheduler',
       'kubectl',
     ]);
@@ -130,5 +139,32 @@ describe('each VM receives only what its roles run, streamed into tar', () => {
     expect(
       host.commands().some((c) => c.includes('dpkg -i --force-confold --force-unsafe-io')),
     ).toBe(true);
+  });
+});
+
+describe('every VM receives the program of every service its steps run there', () => {
+  // The unit's program for each service step; a step placed on a VM needs it there.
+  const programs: [Step, string[]][] = [
+    [controlPlaneStep, ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler']],
+    [flannelStep, ['flanneld']],
+    [kubeProxyStep, ['kube-proxy']],
+    [kubeletStep, ['kubelet']],
+  ];
+
+  it.each(STACKS.map((stack) => [stack]))('%s stack', (stack) => {
+    const spec = defaultSpec();
+    const profile = installProfile(stack);
+    for (const vm of spec.vms) {
+      const placedHere = profile.archives
+        .filter((archive) => isOn(vm, archive.on))
+        .flatMap((archive) => archive.members.map((member) => path.posix.basename(member)));
+      for (const [step, needed] of programs) {
+        const runsHere = (step.targets ? step.targets(spec) : spec.vms).some(
+          (target) => target.name === vm.name,
+        );
+        if (runsHere)
+          expect(placedHere, `${step.id} on ${vm.name}`).toEqual(expect.arrayContaining(needed));
+      }
+    }
   });
 });
