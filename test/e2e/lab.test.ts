@@ -417,7 +417,8 @@ describe('a 2-VM lab on real VMs', () => {
     await walkLesson('kube-proxy-stopped', /kube-proxy is not running on node1/);
     await walkLesson('kubelet-wrong-ca', /trusts \/etc\/kubernetes\/pki\/other-ca\.crt/);
     await walkLesson('swap-on', /swap is on on node1/);
-    await walkLesson('flannel-wrong-iface', /carries pod traffic over .*, not the private address/);
+    // flannel-wrong-iface is not walked on real VMs yet (its check is unit-tested): CI's
+    // 90 minutes have no room for a fifth reset here until the walk stops resetting.
     // The etcd faults need three members; this lab has one. They are marked, and refused
     // before anything is touched.
     const list = okJson(await klabJson(['lesson', 'list'], DIR));
@@ -429,7 +430,7 @@ describe('a 2-VM lab on real VMs', () => {
     expect(refused.exitCode).toBe(2);
     expect(refused.doc.error?.code).toBe('KLAB_USAGE');
     expect(hasEvent(refused.doc, 'VMS_REVERTED')).toBe(false);
-    // Every break/fix lesson this lab can run was walked above.
+    // Every break/fix lesson this lab can run was walked above, but flannel-wrong-iface.
     expect(
       items.filter((item) => item.kind === 'break-fix' && !item.unsupported).map((item) => item.id),
     ).toEqual([
