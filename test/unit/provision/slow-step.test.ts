@@ -21,7 +21,12 @@ function slowStep(polls: number, problem: string, alive?: (p: readonly string[])
     spec,
     { master: new FakeHost('master') },
     {
-      clock: { now: () => now, sleep: async (ms) => void (now += ms) },
+      clock: {
+        now: () => now,
+        sleep: async (ms) => {
+          now += ms;
+        },
+      },
       sink: { emit: (event) => events.push(event) },
     },
   );
