@@ -18,7 +18,7 @@ import { checkpointMode, resourceNeeds } from './host-check.js';
 import { detectHypervisor } from './hypervisor-detect.js';
 import { type Lab, type LabRequest, openLab, stepContext, withHosts } from './lab.js';
 import { bootVms, resumeLeftPaused } from './lifecycle.js';
-import { runSteps } from './pipeline.js';
+import { runSteps, stepsThrough } from './pipeline.js';
 import {
   assertNoFailures,
   checkLibvirt,
@@ -100,10 +100,19 @@ export async function initLab(request: LabRequest): Promise<string[]> {
   return written;
 }
 
-export async function createLab(request: LabRequest): Promise<void> {
+export interface CreateOptions {
+  /** Stop after this step (the lesson that follows does the next one by hand). */
+  until?: string;
+}
+
+export async function createLab(request: LabRequest, options: CreateOptions = {}): Promise<void> {
   const lab = await openLab(request);
   const sink = lab.sink;
   const started = Date.now();
+  const allSteps = provisioningSteps(lab.spec);
+  // A wrong step name is refused before anything boots.
+  const steps = stepsThrough(allSteps, options.until);
+  const partial = steps.length < allSteps.length;
   await preflight(lab);
   const hypervisor = await chooseLabHypervisor(lab);
   const resolved = await resolveBox(lab);
@@ -138,10 +147,9 @@ export async function createLab(request: LabRequest): Promise<void> {
   await bootVms(lab, hypervisor.accelerator);
   await withHosts(lab, async (pool) => {
     if (resumed.length > 0) await stepClocksTask(lab, pool);
-    const steps = provisioningSteps(lab.spec);
     const checkpoint = checkpointHook(lab, pool, {
       mode: lab.state.checkpoints ?? 'every-step',
-      lastStep: steps[steps.length - 1]?.id ?? '',
+      lastStep: allSteps[allSteps.length - 1]?.id ?? '',
     });
     await runSteps(steps, stepContext(lab, pool), lab.state, {
       afterStep: async (step, changed) => {
@@ -150,10 +158,34 @@ export async function createLab(request: LabRequest): Promise<void> {
       },
     });
     // The tutorial's own check, after the last checkpoint: the test app is not in any.
-    await runChecks(stepContext(lab, pool));
+    // A lab built only part of the way has no cluster to check yet.
+    if (!partial) await runChecks(stepContext(lab, pool));
   });
   await saveState(lab.paths.stateFile, lab.state);
   const seconds = Math.round((Date.now() - started) / 1000);
+  if (partial) {
+    const last = steps[steps.length - 1];
+    const next = allSteps[steps.length];
+    sink.emit({
+      kind: 'result',
+      code: 'LAB_BUILT_UP_TO',
+      text:
+        `Lab "${lab.spec.name}" is built up to "${last?.id}" (${seconds} s); "${next?.id}" and the steps after it are not done.\n` +
+        `Next: do "${next?.id}" by hand ("klab lesson list" has lessons that start here: klab lesson start ID --here), or "klab create" to finish.`,
+      data: {
+        kind: 'Lab',
+        name: lab.spec.name,
+        vms: lab.spec.vms.map((vm) => ({ name: vm.name, role: vm.role, ip: vm.ip })),
+        box,
+        stack,
+        accelerator: hypervisor.accelerator,
+        seconds,
+        until: last?.id,
+        next: next?.id,
+      },
+    });
+    return;
+  }
   sink.emit({
     kind: 'result',
     code: 'LAB_READY',

@@ -5,8 +5,9 @@
  * in the lab directory (.klab/lessons.json), so it survives reboots of host and VMs.
  */
 import path from 'node:path';
+import { provisioningSteps } from '../../provision/index.js';
 import { waitFor } from '../../provision/lib/guest.js';
-import type { StepContext } from '../../provision/lib/step.js';
+import type { Step, StepContext } from '../../provision/lib/step.js';
 import { findLesson, loadLessons } from '../lessons/catalog.js';
 import { type LessonCheckResult, runLessonCheck, stepOf } from '../lessons/check.js';
 import { findFault } from '../lessons/faults.js';
@@ -20,10 +21,13 @@ import {
   type LessonProgressFile,
   parseReference,
 } from '../model/lesson.js';
-import { saveState } from '../model/state.js';
+import { checkpointName } from '../model/snapshots.js';
+import type { LabSpec } from '../model/spec.js';
+import { type LabState, saveState } from '../model/state.js';
 import { type Lab, type LabRequest, openCreatedLab, stepContext, withHosts } from './lab.js';
-import { runSteps } from './pipeline.js';
-import { listSnapshots, resetOpenLab } from './snapshots.js';
+import { doneAnywhere, doneEverywhere, runSteps } from './pipeline.js';
+import type { HostPool } from './session.js';
+import { checkpointHook, listSnapshots, resetOpenLab } from './snapshots.js';
 
 function progressFile(lab: Lab): string {
   return path.join(path.dirname(lab.paths.stateFile), 'lessons.json');
@@ -118,16 +122,66 @@ export async function listLessons(request: LabRequest): Promise<LessonListItem[]
 export interface StartedLesson {
   lesson: Lesson;
   seconds: number;
+  /** Started on the lab as it was (--here), without going back to the checkpoint. */
+  here: boolean;
 }
 
-/** The lab back at the lesson's checkpoint (all VMs, healthy), then its fault injected. */
-export async function startLesson(request: LabRequest, id: string): Promise<StartedLesson> {
+export interface StartOptions {
+  /**
+   * Walk forward: start on the lab as it is, without going back to the checkpoint, when
+   * the lab already is where the lesson starts (quick: no reset).
+   */
+  here?: boolean;
+}
+
+/**
+ * Why the lab is not where the lesson starts, for --here (undefined: it is): the steps
+ * through the checkpoint's step done on every VM, none after it, and the current lesson
+ * (if another) passed, so that no unfinished fault is left under the new one.
+ */
+export function notAtStart(
+  lesson: Lesson,
+  steps: readonly Pick<Step, 'id' | 'targets'>[],
+  spec: LabSpec,
+  state: LabState,
+  progress: LessonProgressFile,
+): string | undefined {
+  const index = steps.findIndex((step) => checkpointName(step.id) === lesson.start.checkpoint);
+  if (index < 0) return `its checkpoint "${lesson.start.checkpoint}" is after no step`;
+  const missing = steps.slice(0, index + 1).filter((step) => !doneEverywhere(step, spec, state));
+  if (missing.length > 0) {
+    return (
+      `it starts after "${steps[index]?.id}", and ${missing.map((step) => `"${step.id}"`).join(', ')} ` +
+      `${missing.length === 1 ? 'is' : 'are'} not done on every VM yet`
+    );
+  }
+  const past = steps.slice(index + 1).filter((step) => doneAnywhere(step, state));
+  if (past.length > 0) {
+    return `the lab is past its start: ${past.map((step) => `"${step.id}"`).join(', ')} ${past.length === 1 ? 'is' : 'are'} done already`;
+  }
+  const current = progress.current;
+  if (current && current !== lesson.id && !progress.lessons[current]?.passedAt) {
+    return `the current lesson "${current}" is not done yet (its check has not passed), and its changes would stay under this one`;
+  }
+  return undefined;
+}
+
+/** The lab at the lesson's checkpoint (all VMs, healthy), then its fault injected. */
+export async function startLesson(
+  request: LabRequest,
+  id: string,
+  options: StartOptions = {},
+): Promise<StartedLesson> {
   const session = await openLessons(request);
   const lesson = findLesson(session.lessons, id);
-  return startOpenLesson(session, lesson);
+  return startOpenLesson(session, lesson, options);
 }
 
-async function startOpenLesson(session: LessonSession, lesson: Lesson): Promise<StartedLesson> {
+async function startOpenLesson(
+  session: LessonSession,
+  lesson: Lesson,
+  options: StartOptions = {},
+): Promise<StartedLesson> {
   const { lab } = session;
   const started = Date.now();
   const why = unsupportedBy(lesson, lab);
@@ -136,18 +190,26 @@ async function startOpenLesson(session: LessonSession, lesson: Lesson): Promise<
       hint: 'Pick another lesson ("klab lesson list" marks the ones this lab can run), or create a lab that has what it needs.',
     });
   }
-  const checkpoint = lesson.start.checkpoint;
-  const snapshots = await listSnapshots(lab);
-  if (!snapshots.some((snap) => snap.name === checkpoint)) {
-    throw new KlabError(
-      'KLAB_SNAPSHOT_MISSING',
-      `lesson "${lesson.id}" starts from the checkpoint "${checkpoint}", which this lab does not have`,
-      {
-        hint: 'Checkpoints are taken by "klab create" after every step when the disk has room (snapshots: {automatic: true}); see "klab snapshot list". Re-create the lab with enough free disk to get them all.',
-      },
+  if (options.here) {
+    const problem = notAtStart(
+      lesson,
+      provisioningSteps(lab.spec),
+      lab.spec,
+      lab.state,
+      session.progress,
     );
+    if (problem) {
+      throw new KlabError(
+        'KLAB_USAGE',
+        `lesson "${lesson.id}" cannot start on the lab as it is: ${problem}`,
+        {
+          hint: `Without --here, "klab lesson start ${lesson.id}" first puts the lab back at its checkpoint (${lesson.start.checkpoint}).`,
+        },
+      );
+    }
+  } else {
+    await resetToCheckpoint(lab, lesson);
   }
-  await resetOpenLab(lab, checkpoint);
   if (lesson.start.fault) {
     const fault = findFault(lesson.start.fault);
     if (!fault) throw new KlabError('KLAB_INTERNAL', `no fault "${lesson.start.fault}"`);
@@ -163,7 +225,22 @@ async function startOpenLesson(session: LessonSession, lesson: Lesson): Promise<
   session.progress.current = lesson.id;
   session.progress.lessons[lesson.id] = { ...emptyProgress(), startedAt: new Date().toISOString() };
   await saveProgress(lab, session.progress);
-  return { lesson, seconds: (Date.now() - started) / 1000 };
+  return { lesson, seconds: (Date.now() - started) / 1000, here: options.here === true };
+}
+
+async function resetToCheckpoint(lab: Lab, lesson: Lesson): Promise<void> {
+  const checkpoint = lesson.start.checkpoint;
+  const snapshots = await listSnapshots(lab);
+  if (!snapshots.some((snap) => snap.name === checkpoint)) {
+    throw new KlabError(
+      'KLAB_SNAPSHOT_MISSING',
+      `lesson "${lesson.id}" starts from the checkpoint "${checkpoint}", which this lab does not have`,
+      {
+        hint: 'Checkpoints are taken by "klab create" after every step when the disk has room (snapshots: {automatic: true}); see "klab snapshot list". Re-create the lab with enough free disk to get them all.',
+      },
+    );
+  }
+  await resetOpenLab(lab, checkpoint);
 }
 
 export async function showLesson(request: LabRequest, id?: string): Promise<Lesson> {
@@ -238,11 +315,27 @@ export async function nextHint(request: LabRequest, id?: string): Promise<Lesson
 }
 
 /** The step's provisioner module (recorded in the state) or the fault's repair. */
-async function runSolution(lab: Lab, ctx: StepContext, lesson: Lesson): Promise<void> {
+async function runSolution(
+  lab: Lab,
+  pool: HostPool,
+  ctx: StepContext,
+  lesson: Lesson,
+): Promise<void> {
   const ref = parseReference(lesson.solution);
   if (ref.kind === 'step') {
-    await runSteps([stepOf(ctx, ref.id)], ctx, lab.state);
-    await saveState(lab.paths.stateFile, lab.state);
+    // As "klab create" would: the step recorded, then the checkpoint after it, so that the
+    // lessons starting there have it.
+    const steps = provisioningSteps(lab.spec);
+    const checkpoint = checkpointHook(lab, pool, {
+      mode: lab.state.checkpoints ?? 'every-step',
+      lastStep: steps[steps.length - 1]?.id ?? '',
+    });
+    await runSteps([stepOf(ctx, ref.id)], ctx, lab.state, {
+      afterStep: async (step, changed) => {
+        await saveState(lab.paths.stateFile, lab.state);
+        await checkpoint(step.id, changed);
+      },
+    });
     return;
   }
   const fault = findFault(ref.id);
@@ -260,7 +353,7 @@ export async function solveLesson(request: LabRequest, id?: string): Promise<Les
   const { lab } = session;
   const result = await withHosts(lab, async (pool) => {
     const ctx = stepContext(lab, pool);
-    await runSolution(lab, ctx, lesson);
+    await runSolution(lab, pool, ctx, lesson);
     let last: LessonCheckResult = { passed: false, problems: [] };
     await task(lab.sink, `Check "${lesson.title.en}"`, () =>
       waitFor(
@@ -285,7 +378,10 @@ export async function solveLesson(request: LabRequest, id?: string): Promise<Les
 }
 
 /** The lesson after the current one (by order), started. */
-export async function startNextLesson(request: LabRequest): Promise<StartedLesson> {
+export async function startNextLesson(
+  request: LabRequest,
+  options: StartOptions = {},
+): Promise<StartedLesson> {
   const session = await openLessons(request);
   const current = session.progress.current;
   const index = current ? session.lessons.findIndex((lesson) => lesson.id === current) : -1;
@@ -295,7 +391,7 @@ export async function startNextLesson(request: LabRequest): Promise<StartedLesso
       hint: 'See every lesson and your progress with "klab lesson list".',
     });
   }
-  return startOpenLesson(session, next);
+  return startOpenLesson(session, next, options);
 }
 
 /** The current lesson from its start again: checkpoint, fault, hints. */

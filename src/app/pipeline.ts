@@ -1,8 +1,40 @@
 /** Runs the ordered steps: one step at a time, on all its VMs in parallel. */
 import type { Step, StepContext } from '../../provision/lib/step.js';
+import { KlabError } from '../model/errors.js';
 import { task } from '../model/events.js';
 import { interrupt } from '../model/interrupt.js';
+import type { LabSpec } from '../model/spec.js';
 import { type LabState, markStepDone } from '../model/state.js';
+
+/**
+ * The steps up to and including `until` (all of them when it is undefined). An id that is
+ * not a step is a usage error that lists the ones there are.
+ */
+export function stepsThrough<T extends { id: string }>(steps: readonly T[], until?: string): T[] {
+  if (until === undefined) return [...steps];
+  const index = steps.findIndex((step) => step.id === until);
+  if (index < 0) {
+    throw new KlabError('KLAB_USAGE', `there is no provisioning step "${until}"`, {
+      hint: `The steps, in order: ${steps.map((step) => step.id).join(', ')}.`,
+    });
+  }
+  return steps.slice(0, index + 1);
+}
+
+/** Whether the state records the step as done on every VM it runs on. */
+export function doneEverywhere(
+  step: Pick<Step, 'id' | 'targets'>,
+  spec: LabSpec,
+  state: LabState,
+): boolean {
+  const vms = step.targets ? step.targets(spec) : spec.vms;
+  return vms.every((vm) => state.steps[vm.name]?.[step.id] !== undefined);
+}
+
+/** Whether the state records the step as done on any VM. */
+export function doneAnywhere(step: Pick<Step, 'id'>, state: LabState): boolean {
+  return Object.values(state.steps).some((vmSteps) => vmSteps[step.id] !== undefined);
+}
 
 export interface PipelineHooks {
   /**

@@ -381,6 +381,14 @@ export async function resetOpenLab(lab: Lab, name: string | undefined): Promise<
   return { snapshot: snapshot.name, seconds: (Date.now() - started) / 1000 };
 }
 
+function laterStepDone(lab: Lab, stepId: string): boolean {
+  const steps = provisioningSteps(lab.spec);
+  const index = steps.findIndex((step) => step.id === stepId);
+  return steps
+    .slice(index + 1)
+    .some((step) => Object.values(lab.state.steps).some((vmSteps) => vmSteps[step.id]));
+}
+
 /** The pipeline hook: a checkpoint after each step, when the spec wants them. */
 export function checkpointHook(
   lab: Lab,
@@ -392,6 +400,10 @@ export function checkpointHook(
     if (mode === 'none') return;
     if (mode === 'last-step' && stepId !== options.lastStep) return;
     const name = checkpointName(stepId);
+    // A checkpoint after a step holds the lab just after it: with a later step already done
+    // (a lesson went ahead, then "klab create" resumed), it would hold more and mislead
+    // whoever starts from it. Better none than a wrong one.
+    if (laterStepDone(lab, stepId)) return;
     const exists = (await listSnapshots(lab)).some((snap) => snap.name === name);
     if (exists && !changed) return;
     try {

@@ -44,15 +44,24 @@ export const createCommand: KlabCommand = {
       .option('stack', {
         type: 'string',
         describe: 'stack: v1.11.1 or debian (overrides klab.yaml)',
+      })
+      .option('until', {
+        type: 'string',
+        describe:
+          'stop after this provisioning step (e.g. kube-proxy), to do the next one by hand; "klab create" again finishes',
       }),
   logsInLab: 'always',
   async run(args, io) {
-    await createLab({
-      dir: args.dir,
-      box: args.box as string | undefined,
-      stack: args.stack as string | undefined,
-      sink: io.reporter,
-    });
+    const until = args.until as string | undefined;
+    await createLab(
+      {
+        dir: args.dir,
+        box: args.box as string | undefined,
+        stack: args.stack as string | undefined,
+        sink: io.reporter,
+      },
+      until ? { until } : {},
+    );
     return 0;
   },
 };

@@ -96,6 +96,12 @@ export const lessonCommand: KlabCommand = {
       .option('lang', {
         choices: LANGUAGES,
         describe: 'language of the lesson text (default: from the locale)',
+      })
+      .option('here', {
+        type: 'boolean',
+        default: false,
+        describe:
+          'start/next: go on with the lab as it is (no reset) when it already is where the lesson starts',
       }),
   logsInLab: 'always',
   async run(args, io) {
@@ -135,11 +141,12 @@ export const lessonCommand: KlabCommand = {
       case 'start':
       case 'next':
       case 'reset': {
+        const here = { here: args.here === true };
         const started =
           action === 'start' && id
-            ? await startLesson(request, id)
+            ? await startLesson(request, id, here)
             : action === 'next'
-              ? await startNextLesson(request)
+              ? await startNextLesson(request, here)
               : await restartLesson(request);
         result(
           io.reporter,
@@ -149,6 +156,7 @@ export const lessonCommand: KlabCommand = {
             kind: 'Lesson',
             ...lessonData(started.lesson),
             seconds: started.seconds,
+            here: started.here,
           },
         );
         return 0;

@@ -47,6 +47,7 @@ export const EVENT_CODES = {
   // Results: what a command answers.
   LAB_INITIALIZED: 'klab init wrote (or found current) klab.yaml and the Vagrantfile',
   LAB_READY: 'klab create finished: the cluster is built and verified',
+  LAB_BUILT_UP_TO: 'klab create --until STEP finished: the steps through STEP are done, no more',
   LAB_UP: 'klab up finished',
   LAB_HALTED: 'klab halt finished',
   LAB_DESTROYED: "klab destroy removed the lab's VMs, disks, networks and snapshots",

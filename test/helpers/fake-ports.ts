@@ -61,8 +61,10 @@ export class FakeVirt implements Virt {
     this.calls.push(`delete ${domain} ${name}`);
     this.snaps.get(domain)?.delete(name);
   }
-  async snapshotCreationTime() {
-    return 0;
+  /** "domain/name" -> creation time (s); 0 when not set. */
+  readonly createdAt = new Map<string, number>();
+  async snapshotCreationTime(domain: string, name: string) {
+    return this.createdAt.get(`${domain}/${name}`) ?? 0;
   }
   async snapshotStateSizes(domain: string) {
     const sizes = new Map<string, number>();

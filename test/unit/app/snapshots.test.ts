@@ -90,6 +90,20 @@ describe('reset is all or nothing', () => {
     expect(result.snapshot).toBe('base');
     expect(libvirt.calls).toEqual(['revert klab-duo_master base', 'revert klab-duo_node1 base']);
   });
+
+  it('without a name, goes back to the newest snapshot', async () => {
+    const { lab, libvirt } = await fakeLab();
+    for (const [domain, set] of libvirt.snaps) {
+      set.add('after-kubelet').add('base').add('after-etcd');
+      libvirt.createdAt.set(`${domain}/after-etcd`, 100);
+      libvirt.createdAt.set(`${domain}/after-kubelet`, 200);
+      libvirt.createdAt.set(`${domain}/base`, 300);
+    }
+    libvirt.revertKeepsShutOff = true;
+    const result = await resetOpenLab(lab, undefined);
+    expect(result.snapshot).toBe('base');
+    expect(libvirt.calls).toEqual(['revert klab-duo_master base', 'revert klab-duo_node1 base']);
+  });
 });
 
 describe('a snapshot of running VMs zeroes their free memory first', () => {
@@ -135,5 +149,28 @@ describe('an automatic checkpoint that cannot be saved does not cost the lab', (
     await hook('kubelet', true);
     const taken = [...(libvirt.snaps.get('klab-duo_master') ?? [])];
     expect(taken).toEqual(['after-kubelet']);
+  });
+});
+
+describe('a checkpoint after a step holds the lab just after that step', () => {
+  it('is taken when missing, but never once a later step is done (it would hold more)', async () => {
+    const { lab, libvirt } = await fakeLab();
+    const hook = checkpointHook(lab, undefined, { mode: 'every-step', lastStep: 'kubelet' });
+    const done = (step: string) => {
+      for (const vm of lab.spec.vms) {
+        lab.state.steps[vm.name] = { ...lab.state.steps[vm.name], [step]: '2026-11-30T00:00:00Z' };
+      }
+    };
+    done('certs');
+    done('etcd');
+    await hook('etcd', false);
+    // A lesson did flannel, then "klab create --until kube-proxy" resumed at etcd, unchanged.
+    done('flannel');
+    await hook('certs', false);
+    await hook('flannel', false);
+    expect([...(libvirt.snaps.get('klab-duo_master') ?? [])]).toEqual([
+      'after-etcd',
+      'after-flannel',
+    ]);
   });
 });
