@@ -4,7 +4,8 @@
  * `klab lesson solve` takes. Runs on an existing lab that has every checkpoint (for
  * example the one `npm run bench -- --keep` leaves). Prints figures; asserts nothing.
  *
- *   npm run build && node dist/bench/lessons.js [LAB_DIR]     (default /var/tmp/klab-bench-lab)
+ *   npm run build && node dist/bench/lessons.js [LAB_DIR [LESSON...]]
+ *   (default /var/tmp/klab-bench-lab, every lesson the lab can run)
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -12,12 +13,13 @@ import { execa } from 'execa';
 
 const CLI = path.resolve(import.meta.dirname, '..', 'src', 'cli.js');
 const LAB = process.argv[2] ?? '/var/tmp/klab-bench-lab';
+const ONLY = process.argv.slice(3);
 
 interface Doc {
   ok: boolean;
   code: string;
   error?: { code: string; message: string };
-  items?: { id: string; kind: string }[];
+  items?: { id: string; kind: string; unsupported?: string }[];
   seconds?: number;
 }
 
@@ -43,6 +45,13 @@ async function main(): Promise<void> {
   const list = await klab(['lesson', 'list']);
   const rows: [string, number, number][] = [];
   for (const lesson of list.doc.items ?? []) {
+    if (ONLY.length > 0 && !ONLY.includes(lesson.id)) continue;
+    if (lesson.unsupported) {
+      console.log(
+        `${lesson.id.padEnd(23)} ${lesson.kind.padEnd(10)} not on this lab: ${lesson.unsupported}`,
+      );
+      continue;
+    }
     const start = await klab(['lesson', 'start', lesson.id]);
     const solve = await klab(['lesson', 'solve', lesson.id]);
     rows.push([lesson.id, start.seconds, solve.seconds]);
