@@ -163,6 +163,15 @@ export async function createLab(request: LabRequest, options: CreateOptions = {}
   });
   await saveState(lab.paths.stateFile, lab.state);
   const seconds = Math.round((Date.now() - started) / 1000);
+  const data = {
+    kind: 'Lab',
+    name: lab.spec.name,
+    vms: lab.spec.vms.map((vm) => ({ name: vm.name, role: vm.role, ip: vm.ip })),
+    box,
+    stack,
+    accelerator: hypervisor.accelerator,
+    seconds,
+  };
   if (partial) {
     const last = steps[steps.length - 1];
     const next = allSteps[steps.length];
@@ -172,17 +181,7 @@ export async function createLab(request: LabRequest, options: CreateOptions = {}
       text:
         `Lab "${lab.spec.name}" is built up to "${last?.id}" (${seconds} s); "${next?.id}" and the steps after it are not done.\n` +
         `Next: do "${next?.id}" by hand ("klab lesson list" has lessons that start here: klab lesson start ID --here), or "klab create" to finish.`,
-      data: {
-        kind: 'Lab',
-        name: lab.spec.name,
-        vms: lab.spec.vms.map((vm) => ({ name: vm.name, role: vm.role, ip: vm.ip })),
-        box,
-        stack,
-        accelerator: hypervisor.accelerator,
-        seconds,
-        until: last?.id,
-        next: next?.id,
-      },
+      data: { ...data, until: last?.id, next: next?.id },
     });
     return;
   }
@@ -193,14 +192,6 @@ export async function createLab(request: LabRequest, options: CreateOptions = {}
       `Lab "${lab.spec.name}" is ready: ${lab.spec.vms.map((vm) => `${vm.name} ${vm.ip}`).join(', ')} ` +
       `(${seconds} s, box ${box}, stack ${stack}, ${hypervisor.accelerator.toUpperCase()}).\n` +
       `Next: klab ssh ${lab.spec.vms[0]?.name ?? 'master'} -- kubectl get nodes; klab verify; klab snapshot list`,
-    data: {
-      kind: 'Lab',
-      name: lab.spec.name,
-      vms: lab.spec.vms.map((vm) => ({ name: vm.name, role: vm.role, ip: vm.ip })),
-      box,
-      stack,
-      accelerator: hypervisor.accelerator,
-      seconds,
-    },
+    data,
   });
 }
