@@ -23,7 +23,7 @@ import {
 } from '../model/lesson.js';
 import { checkpointName } from '../model/snapshots.js';
 import type { LabSpec } from '../model/spec.js';
-import { type LabState, saveState } from '../model/state.js';
+import { type LabState, markStepDone, saveState } from '../model/state.js';
 import { type Lab, type LabRequest, openCreatedLab, stepContext, withHosts } from './lab.js';
 import { doneAnywhere, doneEverywhere, runSteps } from './pipeline.js';
 import type { HostPool } from './session.js';
@@ -262,7 +262,30 @@ export async function checkLesson(request: LabRequest, id?: string): Promise<Les
   );
   await recordCheck(session, lesson, result, false);
   if (!result.passed) throw checkFailed(lesson, result);
+  if (recordStepDone(lesson, provisioningSteps(session.lab.spec), session.lab, new Date())) {
+    await saveState(session.lab.paths.stateFile, session.lab.state);
+  }
   return { ...result, lesson };
+}
+
+/**
+ * A tutorial lesson whose check passed did its step, by hand: the state says so, as it would
+ * after "klab create" or "klab lesson solve", so that the next lesson can start --here.
+ * ("klab create" still checks the step itself before it trusts it.) True when it changed.
+ */
+export function recordStepDone(
+  lesson: Lesson,
+  steps: readonly Pick<Step, 'id' | 'targets'>[],
+  lab: { spec: LabSpec; state: LabState },
+  when: Date,
+): boolean {
+  const ref = parseReference(lesson.check);
+  const step = ref.kind === 'step' ? steps.find((entry) => entry.id === ref.id) : undefined;
+  if (!step || doneEverywhere(step, lab.spec, lab.state)) return false;
+  for (const vm of step.targets ? step.targets(lab.spec) : lab.spec.vms) {
+    if (!lab.state.steps[vm.name]?.[step.id]) markStepDone(lab.state, vm.name, step.id, when);
+  }
+  return true;
 }
 
 function checkFailed(lesson: Lesson, result: LessonCheckResult): KlabError {

@@ -8,8 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { provisioningSteps } from '../../../provision/index.js';
-import { startLesson } from '../../../src/app/lessons.js';
+import { recordStepDone, startLesson } from '../../../src/app/lessons.js';
 import { doneEverywhere, stepsThrough } from '../../../src/app/pipeline.js';
+import { findLesson, loadLessons } from '../../../src/lessons/catalog.js';
 import { KlabError } from '../../../src/model/errors.js';
 import { nullSink } from '../../../src/model/events.js';
 import { loadSpec } from '../../../src/model/spec-file.js';
@@ -116,5 +117,33 @@ describe('klab lesson start --here', () => {
     progress.lessons.etcd.passedAt = '2026-11-30T00:10:00.000Z';
     await writeFile(file, JSON.stringify(progress));
     expect((await startLesson(request(), 'flannel', { here: true })).here).toBe(true);
+  });
+});
+
+describe('a tutorial step done by hand', () => {
+  it('is recorded once its lesson check passes, so the next lesson can start --here', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-walk-hand-'));
+    try {
+      await writeFile(path.join(dir, 'klab.yaml'), SPEC);
+      const spec = await loadSpec(dir, {});
+      const steps = provisioningSteps(spec);
+      const lessons = await loadLessons(spec);
+      const state: LabState = { version: 1, steps: {} };
+      const lab = { spec, state };
+      const when = new Date('2026-11-30T01:00:00Z');
+      // flannel runs on every VM: both get it.
+      expect(recordStepDone(findLesson(lessons, 'flannel'), steps, lab, when)).toBe(true);
+      expect(state.steps.master?.flannel).toBe(when.toISOString());
+      expect(state.steps.node1?.flannel).toBe(when.toISOString());
+      // Already recorded: nothing changes, the first time stays.
+      const later = new Date('2026-11-30T02:00:00Z');
+      expect(recordStepDone(findLesson(lessons, 'flannel'), steps, lab, later)).toBe(false);
+      expect(state.steps.master?.flannel).toBe(when.toISOString());
+      // A break/fix lesson's check is a fault, not a step: nothing is recorded.
+      expect(recordStepDone(findLesson(lessons, 'swap-on'), steps, lab, when)).toBe(false);
+      expect(Object.keys(state.steps.node1 ?? {})).toEqual(['flannel']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
