@@ -26,6 +26,7 @@ import {
   stepContext,
   withHosts,
 } from './lab.js';
+import { doneAnywhere } from './pipeline.js';
 import type { HostPool } from './session.js';
 
 async function domainsOf(lab: Lab): Promise<{ vm: string; domain: string; state: string }[]> {
@@ -384,9 +385,7 @@ export async function resetOpenLab(lab: Lab, name: string | undefined): Promise<
 function laterStepDone(lab: Lab, stepId: string): boolean {
   const steps = provisioningSteps(lab.spec);
   const index = steps.findIndex((step) => step.id === stepId);
-  return steps
-    .slice(index + 1)
-    .some((step) => Object.values(lab.state.steps).some((vmSteps) => vmSteps[step.id]));
+  return steps.slice(index + 1).some((step) => doneAnywhere(step, lab.state));
 }
 
 /** The pipeline hook: a checkpoint after each step, when the spec wants them. */
