@@ -152,7 +152,8 @@ export function notAtStart(
   if (missing.length > 0) {
     return (
       `it starts after "${steps[index]?.id}", and ${missing.map((step) => `"${step.id}"`).join(', ')} ` +
-      `${missing.length === 1 ? 'is' : 'are'} not done on every VM yet`
+      `${missing.length === 1 ? 'is' : 'are'} not done on every VM yet ` +
+      `("klab create --until ${steps[index]?.id}" builds the lab up to there)`
     );
   }
   const past = steps.slice(index + 1).filter((step) => doneAnywhere(step, state));
