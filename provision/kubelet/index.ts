@@ -92,4 +92,21 @@ export const kubeletStep = serviceStep({
   },
   hint: (vm) =>
     `${journalHint(vm, ['kubelet'], 80)}; and at the node requests: klab ssh master -- kubectl get csr`,
+  alive: nodeJoinedButSlow,
 });
+
+/**
+ * The node joined (it has a client certificate and posted its status) but is not Ready
+ * now because its status reports do not get through in time ("Kubelet stopped posting
+ * node status": the apiserver or the host is starved), or its container runtime answers
+ * slowly (PLEG). Slow, not broken. A node that never got a certificate or never
+ * registered is not in this list: that is a bootstrap problem, reported at the deadline.
+ */
+export function nodeJoinedButSlow(problems: readonly string[]): boolean {
+  return (
+    problems.length > 0 &&
+    problems.every((problem) =>
+      /^node \S+ is not Ready: .*(stopped posting node status|PLEG is not healthy)/.test(problem),
+    )
+  );
+}

@@ -96,7 +96,10 @@ export interface WaitOptions {
   what: string;
   vm: string;
   timeoutMs: number;
+  /** The first pause between probes (3 s); it grows by half each time up to maxIntervalMs. */
   intervalMs?: number;
+  /** The longest pause between probes (10 s). */
+  maxIntervalMs?: number;
   hint: string;
   /** Extra output for the error, e.g. a journal tail. */
   diagnose?: () => Promise<string>;
@@ -104,6 +107,10 @@ export interface WaitOptions {
 
 /**
  * Polls `probe` until it returns true; throws KLAB_TIMEOUT naming what never happened.
+ * The pause between probes grows (3 s, 4.5 s, ... up to 10 s): each probe is an SSH
+ * command and often a kubectl on the master, and on a starved host a long wait that
+ * probes every 3 s is itself part of the load it waits out. It never sleeps past the
+ * deadline, so the last probe comes at the deadline.
  * `probe` may return a string: the latest reason, shown in the error. Returns how long
  * it waited (ms), so callers can tell a slow lab from a quick one.
  */
@@ -115,6 +122,8 @@ export async function waitFor(
   const started = ctx.clock.now();
   const deadline = started + options.timeoutMs;
   let last = 'not yet';
+  const maxPause = options.maxIntervalMs ?? 10_000;
+  let pause = Math.min(options.intervalMs ?? 3000, maxPause);
   for (let attempt = 1; ; attempt += 1) {
     const answer = await probe().catch((error: unknown) => (error as Error).message);
     // Right the first time is no wait at all, however slow the probe itself was.
@@ -124,7 +133,8 @@ export async function waitFor(
     interrupt.throwIfRequested(
       `Stopped while waiting for ${options.what}; run the command again to go on.`,
     );
-    await ctx.clock.sleep(options.intervalMs ?? 3000);
+    await ctx.clock.sleep(Math.max(0, Math.min(pause, deadline - ctx.clock.now())));
+    pause = Math.min(pause * 1.5, maxPause);
   }
   const diagnosis = options.diagnose ? await options.diagnose().catch(() => '') : '';
   throw new KlabError(

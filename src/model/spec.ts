@@ -82,7 +82,8 @@ const NodeSchema = z.strictObject({
     .int({ error: 'must be a whole number' })
     .min(1, { error: 'must be >= 1' })
     .max(32, { error: 'must be <= 32' })
-    .default(DEFAULT_NODE.cpus),
+    // Unset: DEFAULT_NODE.cpus, except nodes under TCG (see guestCpus in tuning.ts).
+    .optional(),
   disk: z
     .number({ error: 'must be a number (GB)' })
     .int({ error: 'must be a whole number of GB' })
@@ -347,7 +348,10 @@ export interface VmPlan {
   name: string;
   role: NodeRole;
   memory: number;
+  /** vCPUs klab.yaml asked for, or the default; the Vagrantfile uses guestCpus(). */
   cpus: number;
+  /** Whether klab.yaml set cpus (then it holds under TCG too). */
+  cpusSet: boolean;
   disk: number;
   /** Address on the private lab network (eth1). */
   ip: string;
@@ -397,7 +401,8 @@ export function planLab(parsed: ParsedSpec, defaultName: string): LabSpec {
       name: node.name,
       role: node.role,
       memory: node.memory,
-      cpus: node.cpus,
+      cpus: node.cpus ?? DEFAULT_NODE.cpus,
+      cpusSet: node.cpus !== undefined,
       disk: node.disk,
       ip: node.ip ?? hostAddress(subnet, FIRST_NODE_HOST + index),
     })),

@@ -8,7 +8,7 @@
  * there, and etcd's own defaults with KVM. klab.yaml's etcd.heartbeatMs/electionMs win.
  */
 import type { Accelerator } from './hypervisor.js';
-import type { LabSpec } from './spec.js';
+import type { LabSpec, VmPlan } from './spec.js';
 
 export interface ClusterTuning {
   accelerator: Accelerator;
@@ -38,4 +38,17 @@ export function clusterTuning(spec: LabSpec, accelerator: Accelerator | undefine
     etcdElectionMs: election,
     nodeMonitorGracePeriodS: base.nodeMonitorGracePeriodS,
   };
+}
+
+/**
+ * The vCPUs a VM gets. klab.yaml's cpus always win. Unset, a VM gets DEFAULT_NODE's 2,
+ * except a node under TCG, which gets 1: a multi-vCPU guest under software emulation stops
+ * all its vCPUs for some work (code invalidation, cross-CPU TLB flushes), so on a small
+ * host, where the host descheduled one of them, the others wait; and the nodes' work
+ * (kubelet, Docker, kube-proxy) needs no parallelism. The master keeps 2 for the apiserver
+ * and etcd. Measured on the 4-VM lab: docs/performance.md.
+ */
+export function guestCpus(vm: VmPlan, accelerator: Accelerator): number {
+  if (vm.cpusSet) return vm.cpus;
+  return accelerator === 'tcg' && vm.role === 'node' ? 1 : vm.cpus;
 }

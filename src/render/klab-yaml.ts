@@ -37,7 +37,9 @@ export function renderKlabYaml(spec: LabSpec): string {
       `  - name: ${vm.name}`,
       `    role: ${vm.role}`,
       `    memory: ${vm.memory}`,
-      `    cpus: ${vm.cpus}`,
+      vm.cpusSet
+        ? `    cpus: ${vm.cpus}`
+        : `    # cpus: ${vm.cpus}   (unset: nodes get 1 under software emulation, TCG)`,
       `    disk: ${vm.disk}`,
       `    # ip: ${vm.ip}`,
     ]),

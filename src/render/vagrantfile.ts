@@ -6,6 +6,7 @@ import { consoleLogPath, libvirtNames } from '../model/lab-paths.js';
 import { netmask, parseCidr } from '../model/net.js';
 import { packagePath } from '../model/package-root.js';
 import type { LabSpec } from '../model/spec.js';
+import { guestCpus } from '../model/tuning.js';
 import { rubyString } from './ruby.js';
 
 let template: string | undefined;
@@ -45,7 +46,10 @@ export function renderVagrantfile(
         managementName: names.managementNetwork,
         managementSubnet: spec.network.managementSubnet,
       },
-      vms: spec.vms,
+      vms: spec.vms.map((vm) => ({
+        ...vm,
+        cpus: guestCpus(vm, hypervisor.driver === 'qemu' ? 'tcg' : 'kvm'),
+      })),
       rb: rubyString,
       consoleLogPath,
     },

@@ -127,6 +127,24 @@ describe('named waits', () => {
     expect(calls).toBe(3);
   });
 
+  it('probes less often as a wait goes on, and last at the deadline', async () => {
+    const clock = fakeClock();
+    const pauses: number[] = [];
+    const sleep = clock.sleep.bind(clock);
+    clock.sleep = async (ms) => {
+      pauses.push(ms);
+      await sleep(ms);
+    };
+    const error = await waitFor(
+      { clock },
+      { what: 'x', vm: 'm', timeoutMs: 40_000, hint: 'h' },
+      async () => 'not yet',
+    ).catch((e: unknown) => e);
+    expect(isKlabError(error) && error.code).toBe('KLAB_TIMEOUT');
+    expect(pauses).toEqual([3000, 4500, 6750, 10_000, 10_000, 5750]);
+    expect(clock.now()).toBe(40_000);
+  });
+
   it('times out with what it waited for, the last reason and a hint', async () => {
     const clock = fakeClock();
     const error = await waitFor(

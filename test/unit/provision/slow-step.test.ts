@@ -1,6 +1,7 @@
 /** A step whose part runs but is slow gets one bounded, named extension; a broken one does not. */
 import { describe, expect, it } from 'vitest';
 import { apiserverStillStarting } from '../../../provision/control-plane/index.js';
+import { nodeJoinedButSlow } from '../../../provision/kubelet/index.js';
 import { probeStep } from '../../../provision/lib/cluster.js';
 import { KlabError } from '../../../src/model/errors.js';
 import type { KlabEvent } from '../../../src/model/events.js';
@@ -53,9 +54,29 @@ describe('slow, not broken', () => {
     expect(apiserverStillStarting([])).toBe(false);
   });
 
+  it('a joined node whose status reports do not get through is alive; one that never joined is not', () => {
+    const quiet = 'node node2 is not Ready: Kubelet stopped posting node status.';
+    expect(nodeJoinedButSlow([quiet])).toBe(true);
+    expect(
+      nodeJoinedButSlow([
+        'node node2 is not Ready: PLEG is not healthy: pleg was last seen active 3m0s ago',
+      ]),
+    ).toBe(true);
+    expect(nodeJoinedButSlow([quiet, 'kubelet is not running'])).toBe(false);
+    expect(nodeJoinedButSlow(['no client certificate from TLS bootstrap yet'])).toBe(false);
+    expect(nodeJoinedButSlow(['node node2 is not registered'])).toBe(false);
+    expect(
+      nodeJoinedButSlow([
+        'node node2 is not Ready: runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:docker: network plugin is not ready: cni config uninitialized',
+      ]),
+    ).toBe(false);
+    expect(nodeJoinedButSlow([])).toBe(false);
+  });
+
   it('past timeouts.health, a slow but alive part gets twice as long again, said with STEP_SLOW', async () => {
-    // 60 s of health timeout, polls every 3 s: still starting at 100 s, healthy after.
-    const run = slowStep(34, STARTING, apiserverStillStarting);
+    // 60 s of health timeout, polls 3 s apart growing to 10 s: still starting at ~94 s (the
+    // 12th poll), healthy after.
+    const run = slowStep(12, STARTING, apiserverStillStarting);
     await run.verify();
     expect(run.elapsed()).toBeGreaterThan(60_000);
     const slow = run.events.filter((event) => event.code === 'STEP_SLOW');

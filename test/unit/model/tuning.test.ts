@@ -1,0 +1,25 @@
+import { describe, expect, it } from 'vitest';
+import { parseSpecText } from '../../../src/model/spec-file.js';
+import { guestCpus } from '../../../src/model/tuning.js';
+import { defaultSpec } from '../../helpers/specs.js';
+
+describe('vCPUs per VM', () => {
+  it('gives nodes 1 vCPU under TCG and the master 2, when klab.yaml is silent', () => {
+    const spec = defaultSpec();
+    expect(spec.vms.map((vm) => guestCpus(vm, 'tcg'))).toEqual([2, 1, 1, 1]);
+    expect(spec.vms.map((vm) => guestCpus(vm, 'kvm'))).toEqual([2, 2, 2, 2]);
+  });
+
+  it('keeps what klab.yaml says, under TCG too', () => {
+    const spec = parseSpecText(
+      'nodes:\n  - { name: master, role: master, cpus: 1 }\n  - { name: node1, cpus: 3 }\n',
+      'lab',
+      'klab.yaml',
+    );
+    expect(spec.vms.map((vm) => [vm.cpus, vm.cpusSet])).toEqual([
+      [1, true],
+      [3, true],
+    ]);
+    expect(spec.vms.map((vm) => guestCpus(vm, 'tcg'))).toEqual([1, 3]);
+  });
+});
