@@ -2,6 +2,8 @@
  * TLS bootstrapping (what made the tutorial's `kubectl get csr` empty): one bootstrap token
  * per node, RBAC so token holders may ask for a node client certificate, and automatic
  * approval of those requests and of renewals. Kubelets then join with the token only.
+ * And the other direction: the binding that lets kube-apiserver use the kubelets' API
+ * (logs, exec), since its kubelet-client certificate carries no group of its own.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -20,7 +22,8 @@ async function manifest(ctx: StepContext): Promise<string> {
 
 export const tlsBootstrapStep = probeStep({
   id: 'tls-bootstrap',
-  title: 'TLS bootstrap: node tokens, RBAC and automatic approval of node CSRs',
+  title:
+    "TLS bootstrap: node tokens, RBAC and automatic approval of node CSRs; the apiserver's access to kubelets",
   on: (spec) => [firstMaster(spec)],
   async problems(ctx) {
     const found = await kubectl(ctx, ['get', '-f', '-', '-o', 'name'], {

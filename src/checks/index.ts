@@ -385,6 +385,42 @@ export const CHECKS: readonly Check[] = [
     },
   },
   {
+    id: 'kubelet-api',
+    name: "kube-apiserver reaches every kubelet's API (what logs and exec use)",
+    needs: ['nodes'],
+    async run(ctx, waits) {
+      const nodes = placed(ctx.spec, 'nodes');
+      let refusal: string | undefined;
+      await waits.until(
+        `node proxy /healthz of ${nodes.map((vm) => vm.name).join(', ')}`,
+        firstMaster(ctx.spec).name,
+        'A 403 is RBAC (the apiserver user needs the kubelet API: lesson kubelet-api-forbidden); a 401 is the kubelet not trusting the lab CA (lesson kubelet-wrong-ca)',
+        async () => {
+          const problems: string[] = [];
+          for (const vm of nodes) {
+            const result = await kubectl(
+              ctx,
+              ['get', '--raw', `/api/v1/nodes/${vm.name}/proxy/healthz`],
+              { allowFailure: true, timeoutMs: 30_000 },
+            );
+            if (result.stdout.trim() === 'ok') continue;
+            const why = (result.stderr || result.stdout).trim() || 'no answer';
+            // A kubelet that refuses the apiserver does not change its mind by waiting.
+            if (/Forbidden|Unauthorized|x509/i.test(why)) {
+              refusal = `${vm.name} refuses kube-apiserver: ${why} (Forbidden: RBAC, see lesson kubelet-api-forbidden; Unauthorized: the kubelet's client CA, see lesson kubelet-wrong-ca)`;
+              return true;
+            }
+            problems.push(`${vm.name}: ${why}`);
+          }
+          return problems.length === 0 ? true : problems.join('; ');
+        },
+        unitsOn(nodes, ['kubelet']),
+      );
+      if (refusal) fail(refusal);
+      return `${nodes.length} kubelet(s) answer kube-apiserver`;
+    },
+  },
+  {
     id: 'encryption',
     name: 'Secrets are encrypted at rest in etcd',
     needs: ['apiserver', 'etcd'],

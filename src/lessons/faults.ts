@@ -7,6 +7,7 @@
 
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import YAML from 'yaml';
 import {
   desiredDefaultRoute,
   parseDefaultRoutes,
@@ -25,7 +26,8 @@ import type { StepContext } from '../../provision/lib/step.js';
 import { GUEST } from '../model/guest-paths.js';
 import type { LabSpec, VmPlan } from '../model/spec.js';
 import { etcdMembers, firstMaster, nodes } from '../model/topology.js';
-import { kubernetesServiceIp } from '../pki/plan.js';
+import { APISERVER_KUBELET_USER, kubernetesServiceIp } from '../pki/plan.js';
+import { APISERVER_TO_KUBELET_BINDING, apiserverToKubeletBinding } from '../render/manifests.js';
 
 export interface Fault {
   id: string;
@@ -176,16 +178,7 @@ const kubeletWrongCa: Fault = {
         `the kubelet on ${vm.name} trusts ${caFile ?? 'no file'} (clientCAFile in ${KUBELET_CONFIG}), which is not the lab CA (${GUEST.pki}/ca.crt)`,
       );
     }
-    const proxy = await kubectl(ctx, ['get', '--raw', `/api/v1/nodes/${vm.name}/proxy/healthz`], {
-      allowFailure: true,
-      timeoutMs: 30_000,
-    });
-    if (proxy.stdout.trim() !== 'ok') {
-      problems.push(
-        `the apiserver cannot talk to the kubelet on ${vm.name} (node proxy /healthz): ${(proxy.stderr || proxy.stdout).trim()}`,
-      );
-    }
-    return problems;
+    return [...problems, ...(await nodeProxyProblems(ctx, vm))];
   },
   async repair(ctx) {
     const vm = firstNode(ctx);
@@ -194,6 +187,84 @@ const kubeletWrongCa: Fault = {
       vm,
       `sed -i 's#clientCAFile: .*#clientCAFile: ${GUEST.pki}/ca.crt#' ${KUBELET_CONFIG} && rm -f ${OTHER_CA} && systemctl restart kubelet`,
     );
+  },
+};
+
+/** The apiserver reaches the kubelet's API on `vm` (node proxy /healthz answers ok). */
+async function nodeProxyProblems(ctx: StepContext, vm: VmPlan): Promise<string[]> {
+  const proxy = await kubectl(ctx, ['get', '--raw', `/api/v1/nodes/${vm.name}/proxy/healthz`], {
+    allowFailure: true,
+    timeoutMs: 30_000,
+  });
+  return proxy.stdout.trim() === 'ok'
+    ? []
+    : [
+        `the apiserver cannot use the kubelet API on ${vm.name} (node proxy /healthz, what kubectl logs and exec go through): ${(proxy.stderr || proxy.stdout).trim()}`,
+      ];
+}
+
+/** What in a KubeletConfiguration lets requests through without asking the apiserver. */
+export function kubeletAuthBypassed(configYaml: string): string[] {
+  let config: {
+    authorization?: { mode?: string };
+    authentication?: { anonymous?: { enabled?: boolean } };
+  } = {};
+  try {
+    config = (YAML.parse(configYaml) ?? {}) as typeof config;
+  } catch {
+    return [`${KUBELET_CONFIG} is not valid YAML`];
+  }
+  const problems: string[] = [];
+  if (config.authorization?.mode !== 'Webhook') {
+    problems.push(
+      `the kubelet's authorization.mode is ${config.authorization?.mode ?? 'unset'} (in ${KUBELET_CONFIG}), not Webhook: it no longer asks the apiserver who may use its API`,
+    );
+  }
+  if (config.authentication?.anonymous?.enabled !== false) {
+    problems.push(
+      `the kubelet lets anonymous requests in (authentication.anonymous in ${KUBELET_CONFIG})`,
+    );
+  }
+  return problems;
+}
+
+/** `kubectl auth can-i VERB RESOURCE --as USER`: yes or no. */
+async function userCan(ctx: StepContext, user: string, verb: string, resource: string) {
+  const answer = await kubectl(ctx, ['auth', 'can-i', verb, resource, '--as', user], {
+    allowFailure: true,
+  });
+  return answer.stdout.trim() === 'yes';
+}
+
+const kubeletApiForbidden: Fault = {
+  id: 'kubelet-api-forbidden',
+  async inject(ctx) {
+    // The binding that lets the apiserver's kubelet-client user into the kubelets' API:
+    // without it every kubelet answers the apiserver 403 (logs, exec, port-forward).
+    await kubectl(ctx, ['delete', 'clusterrolebinding', APISERVER_TO_KUBELET_BINDING], {
+      allowFailure: true,
+    });
+  },
+  async problems(ctx) {
+    const vm = firstNode(ctx);
+    const problems = await nodeProxyProblems(ctx, vm);
+    // Repaired, not bypassed: the kubelet still asks the apiserver about every request,
+    // and the apiserver's user got the kubelet API, not the whole cluster.
+    const config = await ctx
+      .host(vm.name)
+      .run(['cat', KUBELET_CONFIG], { sudo: true, allowFailure: true });
+    problems.push(...kubeletAuthBypassed(config.stdout).map((why) => `${vm.name}: ${why}`));
+    if (await userCan(ctx, APISERVER_KUBELET_USER, 'delete', 'secrets')) {
+      problems.push(
+        `the user ${APISERVER_KUBELET_USER} may now delete secrets: it needs the kubelet API (ClusterRole system:kubelet-api-admin), not cluster-admin`,
+      );
+    }
+    return problems;
+  },
+  async repair(ctx) {
+    await kubectl(ctx, ['apply', '-f', '-'], {
+      stdin: JSON.stringify(apiserverToKubeletBinding()),
+    });
   },
 };
 
@@ -357,6 +428,7 @@ export const FAULTS: readonly Fault[] = [
   routeDeleted,
   kubeProxyStopped,
   kubeletWrongCa,
+  kubeletApiForbidden,
   swapOn,
   flannelWrongIface,
   etcdStopFault('etcd-member-stopped', 1),

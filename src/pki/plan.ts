@@ -6,6 +6,9 @@ import { hostAddress, parseCidr } from '../model/net.js';
 import type { LabSpec } from '../model/spec.js';
 import { etcdMembers, masters as mastersOf, nodes as nodesOf } from '../model/topology.js';
 
+/** The user kube-apiserver is to the kubelets (its client certificate's CN). */
+export const APISERVER_KUBELET_USER = 'kube-apiserver-kubelet-client';
+
 export type Usage = 'server' | 'client';
 export type CaName = 'ca' | 'etcd-ca' | 'front-proxy-ca';
 
@@ -151,10 +154,13 @@ export function planPki(spec: LabSpec): PkiPlan {
         'kube-apiserver presents it to every client (kubectl, kubelets, pods via the kubernetes Service)',
       vms: masterNames,
     },
+    // No group: a kubelet asks the apiserver whether this user may use its API, and the
+    // answer comes from one RBAC binding (APISERVER_KUBELET_USER in render/manifests.ts),
+    // not from cluster-admin powers.
     client(
       'apiserver-kubelet-client',
-      'kube-apiserver-kubelet-client',
-      ['system:masters'],
+      APISERVER_KUBELET_USER,
+      [],
       'kube-apiserver presents it to kubelets (logs, exec, port-forward)',
       masterNames,
     ),

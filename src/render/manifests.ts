@@ -3,6 +3,7 @@
  * Traefik ingress that `klab verify` deploys. Pure: data in, YAML out; golden-tested.
  */
 import YAML from 'yaml';
+import { APISERVER_KUBELET_USER } from '../pki/plan.js';
 import type { BootstrapToken } from '../pki/secrets.js';
 import type { InstallProfile } from '../stacks/install.js';
 
@@ -10,20 +11,33 @@ function documents(objects: readonly object[]): string {
   return objects.map((object) => YAML.stringify(object, { lineWidth: 0 })).join('---\n');
 }
 
-function binding(name: string, role: string, group: string) {
+function binding(name: string, role: string, subject: string, kind: 'Group' | 'User' = 'Group') {
   return {
     apiVersion: 'rbac.authorization.k8s.io/v1',
     kind: 'ClusterRoleBinding',
     metadata: { name, labels: { 'app.kubernetes.io/managed-by': 'klab' } },
     roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role },
-    subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: group }],
+    subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind, name: subject }],
   };
+}
+
+/** The binding that lets kube-apiserver use the kubelets' API (logs, exec, node proxy). */
+export const APISERVER_TO_KUBELET_BINDING = 'klab:apiserver-to-kubelet';
+
+export function apiserverToKubeletBinding(): object {
+  return binding(
+    APISERVER_TO_KUBELET_BINDING,
+    'system:kubelet-api-admin',
+    APISERVER_KUBELET_USER,
+    'User',
+  );
 }
 
 /**
  * One bootstrap token Secret per node and the three bindings TLS bootstrapping needs:
  * bootstrappers may create node CSRs, their client CSRs are approved automatically, and
- * nodes may renew their own client certificates.
+ * nodes may renew their own client certificates. Plus the kubelets' other side: the
+ * binding that lets kube-apiserver into their API (kubelets authorize by asking it).
  */
 export function renderTlsBootstrap(tokens: readonly BootstrapToken[]): string {
   const secrets = tokens.map((token) => ({
@@ -56,6 +70,7 @@ export function renderTlsBootstrap(tokens: readonly BootstrapToken[]): string {
       'system:certificates.k8s.io:certificatesigningrequests:selfnodeclient',
       'system:nodes',
     ),
+    apiserverToKubeletBinding(),
   ]);
 }
 

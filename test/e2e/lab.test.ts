@@ -473,6 +473,9 @@ describe('a 2-VM lab on real VMs', () => {
     await walkLesson('kubelet-wrong-ca', /trusts \/etc\/kubernetes\/pki\/other-ca\.crt/, {
       here: true,
     });
+    await walkLesson('kubelet-api-forbidden', /Forbidden \(user=kube-apiserver-kubelet-client/, {
+      here: true,
+    });
     await walkLesson('swap-on', /swap is on on node1/, { here: true });
     await walkLesson('flannel-wrong-iface', /carries pod traffic over .*not the private address/, {
       here: true,
@@ -495,6 +498,7 @@ describe('a 2-VM lab on real VMs', () => {
       'route-deleted',
       'kube-proxy-stopped',
       'kubelet-wrong-ca',
+      'kubelet-api-forbidden',
       'swap-on',
       'flannel-wrong-iface',
     ]);
@@ -503,7 +507,7 @@ describe('a 2-VM lab on real VMs', () => {
     expect(first).toMatchObject({ code: 'LESSON_HINT', number: 1 });
     expect(String(first.text)).toMatch(/kubelet/);
     console.log(`lesson start -> ready: ${lessonTimes.join(', ')}`);
-    // The late checkpoint plus five repairs is a working cluster: the PHP page by pod IP,
+    // The late checkpoint plus six repairs is a working cluster: the PHP page by pod IP,
     // ClusterIP and ingress.
     await verifyPasses();
   });

@@ -140,6 +140,47 @@ describe('the ClusterIP check waits for what it depends on', () => {
   });
 });
 
+describe('the kubelet-api check', () => {
+  it('a kubelet that refuses the apiserver fails it at once, naming the lesson', async () => {
+    let polls = 0;
+    const { ctx } = context((argv) => {
+      if (argv.join(' ').includes('/proxy/healthz')) {
+        polls += 1;
+        return {
+          exitCode: 1,
+          stderr:
+            'Error from server (Forbidden): Forbidden (user=kube-apiserver-kubelet-client, verb=get, resource=nodes, subresource=proxy)',
+        };
+      }
+      return undefined;
+    }, 300);
+    const started = ctx.clock.now();
+    const failure = (await runChecks(ctx, [check('kubelet-api')]).catch(
+      (e: unknown) => e,
+    )) as KlabError;
+    expect(failure.details[0]).toContain(
+      'node1 refuses kube-apiserver: Error from server (Forbidden)',
+    );
+    expect(failure.details[0]).toContain('kubelet-api-forbidden');
+    expect(polls).toBe(1);
+    expect(ctx.clock.now() - started).toBeLessThan(5000);
+  });
+
+  it('waits out a kubelet that does not answer yet, and passes on ok', async () => {
+    let polls = 0;
+    const { ctx } = context((argv) => {
+      if (argv.join(' ').includes('/proxy/healthz')) {
+        polls += 1;
+        return polls < 3 ? { exitCode: 1, stderr: 'context deadline exceeded' } : { stdout: 'ok' };
+      }
+      return undefined;
+    });
+    const [result] = await runChecks(ctx, [check('kubelet-api')]);
+    expect(result?.ok).toBe(true);
+    expect(result?.detail).toMatch(/^1 kubelet\(s\) answer kube-apiserver; waited \d+ s$/);
+  });
+});
+
 describe('broken is told from slow', () => {
   it('a stopped unit the check depends on fails it at once, with how to start it', async () => {
     let polls = 0;

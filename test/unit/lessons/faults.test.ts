@@ -3,7 +3,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findFault, kubeletClientCaFile } from '../../../src/lessons/faults.js';
+import {
+  findFault,
+  kubeletAuthBypassed,
+  kubeletClientCaFile,
+} from '../../../src/lessons/faults.js';
 import { FakeHost, type Handler } from '../../helpers/fake-host.js';
 import { defaultSpec, twoVmSpec } from '../../helpers/specs.js';
 import { testStepContext } from '../../helpers/step-context.js';
@@ -46,6 +50,78 @@ function kubectlMaster(node: string, proxy = 'ok'): Handler {
     return undefined;
   };
 }
+
+describe('kubelet-api-forbidden', () => {
+  const KUBELET_CONFIG =
+    'authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\nauthorization:\n  mode: Webhook\n';
+  const nodeWith =
+    (config: string): Handler =>
+    (argv) =>
+      argv[0] === 'cat' && argv.at(-1)?.endsWith('kubelet-config.yaml')
+        ? { stdout: config }
+        : undefined;
+  const master =
+    (proxy: string, clusterAdmin: boolean): Handler =>
+    (argv) => {
+      const args = argv.join(' ');
+      if (args.includes('/proxy/healthz')) {
+        return proxy === 'ok' ? { stdout: 'ok' } : { exitCode: 1, stderr: proxy };
+      }
+      if (args.includes('auth can-i delete secrets')) {
+        return { stdout: clusterAdmin ? 'yes' : 'no', exitCode: clusterAdmin ? 0 : 1 };
+      }
+      return undefined;
+    };
+  const FORBIDDEN =
+    'Error from server (Forbidden): Forbidden (user=kube-apiserver-kubelet-client, verb=get, resource=nodes, subresource=proxy)';
+
+  it('deletes the binding, and fails while the kubelet answers Forbidden', async () => {
+    const { ctx, hosts } = lab(nodeWith(KUBELET_CONFIG), master(FORBIDDEN, false));
+    await fault('kubelet-api-forbidden').inject(ctx);
+    expect(hosts.master.commands().join('\n')).toContain(
+      'delete clusterrolebinding klab:apiserver-to-kubelet',
+    );
+    const problems = await fault('kubelet-api-forbidden').problems(ctx);
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain('cannot use the kubelet API on node1');
+    expect(problems[0]).toContain('subresource=proxy');
+  });
+
+  it('passes once the node proxy answers, the user is no cluster-admin and the kubelet still asks', async () => {
+    const { ctx } = lab(nodeWith(KUBELET_CONFIG), master('ok', false));
+    expect(await fault('kubelet-api-forbidden').problems(ctx)).toEqual([]);
+  });
+
+  it('a bypass does not pass: cluster-admin for the user, or a kubelet that lets everyone in', async () => {
+    const admin = lab(nodeWith(KUBELET_CONFIG), master('ok', true));
+    const adminProblems = await fault('kubelet-api-forbidden').problems(admin.ctx);
+    expect(adminProblems).toHaveLength(1);
+    expect(adminProblems[0]).toContain('not cluster-admin');
+    const open = KUBELET_CONFIG.replace('mode: Webhook', 'mode: AlwaysAllow');
+    const bypass = lab(nodeWith(open), master('ok', false));
+    const bypassProblems = await fault('kubelet-api-forbidden').problems(bypass.ctx);
+    expect(bypassProblems).toHaveLength(1);
+    expect(bypassProblems[0]).toContain('AlwaysAllow');
+  });
+
+  it('reads what a kubelet configuration lets through', () => {
+    expect(kubeletAuthBypassed(KUBELET_CONFIG)).toEqual([]);
+    expect(kubeletAuthBypassed('authorization:\n  mode: Webhook\n')).toHaveLength(1);
+    expect(kubeletAuthBypassed(': : :')).toHaveLength(1);
+  });
+
+  it('its repair applies the binding to the user, with the kubelet API role only', async () => {
+    const stdins: string[] = [];
+    const { ctx } = lab(nodeWith(KUBELET_CONFIG), (argv, options) => {
+      if (argv.includes('apply')) stdins.push(String(options.stdin ?? ''));
+      return undefined;
+    });
+    await fault('kubelet-api-forbidden').repair(ctx);
+    const applied = stdins.join('\n');
+    expect(applied).toContain('system:kubelet-api-admin');
+    expect(applied).toContain('kube-apiserver-kubelet-client');
+  });
+});
 
 describe('route-deleted', () => {
   const gateway = spec.network.managementGateway;
@@ -130,7 +206,7 @@ describe('kubelet-wrong-ca', () => {
     );
     const problems = await fault('kubelet-wrong-ca').problems(ctx);
     expect(problems[0]).toContain('trusts /etc/kubernetes/pki/other-ca.crt');
-    expect(problems[1]).toContain('cannot talk to the kubelet on node1');
+    expect(problems[1]).toContain('cannot use the kubelet API on node1');
   });
 
   it('a bypass does not pass: the node proxy working is not enough while the CA is not the lab CA', async () => {

@@ -202,8 +202,9 @@ describe('the default lab PKI', () => {
     expect((await read('etcd-peer-node2')).ipAddresses).toEqual(['192.168.56.12', '127.0.0.1']);
 
     expect((await read('admin')).subject).toBe('O=system:masters, CN=admin');
+    // No group: RBAC (one binding) gives it the kubelet API, nothing more.
     expect((await read('apiserver-kubelet-client')).subject).toBe(
-      'O=system:masters, CN=kube-apiserver-kubelet-client',
+      'CN=kube-apiserver-kubelet-client',
     );
     expect((await read('kube-controller-manager')).subject).toBe(
       'CN=system:kube-controller-manager',

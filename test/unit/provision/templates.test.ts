@@ -166,7 +166,7 @@ describe('provisioner module templates', () => {
     expect(ingress.map((doc) => doc.get('kind'))).not.toContain('IngressClass');
   });
 
-  it('TLS bootstrap: one token Secret per node and the three bindings', () => {
+  it('TLS bootstrap: one token Secret per node, its three bindings, and the apiserver to kubelet binding', () => {
     const text = renderTlsBootstrap([
       { id: 'abcdef', secret: '0123456789abcdef', node: 'node1' },
       { id: 'ghijkl', secret: 'fedcba9876543210', node: 'node2' },
@@ -186,6 +186,15 @@ describe('provisioner module templates', () => {
       'system:node-bootstrapper',
       'system:certificates.k8s.io:certificatesigningrequests:nodeclient',
       'system:certificates.k8s.io:certificatesigningrequests:selfnodeclient',
+      'system:kubelet-api-admin',
+    ]);
+    const toKubelet = docs.find((doc) => doc.roleRef?.name === 'system:kubelet-api-admin');
+    expect(toKubelet.subjects).toEqual([
+      {
+        apiGroup: 'rbac.authorization.k8s.io',
+        kind: 'User',
+        name: 'kube-apiserver-kubelet-client',
+      },
     ]);
   });
 });
