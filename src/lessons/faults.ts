@@ -8,6 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import YAML from 'yaml';
+import { certFiles } from '../../provision/certs/index.js';
 import {
   desiredDefaultRoute,
   parseDefaultRoutes,
@@ -15,6 +16,7 @@ import {
 } from '../../provision/default-route/index.js';
 import { FLANNEL_PREFIX } from '../../provision/flannel/index.js';
 import { kubectl } from '../../provision/lib/cluster.js';
+import { putFiles, waitFor } from '../../provision/lib/guest.js';
 import {
   controlPlaneHealthy,
   etcdHealthy,
@@ -424,11 +426,152 @@ const flannelWrongIface: Fault = {
   },
 };
 
+const APISERVER_CERT = `${GUEST.pki}/apiserver.crt`;
+const APISERVER_KEY = `${GUEST.pki}/apiserver.key`;
+
+/** The SANs of the fault's certificate: every name the lab's has, except the master's own. */
+export function wrongApiserverSans(spec: LabSpec): string {
+  return [
+    'DNS:kubernetes',
+    'DNS:kubernetes.default',
+    'DNS:kubernetes.default.svc',
+    `DNS:kubernetes.default.svc.${spec.network.clusterDomain}`,
+    `IP:${kubernetesServiceIp(spec)}`,
+    'IP:127.0.0.1',
+  ].join(',');
+}
+
+/**
+ * The command (run as root on the master) that issues a server certificate for kube-apiserver
+ * from the lab CA on the master, with the SANs given, installs it and restarts the apiserver.
+ * The learner's repair is the same command with the right SANs.
+ */
+export function issueApiserverCertScript(
+  sans: string,
+  options: { dir?: string; restart?: string } = {},
+): string {
+  const dir = options.dir ?? GUEST.pki;
+  return [
+    'set -e',
+    't=$(mktemp -d)',
+    `printf 'subjectAltName=${sans}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n' > $t/ext`,
+    'openssl req -new -newkey rsa:2048 -nodes -subj /CN=kube-apiserver -keyout $t/key -out $t/csr 2>/dev/null',
+    `openssl x509 -req -in $t/csr -CA ${dir}/ca.crt -CAkey ${dir}/ca.key -set_serial 0x$(openssl rand -hex 8) -days 365 -extfile $t/ext -out $t/crt 2>/dev/null`,
+    `install -m 0644 $t/crt ${dir}/apiserver.crt`,
+    `install -m 0600 $t/key ${dir}/apiserver.key`,
+    'rm -rf $t',
+    options.restart ?? 'systemctl restart kube-apiserver',
+  ].join('\n');
+}
+
+/**
+ * From `vm`, kube-apiserver's certificate verifies against the lab CA for `url` (curl checks
+ * the chain, the dates and that a SAN matches the name or address asked for). Any HTTP
+ * status proves the TLS handshake passed.
+ */
+async function apiserverVerifies(
+  ctx: StepContext,
+  vm: VmPlan,
+  url: string,
+  resolve?: string,
+): Promise<string[]> {
+  const result = await ctx
+    .host(vm.name)
+    .run(
+      [
+        'curl',
+        '-sS',
+        '--cacert',
+        `${GUEST.pki}/ca.crt`,
+        ...(resolve ? ['--resolve', resolve] : []),
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_code}',
+        '--max-time',
+        '10',
+        url,
+      ],
+      { allowFailure: true },
+    );
+  if (/^[1-5]\d\d$/.test(result.stdout.trim())) return [];
+  const why = result.stderr.trim() || `curl exit ${result.exitCode}`;
+  return [`${vm.name} cannot verify kube-apiserver at ${url} with the lab CA: ${why}`];
+}
+
+const apiserverCertWrongSan: Fault = {
+  id: 'apiserver-cert-wrong-san',
+  async inject(ctx) {
+    // A certificate from the right CA that forgets the master's own name and address, the
+    // classic slip when issuing it by hand: kubelets, kube-proxy and kubectl, which all
+    // dial https://<master IP>:6443, refuse it; pods (via 10.254.0.1) still trust it.
+    const master = firstMaster(ctx.spec);
+    await sh(ctx, master, issueApiserverCertScript(wrongApiserverSans(ctx.spec)));
+    // The lesson starts once the new apiserver serves (127.0.0.1 is still a SAN), so the
+    // learner meets the certificate error, not a connection refused.
+    await waitFor(
+      ctx,
+      {
+        what: 'kube-apiserver serving its new certificate',
+        vm: master.name,
+        timeoutMs: ctx.spec.timeouts.health * 1000,
+        hint: `Look at the log: klab ssh ${master.name} -- sudo journalctl -u kube-apiserver -n 50`,
+      },
+      async () => {
+        const problems = await apiserverVerifies(ctx, master, 'https://127.0.0.1:6443/healthz');
+        return problems.length === 0 ? true : problems.join('; ');
+      },
+    );
+  },
+  async problems(ctx) {
+    const master = firstMaster(ctx.spec);
+    const node = firstNode(ctx);
+    const serviceIp = kubernetesServiceIp(ctx.spec);
+    const problems = [
+      ...(await apiserverVerifies(ctx, node, `https://${master.ip}:6443/healthz`)),
+      ...(await apiserverVerifies(ctx, node, `https://${master.name}:6443/healthz`)),
+      ...(await apiserverVerifies(
+        ctx,
+        node,
+        'https://kubernetes.default.svc/healthz',
+        `kubernetes.default.svc:443:${serviceIp}`,
+      )),
+    ];
+    // Repaired, not bypassed: no kubeconfig stops checking the certificate.
+    for (const vm of [master, node]) {
+      const skip = await sh(
+        ctx,
+        vm,
+        `grep -l insecure-skip-tls-verify ${GUEST.k8sDir}/*.kubeconfig /var/lib/kubelet/*.kubeconfig /root/.kube/config /home/vagrant/.kube/config 2>/dev/null`,
+      );
+      const files = skip.stdout.trim().split('\n').filter(Boolean);
+      if (files.length > 0) {
+        problems.push(
+          `${vm.name}: ${files.join(', ')} turn(s) certificate checks off (insecure-skip-tls-verify): fix the certificate instead`,
+        );
+      }
+    }
+    if (problems.length > 0) return problems;
+    const control = await controlPlaneHealthy()(ctx, master);
+    if (control.length > 0) return control;
+    return nodeIsReady()(ctx, node);
+  },
+  async repair(ctx) {
+    const master = firstMaster(ctx.spec);
+    const files = (await certFiles(ctx, master)).filter(
+      (file) => file.path === APISERVER_CERT || file.path === APISERVER_KEY,
+    );
+    await putFiles(ctx.host(master.name), files);
+    await ctx.host(master.name).run(['systemctl', 'restart', 'kube-apiserver'], { sudo: true });
+  },
+};
+
 export const FAULTS: readonly Fault[] = [
   routeDeleted,
   kubeProxyStopped,
   kubeletWrongCa,
   kubeletApiForbidden,
+  apiserverCertWrongSan,
   swapOn,
   flannelWrongIface,
   etcdStopFault('etcd-member-stopped', 1),

@@ -476,6 +476,11 @@ describe('a 2-VM lab on real VMs', () => {
     await walkLesson('kubelet-api-forbidden', /Forbidden \(user=kube-apiserver-kubelet-client/, {
       here: true,
     });
+    await walkLesson(
+      'apiserver-cert-wrong-san',
+      /cannot verify kube-apiserver at https:\/\/[\d.]+:6443\/healthz with the lab CA: curl: \(60\)/,
+      { here: true },
+    );
     await walkLesson('swap-on', /swap is on on node1/, { here: true });
     await walkLesson('flannel-wrong-iface', /carries pod traffic over .*not the private address/, {
       here: true,
@@ -499,6 +504,7 @@ describe('a 2-VM lab on real VMs', () => {
       'kube-proxy-stopped',
       'kubelet-wrong-ca',
       'kubelet-api-forbidden',
+      'apiserver-cert-wrong-san',
       'swap-on',
       'flannel-wrong-iface',
     ]);
@@ -507,7 +513,7 @@ describe('a 2-VM lab on real VMs', () => {
     expect(first).toMatchObject({ code: 'LESSON_HINT', number: 1 });
     expect(String(first.text)).toMatch(/kubelet/);
     console.log(`lesson start -> ready: ${lessonTimes.join(', ')}`);
-    // The late checkpoint plus six repairs is a working cluster: the PHP page by pod IP,
+    // The late checkpoint plus seven repairs is a working cluster: the PHP page by pod IP,
     // ClusterIP and ingress.
     await verifyPasses();
   });

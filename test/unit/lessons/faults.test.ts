@@ -1,12 +1,16 @@
 /** The break/fix faults' checks are exact: a fault bypassed or half repaired still fails. */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   findFault,
+  issueApiserverCertScript,
   kubeletAuthBypassed,
   kubeletClientCaFile,
+  wrongApiserverSans,
 } from '../../../src/lessons/faults.js';
 import { FakeHost, type Handler } from '../../helpers/fake-host.js';
 import { defaultSpec, twoVmSpec } from '../../helpers/specs.js';
@@ -120,6 +124,142 @@ describe('kubelet-api-forbidden', () => {
     const applied = stdins.join('\n');
     expect(applied).toContain('system:kubelet-api-admin');
     expect(applied).toContain('kube-apiserver-kubelet-client');
+  });
+});
+
+describe('apiserver-cert-wrong-san', () => {
+  const CURL_SAN =
+    "curl: (60) SSL: no alternative certificate subject name matches target host name '10.77.0.10'";
+  /** node1: curl answers per URL; grep finds `skipping` kubeconfigs. */
+  const nodeWith =
+    (
+      curl: (url: string) => Partial<{ stdout: string; stderr: string; exitCode: number }>,
+      skipping = '',
+    ): Handler =>
+    (argv) => {
+      if (argv[0] === 'curl') return curl(argv.at(-1) ?? '');
+      if (argv[0] === 'sh' && argv[2]?.startsWith('grep -l insecure-skip-tls-verify')) {
+        return skipping ? { stdout: skipping } : { exitCode: 2 };
+      }
+      return undefined;
+    };
+  const healthyMaster: Handler = (argv) => {
+    const args = argv.join(' ');
+    if (args.includes('get --raw /healthz')) return { stdout: 'ok' };
+    if (args.includes('componentstatuses')) {
+      return {
+        stdout: JSON.stringify({
+          items: [
+            { metadata: { name: 'etcd-0' }, conditions: [{ type: 'Healthy', status: 'True' }] },
+          ],
+        }),
+      };
+    }
+    if (args.includes('get node node1')) return { stdout: READY_NODE };
+    return undefined;
+  };
+
+  it('the fault certificate names every lab SAN but the master itself', () => {
+    const sans = wrongApiserverSans(spec);
+    expect(sans).toContain('IP:10.254.0.1');
+    expect(sans).toContain('DNS:kubernetes.default.svc');
+    expect(sans).not.toContain(spec.vms[0]?.ip);
+    expect(sans).not.toContain('DNS:master');
+  });
+
+  it('fails while node1 cannot verify the apiserver by its address and name; pods still can', async () => {
+    const { ctx } = lab(
+      nodeWith((url) =>
+        url.includes('kubernetes.default.svc')
+          ? { stdout: '401' }
+          : { exitCode: 60, stderr: CURL_SAN },
+      ),
+      healthyMaster,
+    );
+    const problems = await fault('apiserver-cert-wrong-san').problems(ctx);
+    expect(problems).toHaveLength(2);
+    expect(problems[0]).toContain(
+      'node1 cannot verify kube-apiserver at https://10.77.0.10:6443/healthz',
+    );
+    expect(problems[0]).toContain('no alternative certificate subject name');
+    expect(problems[1]).toContain('https://master:6443/healthz');
+  });
+
+  it('passes once every name verifies, the control plane is healthy and node1 Ready', async () => {
+    const { ctx } = lab(
+      nodeWith(() => ({ stdout: '401' })),
+      healthyMaster,
+    );
+    expect(await fault('apiserver-cert-wrong-san').problems(ctx)).toEqual([]);
+  });
+
+  it('a bypass does not pass: a kubeconfig that skips the certificate check', async () => {
+    const { ctx } = lab(
+      nodeWith(() => ({ stdout: '401' }), '/etc/kubernetes/kubelet.kubeconfig\n'),
+      healthyMaster,
+    );
+    const problems = await fault('apiserver-cert-wrong-san').problems(ctx);
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain('insecure-skip-tls-verify');
+  });
+
+  it('inject issues the certificate on the master and waits until the new apiserver serves', async () => {
+    let curls = 0;
+    const scripts: string[] = [];
+    const { ctx } = lab(
+      () => undefined,
+      (argv) => {
+        if (argv[0] === 'sh') scripts.push(argv[2] ?? '');
+        if (argv[0] === 'curl') {
+          curls += 1;
+          return curls < 3
+            ? { exitCode: 7, stderr: 'curl: (7) Failed to connect' }
+            : { stdout: '401' };
+        }
+        return undefined;
+      },
+    );
+    await fault('apiserver-cert-wrong-san').inject(ctx);
+    expect(curls).toBe(3);
+    expect(scripts[0]).toContain(`subjectAltName=${wrongApiserverSans(spec)}`);
+    expect(scripts[0]).toContain('systemctl restart kube-apiserver');
+  });
+
+  it('the issuing script makes a CA-signed server certificate with exactly the SANs asked (real openssl)', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-san-'));
+    try {
+      await execa('openssl', [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '2',
+        '-subj',
+        '/CN=lab-ca',
+        '-keyout',
+        path.join(dir, 'ca.key'),
+        '-out',
+        path.join(dir, 'ca.crt'),
+      ]);
+      await execa('sh', [
+        '-c',
+        issueApiserverCertScript(wrongApiserverSans(spec), { dir, restart: 'true' }),
+      ]);
+      const pem = await readFile(path.join(dir, 'apiserver.crt'), 'utf8');
+      const cert = new X509Certificate(pem);
+      const ca = new X509Certificate(await readFile(path.join(dir, 'ca.crt'), 'utf8'));
+      expect(cert.verify(ca.publicKey)).toBe(true);
+      expect(cert.subject).toBe('CN=kube-apiserver');
+      expect(cert.checkIP('10.254.0.1')).toBe('10.254.0.1');
+      expect(cert.checkIP('10.77.0.10')).toBeUndefined();
+      expect(cert.checkHost('kubernetes.default.svc')).toBe('kubernetes.default.svc');
+      expect(cert.checkHost('master')).toBeUndefined();
+      expect(cert.keyUsage).toContain('1.3.6.1.5.5.7.3.1');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
