@@ -18,7 +18,7 @@ import { checkpointMode, resourceNeeds } from './host-check.js';
 import { detectHypervisor } from './hypervisor-detect.js';
 import { type Lab, type LabRequest, openLab, stepContext, withHosts } from './lab.js';
 import { bootVms, resumeLeftPaused } from './lifecycle.js';
-import { runSteps, stepsThrough } from './pipeline.js';
+import { stepsThrough } from './pipeline.js';
 import {
   assertNoFailures,
   checkLibvirt,
@@ -28,7 +28,7 @@ import {
   checkVagrantLibvirt,
   freeDiskGb,
 } from './preflight.js';
-import { checkpointHook, stepClocksTask } from './snapshots.js';
+import { runStepsWithCheckpoints, stepClocksTask } from './snapshots.js';
 
 /** Directories that may hold a kernel for the KVM probe: those of locally built boxes. */
 async function probeKernelDirs(): Promise<string[]> {
@@ -147,16 +147,7 @@ export async function createLab(request: LabRequest, options: CreateOptions = {}
   await bootVms(lab, hypervisor.accelerator);
   await withHosts(lab, async (pool) => {
     if (resumed.length > 0) await stepClocksTask(lab, pool);
-    const checkpoint = checkpointHook(lab, pool, {
-      mode: lab.state.checkpoints ?? 'every-step',
-      lastStep: allSteps[allSteps.length - 1]?.id ?? '',
-    });
-    await runSteps(steps, stepContext(lab, pool), lab.state, {
-      afterStep: async (step, changed) => {
-        await saveState(lab.paths.stateFile, lab.state);
-        await checkpoint(step.id, changed);
-      },
-    });
+    await runStepsWithCheckpoints(lab, pool, steps, stepContext(lab, pool));
     // The tutorial's own check, after the last checkpoint: the test app is not in any.
     // A lab built only part of the way has no cluster to check yet.
     if (!partial) await runChecks(stepContext(lab, pool));

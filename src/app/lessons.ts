@@ -25,9 +25,9 @@ import { checkpointName } from '../model/snapshots.js';
 import type { LabSpec } from '../model/spec.js';
 import { type LabState, markStepDone, saveState } from '../model/state.js';
 import { type Lab, type LabRequest, openCreatedLab, stepContext, withHosts } from './lab.js';
-import { doneAnywhere, doneEverywhere, runSteps } from './pipeline.js';
+import { doneAnywhere, doneEverywhere } from './pipeline.js';
 import type { HostPool } from './session.js';
-import { checkpointHook, listSnapshots, resetOpenLab } from './snapshots.js';
+import { listSnapshots, resetOpenLab, runStepsWithCheckpoints } from './snapshots.js';
 
 function progressFile(lab: Lab): string {
   return path.join(path.dirname(lab.paths.stateFile), 'lessons.json');
@@ -349,17 +349,7 @@ async function runSolution(
   if (ref.kind === 'step') {
     // As "klab create" would: the step recorded, then the checkpoint after it, so that the
     // lessons starting there have it.
-    const steps = provisioningSteps(lab.spec);
-    const checkpoint = checkpointHook(lab, pool, {
-      mode: lab.state.checkpoints ?? 'every-step',
-      lastStep: steps[steps.length - 1]?.id ?? '',
-    });
-    await runSteps([stepOf(ctx, ref.id)], ctx, lab.state, {
-      afterStep: async (step, changed) => {
-        await saveState(lab.paths.stateFile, lab.state);
-        await checkpoint(step.id, changed);
-      },
-    });
+    await runStepsWithCheckpoints(lab, pool, [stepOf(ctx, ref.id)], ctx);
     return;
   }
   const fault = findFault(ref.id);

@@ -2,7 +2,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { provisioningSteps } from '../../provision/index.js';
-import type { StepContext } from '../../provision/lib/step.js';
+import type { Step, StepContext } from '../../provision/lib/step.js';
 import { KlabError } from '../model/errors.js';
 import { systemClock, task } from '../model/events.js';
 import { interrupt } from '../model/interrupt.js';
@@ -26,7 +26,7 @@ import {
   stepContext,
   withHosts,
 } from './lab.js';
-import { doneAnywhere } from './pipeline.js';
+import { doneAnywhere, runSteps } from './pipeline.js';
 import type { HostPool } from './session.js';
 
 async function domainsOf(lab: Lab): Promise<{ vm: string; domain: string; state: string }[]> {
@@ -386,6 +386,30 @@ function laterStepDone(lab: Lab, stepId: string): boolean {
   const steps = provisioningSteps(lab.spec);
   const index = steps.findIndex((step) => step.id === stepId);
   return steps.slice(index + 1).some((step) => doneAnywhere(step, lab.state));
+}
+
+/**
+ * Runs steps as "klab create" does: after each, the state is saved and the checkpoint after
+ * it taken (in the lab's checkpoint mode). `klab create` and `klab lesson solve` both use it,
+ * so a step solved by a lesson leaves the same checkpoint a create would.
+ */
+export async function runStepsWithCheckpoints(
+  lab: Lab,
+  pool: HostPool,
+  steps: readonly Step[],
+  ctx: StepContext,
+): Promise<void> {
+  const all = provisioningSteps(lab.spec);
+  const checkpoint = checkpointHook(lab, pool, {
+    mode: lab.state.checkpoints ?? 'every-step',
+    lastStep: all[all.length - 1]?.id ?? '',
+  });
+  await runSteps(steps, ctx, lab.state, {
+    afterStep: async (step, changed) => {
+      await saveState(lab.paths.stateFile, lab.state);
+      await checkpoint(step.id, changed);
+    },
+  });
 }
 
 /** The pipeline hook: a checkpoint after each step, when the spec wants them. */
