@@ -8,6 +8,7 @@ import path from 'node:path';
 import { provisioningSteps } from '../../provision/index.js';
 import { waitFor } from '../../provision/lib/guest.js';
 import type { Step, StepContext } from '../../provision/lib/step.js';
+import { findDeployment } from '../checks/index.js';
 import { findLesson, loadLessons } from '../lessons/catalog.js';
 import { type LessonCheckResult, runLessonCheck, stepOf } from '../lessons/check.js';
 import { findFault } from '../lessons/faults.js';
@@ -350,6 +351,20 @@ async function runSolution(
     // As "klab create" would: the step recorded, then the checkpoint after it, so that the
     // lessons starting there have it.
     await runStepsWithCheckpoints(lab, pool, [stepOf(ctx, ref.id)], ctx);
+    return;
+  }
+  if (ref.kind === 'deploy') {
+    const deployment = findDeployment(ref.id);
+    if (!deployment) throw new KlabError('KLAB_INTERNAL', `klab deploys no "${ref.id}"`);
+    await task(
+      lab.sink,
+      `Deploy ${deployment.id}`,
+      async () => {
+        await deployment.apply(ctx);
+        await deployment.rollout(ctx);
+      },
+      { code: () => 'LESSON_DEPLOYED', subject: deployment.id },
+    );
     return;
   }
   const fault = findFault(ref.id);

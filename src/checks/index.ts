@@ -247,6 +247,52 @@ async function leaderChanges(ctx: StepContext, member: VmPlan): Promise<number |
   return result.exitCode === 0 ? leaderChangesFromMetrics(result.stdout) : undefined;
 }
 
+/** An app `klab verify` deploys (and a lesson's solution can): apply, then wait rolled out. */
+export interface Deployment {
+  id: string;
+  apply(ctx: StepContext): Promise<void>;
+  /** Waits (timeouts.check) until it is rolled out; fails naming what is not. */
+  rollout(ctx: StepContext): Promise<void>;
+}
+
+async function rolloutOf(ctx: StepContext, namespace: string, what: string): Promise<void> {
+  const limit = ctx.spec.timeouts.check;
+  const result = await kubectl(
+    ctx,
+    ['-n', namespace, 'rollout', 'status', what, `--timeout=${limit}s`],
+    { timeoutMs: (limit + 60) * 1000, allowFailure: true },
+  );
+  if (result.exitCode !== 0) {
+    fail(
+      `${namespace}/${what} not rolled out within ${limit} s (timeouts.check): ${(result.stderr || result.stdout).trim().split('\n').pop()}`,
+    );
+  }
+}
+
+export const DEPLOYMENTS: readonly Deployment[] = [
+  {
+    id: 'test-app',
+    async apply(ctx) {
+      const replicas = placed(ctx.spec, 'nodes').length;
+      await kubectl(ctx, ['apply', '-f', '-'], {
+        stdin: renderTestApp({ profile: ctx.profile, replicas }),
+      });
+    },
+    rollout: (ctx) => rolloutOf(ctx, VERIFY_NAMESPACE, `deployment/${TEST_APP}`),
+  },
+  {
+    id: 'ingress',
+    async apply(ctx) {
+      await kubectl(ctx, ['apply', '-f', '-'], { stdin: renderIngress(ctx.profile) });
+    },
+    rollout: (ctx) => rolloutOf(ctx, 'kube-system', 'daemonset/traefik-ingress'),
+  },
+];
+
+export function findDeployment(id: string): Deployment | undefined {
+  return DEPLOYMENTS.find((deployment) => deployment.id === id);
+}
+
 export const CHECKS: readonly Check[] = [
   {
     id: 'etcd',
@@ -450,27 +496,9 @@ export const CHECKS: readonly Check[] = [
     needs: ['nodes'],
     async run(ctx, waits) {
       const replicas = placed(ctx.spec, 'nodes').length;
-      await kubectl(ctx, ['apply', '-f', '-'], { stdin: renderIngress(ctx.profile) });
-      await kubectl(ctx, ['apply', '-f', '-'], {
-        stdin: renderTestApp({ profile: ctx.profile, replicas }),
-      });
-      const limit = ctx.spec.timeouts.check;
       const started = ctx.clock.now();
-      for (const [namespace, what] of [
-        [VERIFY_NAMESPACE, `deployment/${TEST_APP}`],
-        ['kube-system', 'daemonset/traefik-ingress'],
-      ] as const) {
-        const result = await kubectl(
-          ctx,
-          ['-n', namespace, 'rollout', 'status', what, `--timeout=${limit}s`],
-          { timeoutMs: (limit + 60) * 1000, allowFailure: true },
-        );
-        if (result.exitCode !== 0) {
-          fail(
-            `${namespace}/${what} not rolled out within ${limit} s (timeouts.check): ${(result.stderr || result.stdout).trim().split('\n').pop()}`,
-          );
-        }
-      }
+      for (const id of ['ingress', 'test-app']) await findDeployment(id)?.apply(ctx);
+      for (const id of ['test-app', 'ingress']) await findDeployment(id)?.rollout(ctx);
       waits.waitedMs = ctx.clock.now() - started;
       await waitForEndpoints(ctx, waits, replicas);
       return `${replicas} replica(s) of ${ctx.profile.testAppImage.image}, Traefik ${ctx.profile.ingressImage.image}`;

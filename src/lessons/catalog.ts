@@ -7,6 +7,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import YAML from 'yaml';
 import { provisioningSteps } from '../../provision/index.js';
+import { CHECKS, findDeployment } from '../checks/index.js';
 import { KlabError } from '../model/errors.js';
 import {
   LANGUAGES,
@@ -41,6 +42,14 @@ export function lessonProblems(lesson: Lesson, spec: LabSpec): string[] {
     if (ref.kind === 'step' && !steps.includes(ref.id))
       problems.push(`${key}: no step "${ref.id}"`);
     if (ref.kind === 'fault' && !findFault(ref.id)) problems.push(`${key}: no fault "${ref.id}"`);
+    if (ref.kind === 'check') {
+      for (const id of ref.ids.filter((id) => !CHECKS.some((check) => check.id === id))) {
+        problems.push(`${key}: no check "${id}" in klab verify`);
+      }
+    }
+    if (ref.kind === 'deploy' && !findDeployment(ref.id)) {
+      problems.push(`${key}: klab deploys no "${ref.id}"`);
+    }
   }
   for (const language of LANGUAGES) {
     const text = splitLessonText(lesson.text[language]);

@@ -5,6 +5,7 @@
  */
 import { provisioningSteps } from '../../provision/index.js';
 import type { Step, StepContext } from '../../provision/lib/step.js';
+import { CHECKS, runChecks } from '../checks/index.js';
 import { KlabError } from '../model/errors.js';
 import { type Lesson, parseReference } from '../model/lesson.js';
 import { findFault } from './faults.js';
@@ -40,6 +41,33 @@ async function stepResultProblems(ctx: StepContext, step: Step): Promise<string[
   return perVm.flat();
 }
 
+/**
+ * Checks of `klab verify`, as a lesson's check: quietly (no progress lines of their own) and
+ * briefly: each waits at most LESSON_CHECK_WAIT_S for what it depends on (a Service's
+ * Endpoints, kube-proxy's rules), so a check of something not there yet answers at once.
+ */
+export const LESSON_CHECK_WAIT_S = 20;
+
+async function verifyCheckProblems(ctx: StepContext, ids: readonly string[]): Promise<string[]> {
+  const checks = ids.map((id) => {
+    const check = CHECKS.find((entry) => entry.id === id);
+    if (!check) throw new KlabError('KLAB_INTERNAL', `no check "${id}"`);
+    return check;
+  });
+  const quick: StepContext = {
+    ...ctx,
+    sink: { emit() {} },
+    spec: { ...ctx.spec, timeouts: { ...ctx.spec.timeouts, check: LESSON_CHECK_WAIT_S } },
+  };
+  try {
+    await runChecks(quick, checks);
+    return [];
+  } catch (error) {
+    if (error instanceof KlabError && error.code === 'KLAB_VERIFY_FAILED') return [...error.details];
+    throw error;
+  }
+}
+
 export async function runLessonCheck(ctx: StepContext, lesson: Lesson): Promise<LessonCheckResult> {
   const ref = parseReference(lesson.check);
   let problems: string[];
@@ -47,6 +75,8 @@ export async function runLessonCheck(ctx: StepContext, lesson: Lesson): Promise<
     const fault = findFault(ref.id);
     if (!fault) throw new KlabError('KLAB_INTERNAL', `no fault "${ref.id}"`);
     problems = await fault.problems(ctx);
+  } else if (ref.kind === 'check') {
+    problems = await verifyCheckProblems(ctx, ref.ids);
   } else {
     problems = await stepResultProblems(ctx, stepOf(ctx, ref.id));
   }

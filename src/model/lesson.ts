@@ -17,10 +17,16 @@ export function languageFromEnv(env: NodeJS.ProcessEnv): Language {
 
 const localized = z.strictObject({ en: z.string().min(1), 'zh-CN': z.string().min(1) });
 
-/** A check or a solution: a provisioning step's result, or a fault's repair. */
+/**
+ * A check or a solution. step:<id>: a provisioning step's result (check) or the step itself
+ * (solution); fault:<id>: a fault repaired (check) or klab's repair (solution);
+ * check:<id>[,<id>...]: checks of `klab verify` (a check only); deploy:<id>: an app klab
+ * deploys as `klab verify` would (a solution only).
+ */
+const REFERENCE = /^(step|fault|deploy):[a-z0-9-]+$|^check:[a-z0-9-]+(,[a-z0-9-]+)*$/;
 const reference = z
   .string()
-  .regex(/^(step|fault):[a-z0-9-]+$/, 'must be "step:<step id>" or "fault:<fault id>"');
+  .regex(REFERENCE, 'must be "step:<id>", "fault:<id>", "check:<id>[,<id>]" or "deploy:<id>"');
 
 export const LessonSchema = z
   .strictObject({
@@ -49,6 +55,14 @@ export const LessonSchema = z
     message: 'en and zh-CN must have the same number of hints',
     path: ['hints'],
   })
+  .refine((lesson) => !lesson.check.startsWith('deploy:'), {
+    message: 'deploy:<id> is a solution, not a check',
+    path: ['check'],
+  })
+  .refine((lesson) => !lesson.solution.startsWith('check:'), {
+    message: 'check:<id> is a check, not a solution',
+    path: ['solution'],
+  })
   .refine((lesson) => lesson.kind === 'tutorial' || lesson.start.fault !== undefined, {
     message: 'a break-fix lesson names the fault it injects',
     path: ['start', 'fault'],
@@ -61,10 +75,17 @@ export interface Lesson extends LessonData {
   text: Record<Language, string>;
 }
 
-/** A reference split: `step:etcd` -> { kind: 'step', id: 'etcd' }. */
-export function parseReference(ref: string): { kind: 'step' | 'fault'; id: string } {
-  const [kind, id = ''] = ref.split(':');
-  return { kind: kind === 'fault' ? 'fault' : 'step', id };
+export type ReferenceKind = 'step' | 'fault' | 'check' | 'deploy';
+
+/** A reference split: `step:etcd` -> { kind: 'step', id: 'etcd', ids: ['etcd'] }. */
+export function parseReference(ref: string): { kind: ReferenceKind; id: string; ids: string[] } {
+  const [kind = '', id = ''] = ref.split(':');
+  const kinds: readonly string[] = ['step', 'fault', 'check', 'deploy'];
+  return {
+    kind: (kinds.includes(kind) ? kind : 'step') as ReferenceKind,
+    id,
+    ids: id.split(','),
+  };
 }
 
 export interface LessonText {

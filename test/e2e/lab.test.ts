@@ -253,7 +253,7 @@ describe('a 2-VM lab on real VMs', () => {
     expect(existsSync(`${DIR}/.klab/pki/ca.crt`)).toBe(true);
   });
 
-  it('tutorial lessons walk forward with the build: etcd, flannel, docker by lesson, create --until images, control-plane and kubectl by lesson, create --until tls-bootstrap, kube-proxy and kubelet by lesson, create finishes', async () => {
+  it('tutorial lessons walk forward with the build: etcd, flannel, docker by lesson, create --until images, control-plane and kubectl by lesson, create --until tls-bootstrap, kube-proxy, kubelet and the test app by lesson, create finishes', async () => {
     const list = okJson(await klabJson(['lesson', 'list'], DIR));
     const ids = (list.items as { id: string; kind: string }[])
       .filter((item) => item.kind === 'tutorial')
@@ -266,6 +266,7 @@ describe('a 2-VM lab on real VMs', () => {
       'kubectl',
       'kube-proxy',
       'kubelet',
+      'test-app',
     ]);
     // The killed run's etcd is half done: the lesson goes back to the checkpoint before it,
     // taking over the dead run's lock.
@@ -327,6 +328,8 @@ describe('a 2-VM lab on real VMs', () => {
     expect(stepCodes(untilBootstrap, 'tls-bootstrap')).toEqual(['STEP_APPLIED']);
     await walkLesson('kube-proxy', /kube-proxy is not running/, { here: true });
     await walkLesson('kubelet', /node1: kubelet is not running/, { here: true });
+    // Past the build: the tutorial's own test, checked by klab verify's checks.
+    await walkLesson('test-app', /no running test-app pod/, { here: true });
 
     // create finishes: every step done already, every checkpoint there, nothing rebuilt,
     // and it ends with the cluster checks of klab verify.

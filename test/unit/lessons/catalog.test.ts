@@ -48,14 +48,27 @@ describe('the lessons shipped with klab', async () => {
     },
   );
 
-  it('tutorial lessons start just before their step and are checked and solved by it', () => {
-    for (const lesson of lessons.filter((entry) => entry.kind === 'tutorial')) {
+  it('tutorial lessons of a step start just before it and are checked and solved by it', () => {
+    const ofSteps = lessons.filter(
+      (entry) => entry.kind === 'tutorial' && parseReference(entry.check).kind === 'step',
+    );
+    expect(ofSteps.length).toBeGreaterThanOrEqual(7);
+    for (const lesson of ofSteps) {
       const step = parseReference(lesson.check);
-      expect(step.kind).toBe('step');
       expect(lesson.solution).toBe(lesson.check);
       const before = stepIds[stepIds.indexOf(step.id) - 1];
       expect(lesson.start.checkpoint).toBe(`after-${before}`);
     }
+  });
+
+  it('tutorial lessons past the build use the checks of klab verify, and what verify deploys', () => {
+    const testApp = lessons.find((entry) => entry.id === 'test-app');
+    expect(testApp?.start.checkpoint).toBe(`after-${stepIds.at(-1)}`);
+    expect(parseReference(testApp?.check ?? '')).toMatchObject({
+      kind: 'check',
+      ids: ['pod-ip', 'cluster-ip'],
+    });
+    expect(testApp?.solution).toBe('deploy:test-app');
   });
 
   it('break/fix lessons inject a fault on the provisioned cluster and check its repair', () => {
@@ -120,6 +133,30 @@ describe('lesson catalog problems', () => {
       'etcd: check: no fault "no-such-fault"',
       'etcd: solution: no step "no-such-step"',
     ]);
+  });
+
+  it('a verify check or an app that does not exist is refused; a check is no solution', async () => {
+    const unknown = await brokenCopy(async (lesson) => {
+      const file = path.join(lesson, 'lesson.yaml');
+      const text = (await readFile(file, 'utf8'))
+        .replace('check: step:etcd', 'check: check:pod-ip,no-such-check')
+        .replace('solution: step:etcd', 'solution: deploy:no-such-app');
+      await writeFile(file, text);
+    });
+    expect((unknown as KlabError).details).toEqual([
+      'etcd: check: no check "no-such-check" in klab verify',
+      'etcd: solution: klab deploys no "no-such-app"',
+    ]);
+    const swapped = await brokenCopy(async (lesson) => {
+      const file = path.join(lesson, 'lesson.yaml');
+      await writeFile(
+        file,
+        (await readFile(file, 'utf8')).replace('solution: step:etcd', 'solution: check:pod-ip'),
+      );
+    });
+    expect((swapped as KlabError).message + (swapped as KlabError).details.join('\n')).toContain(
+      'check:<id> is a check, not a solution',
+    );
   });
 
   it('a missing language, a missing section or a schema break is refused', async () => {

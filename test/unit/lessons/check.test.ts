@@ -56,3 +56,76 @@ describe('a tutorial lesson check', () => {
     expect(await runLessonCheck(ctx, await etcdLesson())).toEqual({ passed: true, problems: [] });
   });
 });
+
+describe('a lesson checked by checks of klab verify', () => {
+  async function testAppLesson() {
+    const lesson = (await loadLessons(spec)).find((entry) => entry.id === 'test-app');
+    if (!lesson) throw new Error('no test-app lesson');
+    return lesson;
+  }
+
+  it('answers at once, with each failing check, while nothing is deployed', async () => {
+    let now = 0;
+    const handler: Handler = (argv) => {
+      const line = argv.join(' ');
+      if (line.includes('get pods')) return { stdout: '{"items":[]}' };
+      if (line.includes('get service')) {
+        return {
+          exitCode: 1,
+          stderr: 'Error from server (NotFound): namespaces "klab-verify" not found',
+        };
+      }
+      return undefined;
+    };
+    const ctx = testStepContext(
+      spec,
+      { master: new FakeHost('master', handler), node1: new FakeHost('node1', handler) },
+      {
+        clock: {
+          now: () => now,
+          sleep: async (ms) => {
+            now += ms;
+          },
+        },
+      },
+    );
+    const result = await runLessonCheck(ctx, await testAppLesson());
+    expect(result.passed).toBe(false);
+    expect(result.problems).toHaveLength(2);
+    expect(result.problems[0]).toContain(
+      'test app by pod IP from every VM: no running test-app pod',
+    );
+    expect(result.problems[1]).toMatch(/^test app by ClusterIP from every VM: /);
+    expect(now).toBeLessThan(5000);
+  });
+
+  it('passes when every pod answers by its IP and the ClusterIP answers, from every VM', async () => {
+    const pods = {
+      items: [
+        {
+          metadata: { name: 'php-apache-1' },
+          status: { podIP: '172.30.9.2', phase: 'Running' },
+          spec: { nodeName: 'node1' },
+        },
+      ],
+    };
+    const handler: Handler = (argv) => {
+      const line = argv.join(' ');
+      if (line.includes('get pods')) return { stdout: JSON.stringify(pods) };
+      if (line.includes('jsonpath={.spec.clusterIP}')) return { stdout: '10.254.7.7' };
+      if (line.includes('get endpoints')) {
+        return { stdout: JSON.stringify({ subsets: [{ addresses: [{ ip: '172.30.9.2' }] }] }) };
+      }
+      if (argv[0] === 'curl') return { stdout: 'klab test app\nserved by: php-apache-1\n\n200' };
+      return undefined;
+    };
+    const ctx = testStepContext(spec, {
+      master: new FakeHost('master', handler),
+      node1: new FakeHost('node1', handler),
+    });
+    expect(await runLessonCheck(ctx, await testAppLesson())).toEqual({
+      passed: true,
+      problems: [],
+    });
+  });
+});
