@@ -18,7 +18,7 @@ const ONLY = process.argv.slice(3);
 interface Doc {
   ok: boolean;
   code: string;
-  error?: { code: string; message: string };
+  error?: { code: string; message: string; details?: string[] };
   items?: { id: string; kind: string; unsupported?: string }[];
   seconds?: number;
 }
@@ -32,7 +32,8 @@ async function klab(args: string[]): Promise<{ seconds: number; doc: Doc }> {
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const doc = JSON.parse(String(result.stdout) || '{}') as Doc;
   if (result.exitCode !== 0 || !doc.ok) {
-    throw new Error(`klab ${args.join(' ')}: ${doc.error?.code}: ${doc.error?.message}`);
+    const why = doc.error?.details?.[0] ?? doc.error?.message;
+    throw new Error(`klab ${args.join(' ')}: ${doc.error?.code}: ${why}`);
   }
   return { seconds, doc };
 }
@@ -40,7 +41,7 @@ async function klab(args: string[]): Promise<{ seconds: number; doc: Doc }> {
 async function main(): Promise<void> {
   console.log(
     `machine: ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), lab ${LAB}\n` +
-      'lesson                  kind       start->ready   solve',
+      'lesson                  kind       start->ready   solve   (the check before solving)',
   );
   const list = await klab(['lesson', 'list']);
   const rows: [string, number, number][] = [];
@@ -53,10 +54,16 @@ async function main(): Promise<void> {
       continue;
     }
     const start = await klab(['lesson', 'start', lesson.id]);
+    // Before solving, the check must fail (the lesson has something to do), with a reason.
+    const before = await klab(['lesson', 'check', lesson.id]).then(
+      () => 'PASSED BEFORE SOLVING (nothing to do?)',
+      (error: Error) =>
+        `fails: ${error.message.replace(/^klab lesson check \S+: /, '').slice(0, 100)}`,
+    );
     const solve = await klab(['lesson', 'solve', lesson.id]);
     rows.push([lesson.id, start.seconds, solve.seconds]);
     console.log(
-      `${lesson.id.padEnd(23)} ${lesson.kind.padEnd(10)} ${start.seconds.toFixed(1).padStart(8)} s ${solve.seconds.toFixed(1).padStart(8)} s`,
+      `${lesson.id.padEnd(23)} ${lesson.kind.padEnd(10)} ${start.seconds.toFixed(1).padStart(8)} s ${solve.seconds.toFixed(1).padStart(8)} s   ${before}`,
     );
   }
   const starts = rows.map((row) => row[1]);
