@@ -293,6 +293,9 @@ export function findDeployment(id: string): Deployment | undefined {
   return DEPLOYMENTS.find((deployment) => deployment.id === id);
 }
 
+/** How long a kubelet keeps a refusal from the apiserver (cacheUnauthorizedTTL 30 s), and a margin. */
+const KUBELET_REFUSAL_CACHE_MS = 35_000;
+
 export const CHECKS: readonly Check[] = [
   {
     id: 'etcd',
@@ -437,6 +440,7 @@ export const CHECKS: readonly Check[] = [
     async run(ctx, waits) {
       const nodes = placed(ctx.spec, 'nodes');
       let refusal: string | undefined;
+      let firstRefusal: number | undefined;
       await waits.until(
         `node proxy /healthz of ${nodes.map((vm) => vm.name).join(', ')}`,
         firstMaster(ctx.spec).name,
@@ -451,10 +455,14 @@ export const CHECKS: readonly Check[] = [
             );
             if (result.stdout.trim() === 'ok') continue;
             const why = (result.stderr || result.stdout).trim() || 'no answer';
-            // A kubelet that refuses the apiserver does not change its mind by waiting.
+            // A kubelet that refuses the apiserver does not change its mind by waiting,
+            // except for the refusal it remembers (30 s) after a fix: past that, broken.
             if (/Forbidden|Unauthorized|x509/i.test(why)) {
-              refusal = `${vm.name} refuses kube-apiserver: ${why} (Forbidden: RBAC, see lesson kubelet-api-forbidden; Unauthorized: the kubelet's client CA, see lesson kubelet-wrong-ca)`;
-              return true;
+              firstRefusal ??= ctx.clock.now();
+              if (ctx.clock.now() - firstRefusal >= KUBELET_REFUSAL_CACHE_MS) {
+                refusal = `${vm.name} refuses kube-apiserver: ${why} (Forbidden: RBAC, see lesson kubelet-api-forbidden; Unauthorized: the kubelet's client CA, see lesson kubelet-wrong-ca)`;
+                return true;
+              }
             }
             problems.push(`${vm.name}: ${why}`);
           }

@@ -63,7 +63,8 @@ async function verifyCheckProblems(ctx: StepContext, ids: readonly string[]): Pr
     await runChecks(quick, checks);
     return [];
   } catch (error) {
-    if (error instanceof KlabError && error.code === 'KLAB_VERIFY_FAILED') return [...error.details];
+    if (error instanceof KlabError && error.code === 'KLAB_VERIFY_FAILED')
+      return [...error.details];
     throw error;
   }
 }

@@ -246,6 +246,26 @@ const kubeletApiForbidden: Fault = {
     await kubectl(ctx, ['delete', 'clusterrolebinding', APISERVER_TO_KUBELET_BINDING], {
       allowFailure: true,
     });
+    // The kubelet caches the apiserver's "allowed" answers for 5 minutes
+    // (authorization.webhook.cacheAuthorizedTTL): restarted, it asks again at once. The
+    // lesson starts once it answers, refusing.
+    const vm = firstNode(ctx);
+    await ctx.host(vm.name).run(['systemctl', 'restart', 'kubelet'], { sudo: true });
+    await waitFor(
+      ctx,
+      {
+        what: `the kubelet on ${vm.name} answering the apiserver again`,
+        vm: vm.name,
+        timeoutMs: ctx.spec.timeouts.health * 1000,
+        hint: `Look at the log: klab ssh ${vm.name} -- sudo journalctl -u kubelet -n 50`,
+      },
+      async () => {
+        const problems = await nodeProxyProblems(ctx, vm);
+        return problems.some((problem) => problem.includes('Forbidden')) || problems.length === 0
+          ? true
+          : problems.join('; ');
+      },
+    );
   },
   async problems(ctx) {
     const vm = firstNode(ctx);

@@ -141,7 +141,7 @@ describe('the ClusterIP check waits for what it depends on', () => {
 });
 
 describe('the kubelet-api check', () => {
-  it('a kubelet that refuses the apiserver fails it at once, naming the lesson', async () => {
+  it('a kubelet that keeps refusing the apiserver past its 30 s cache fails it, naming the lesson', async () => {
     let polls = 0;
     const { ctx } = context((argv) => {
       if (argv.join(' ').includes('/proxy/healthz')) {
@@ -162,8 +162,10 @@ describe('the kubelet-api check', () => {
       'node1 refuses kube-apiserver: Error from server (Forbidden)',
     );
     expect(failure.details[0]).toContain('kubelet-api-forbidden');
-    expect(polls).toBe(1);
-    expect(ctx.clock.now() - started).toBeLessThan(5000);
+    // Not the whole timeouts.check (300 s): the refusal cache, then a verdict.
+    expect(ctx.clock.now() - started).toBeGreaterThanOrEqual(35_000);
+    expect(ctx.clock.now() - started).toBeLessThan(60_000);
+    expect(polls).toBeGreaterThan(1);
   });
 
   it('waits out a kubelet that does not answer yet, and passes on ok', async () => {

@@ -85,6 +85,8 @@ describe('kubelet-api-forbidden', () => {
     expect(hosts.master.commands().join('\n')).toContain(
       'delete clusterrolebinding klab:apiserver-to-kubelet',
     );
+    // Restarted, so that no cached "allowed" answer hides the fault.
+    expect(hosts.node1.commands()).toContain('sudo systemctl restart kubelet');
     const problems = await fault('kubelet-api-forbidden').problems(ctx);
     expect(problems).toHaveLength(1);
     expect(problems[0]).toContain('cannot use the kubelet API on node1');
