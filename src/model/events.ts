@@ -29,7 +29,8 @@ export const EVENT_CODES = {
   LAB_HEALTHY: 'every provisioned part is healthy again (after a reset or a restart)',
   LESSON_FAULT_INJECTED: "a break/fix lesson's fault was injected (subject: the fault id)",
   LESSON_REPAIRED: "klab repaired a break/fix lesson's fault (subject: the fault id)",
-  LESSON_DEPLOYED: 'klab deployed what a lesson asks for, as klab verify would (subject: the app id)',
+  LESSON_DEPLOYED:
+    'klab deployed what a lesson asks for, as klab verify would (subject: the app id)',
   // Notices: what the user should know, said once.
   FALLBACK_BOX: 'the default box could not be downloaded: a locally built box is used',
   FALLBACK_STACK: "the pinned stack's sources are unreachable: the mirror-only stack is used",

@@ -503,7 +503,7 @@ describe('a 2-VM lab on real VMs', () => {
     });
     await walkLesson(
       'apiserver-cert-wrong-san',
-      /cannot verify kube-apiserver at https:\/\/[\d.]+:6443\/healthz with the lab CA: curl: \(60\)/,
+      /cannot verify kube-apiserver at https:\/\/[\d.]+\/healthz with the lab CA: curl: \(60\)/,
       { here: true },
     );
     await walkLesson('swap-on', /swap is on on node1/, { here: true });

@@ -131,7 +131,7 @@ describe('kubelet-api-forbidden', () => {
 
 describe('apiserver-cert-wrong-san', () => {
   const CURL_SAN =
-    "curl: (60) SSL: no alternative certificate subject name matches target host name '10.77.0.10'";
+    "curl: (60) SSL: no alternative certificate subject name matches target host name '10.254.0.1'";
   /** node1: curl answers per URL; grep finds `skipping` kubeconfigs. */
   const nodeWith =
     (
@@ -161,30 +161,28 @@ describe('apiserver-cert-wrong-san', () => {
     return undefined;
   };
 
-  it('the fault certificate names every lab SAN but the master itself', () => {
+  it("the fault certificate names the master but none of the kubernetes Service's names", () => {
     const sans = wrongApiserverSans(spec);
-    expect(sans).toContain('IP:10.254.0.1');
-    expect(sans).toContain('DNS:kubernetes.default.svc');
-    expect(sans).not.toContain(spec.vms[0]?.ip);
-    expect(sans).not.toContain('DNS:master');
+    expect(sans).toContain(`IP:${spec.vms[0]?.ip}`);
+    expect(sans).toContain('DNS:master');
+    expect(sans).toContain('IP:127.0.0.1');
+    expect(sans).not.toContain('10.254.0.1');
+    expect(sans).not.toContain('kubernetes.default');
   });
 
-  it('fails while node1 cannot verify the apiserver by its address and name; pods still can', async () => {
+  it('fails while node1 cannot verify the apiserver through the Service; the master address still can', async () => {
     const { ctx } = lab(
       nodeWith((url) =>
-        url.includes('kubernetes.default.svc')
-          ? { stdout: '401' }
-          : { exitCode: 60, stderr: CURL_SAN },
+        url.includes('6443') ? { stdout: '401' } : { exitCode: 60, stderr: CURL_SAN },
       ),
       healthyMaster,
     );
     const problems = await fault('apiserver-cert-wrong-san').problems(ctx);
     expect(problems).toHaveLength(2);
     expect(problems[0]).toContain(
-      'node1 cannot verify kube-apiserver at https://10.77.0.10:6443/healthz',
+      'node1 cannot verify kube-apiserver at https://10.254.0.1/healthz with the lab CA: curl: (60)',
     );
-    expect(problems[0]).toContain('no alternative certificate subject name');
-    expect(problems[1]).toContain('https://master:6443/healthz');
+    expect(problems[1]).toContain('https://kubernetes.default.svc/healthz');
   });
 
   it('passes once every name verifies, the control plane is healthy and node1 Ready', async () => {
@@ -254,10 +252,10 @@ describe('apiserver-cert-wrong-san', () => {
       const ca = new X509Certificate(await readFile(path.join(dir, 'ca.crt'), 'utf8'));
       expect(cert.verify(ca.publicKey)).toBe(true);
       expect(cert.subject).toBe('CN=kube-apiserver');
-      expect(cert.checkIP('10.254.0.1')).toBe('10.254.0.1');
-      expect(cert.checkIP('10.77.0.10')).toBeUndefined();
-      expect(cert.checkHost('kubernetes.default.svc')).toBe('kubernetes.default.svc');
-      expect(cert.checkHost('master')).toBeUndefined();
+      expect(cert.checkIP('10.77.0.10')).toBe('10.77.0.10');
+      expect(cert.checkIP('10.254.0.1')).toBeUndefined();
+      expect(cert.checkHost('master')).toBe('master');
+      expect(cert.checkHost('kubernetes.default.svc')).toBeUndefined();
       expect(cert.keyUsage).toContain('1.3.6.1.5.5.7.3.1');
     } finally {
       await rm(dir, { recursive: true, force: true });
