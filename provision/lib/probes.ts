@@ -120,14 +120,59 @@ export function controlPlaneHealthy(): Probe {
 }
 
 /** The Ready condition of a node from `kubectl get node -o json`. */
-export function nodeReady(json: string): { ready: boolean; reason: string } {
+export function nodeReady(json: string): {
+  ready: boolean;
+  reason: string;
+  /** When the kubelet last reported the condition (ms since the epoch; 0 if unknown). */
+  heartbeatMs: number;
+} {
   const node = JSON.parse(json) as {
-    status?: { conditions?: { type?: string; status?: string; message?: string }[] };
+    status?: {
+      conditions?: {
+        type?: string;
+        status?: string;
+        message?: string;
+        lastHeartbeatTime?: string;
+      }[];
+    };
   };
   const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
+  const heartbeat = ready?.lastHeartbeatTime ? Date.parse(ready.lastHeartbeatTime) : Number.NaN;
   return {
     ready: ready?.status === 'True',
     reason: ready ? (ready.message ?? `Ready=${ready.status}`) : 'no Ready condition yet',
+    heartbeatMs: Number.isNaN(heartbeat) ? 0 : heartbeat,
+  };
+}
+
+/**
+ * The VM is a Ready node, as reported by the kubelet running now: a Ready condition older
+ * than the kubelet's last start is stale (just after a restart the node still shows the
+ * old process's Ready for a few seconds, and then goes NotReady until the new one is up).
+ */
+export function nodeReadyByCurrentKubelet(): Probe {
+  return async (ctx, vm) => {
+    const started = await ctx
+      .host(vm.name)
+      .run(
+        ['sh', '-c', 'date -d "$(systemctl show kubelet -p ActiveEnterTimestamp --value)" +%s'],
+        {
+          allowFailure: true,
+        },
+      );
+    const startedMs = Number.parseInt(started.stdout.trim(), 10) * 1000;
+    const node = await kubectl(ctx, ['get', 'node', vm.name, '-o', 'json'], {
+      allowFailure: true,
+    });
+    if (node.exitCode !== 0) return [`node ${vm.name} is not registered`];
+    const ready = nodeReady(node.stdout);
+    if (!ready.ready) return [`node ${vm.name} is not Ready: ${ready.reason}`];
+    if (Number.isFinite(startedMs) && ready.heartbeatMs < startedMs) {
+      return [
+        `node ${vm.name} shows Ready from before its kubelet restarted: the new kubelet has not reported yet`,
+      ];
+    }
+    return [];
   };
 }
 

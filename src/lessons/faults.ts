@@ -22,6 +22,7 @@ import {
   etcdHealthy,
   etcdValue,
   nodeIsReady,
+  nodeReadyByCurrentKubelet,
   unitsActive,
 } from '../../provision/lib/probes.js';
 import type { StepContext } from '../../provision/lib/step.js';
@@ -327,7 +328,8 @@ const swapOn: Fault = {
     }
     problems.push(...(await notRunning(ctx, vm, 'kubelet')));
     if (problems.length > 0) return problems;
-    return nodeIsReady()(ctx, vm);
+    // The repair restarts the kubelet: only its own report of Ready counts.
+    return nodeReadyByCurrentKubelet()(ctx, vm);
   },
   async repair(ctx) {
     await sh(

@@ -402,6 +402,24 @@ describe('swap-on', () => {
     ]);
   });
 
+  it("a Ready from before the kubelet's restart does not pass (the repair restarts it)", async () => {
+    const started = Date.parse('2026-11-30T07:00:00Z') / 1000;
+    const readyAt = (time: string) =>
+      JSON.stringify({
+        status: { conditions: [{ type: 'Ready', status: 'True', lastHeartbeatTime: time }] },
+      });
+    const nodeStarted: Handler = (argv, options) =>
+      argv[0] === 'sh' && argv[2]?.includes('ActiveEnterTimestamp')
+        ? { stdout: `${started}\n` }
+        : node('', FSTAB, 'active')(argv, options);
+    const stale = lab(nodeStarted, kubectlMaster(readyAt('2026-11-30T06:59:55Z')));
+    expect(await fault('swap-on').problems(stale.ctx)).toEqual([
+      'node node1 shows Ready from before its kubelet restarted: the new kubelet has not reported yet',
+    ]);
+    const fresh = lab(nodeStarted, kubectlMaster(readyAt('2026-11-30T07:00:04Z')));
+    expect(await fault('swap-on').problems(fresh.ctx)).toEqual([]);
+  });
+
   it('passes with swap off for good, the kubelet running and the node Ready', async () => {
     const commented = `${FSTAB}# /swapfile none swap sw 0 0\n`;
     const { ctx } = lab(node('', commented, 'active'), kubectlMaster(READY_NODE));
