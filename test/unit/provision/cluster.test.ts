@@ -262,7 +262,16 @@ describe('parsers of cluster answers', () => {
     ).toEqual({
       ready: true,
       reason: 'Ready=True',
+      heartbeatMs: 0,
     });
+    const reported = {
+      status: {
+        conditions: [{ type: 'Ready', status: 'True', lastHeartbeatTime: '2026-11-30T07:00:04Z' }],
+      },
+    };
+    expect(nodeReady(JSON.stringify(reported)).heartbeatMs).toBe(
+      Date.parse('2026-11-30T07:00:04Z'),
+    );
     expect(nodeReady('{}').ready).toBe(false);
     expect(flannelSubnet('FLANNEL_NETWORK=172.30.0.0/16\nFLANNEL_SUBNET=172.30.42.1/24\n')).toBe(
       '172.30.42.1/24',
