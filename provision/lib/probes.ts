@@ -145,6 +145,12 @@ export function nodeReady(json: string): {
   };
 }
 
+/** systemd's "Mon 2026-11-30 06:59:58 UTC" in ms since the epoch (NaN: never started). */
+export function systemdTimestampMs(text: string): number {
+  const trimmed = text.trim();
+  return trimmed ? Date.parse(trimmed) : Number.NaN;
+}
+
 /**
  * The VM is a Ready node, as reported by the kubelet running now: a Ready condition older
  * than the kubelet's last start is stale (just after a restart the node still shows the
@@ -154,13 +160,10 @@ export function nodeReadyByCurrentKubelet(): Probe {
   return async (ctx, vm) => {
     const started = await ctx
       .host(vm.name)
-      .run(
-        ['sh', '-c', 'date -d "$(systemctl show kubelet -p ActiveEnterTimestamp --value)" +%s'],
-        {
-          allowFailure: true,
-        },
-      );
-    const startedMs = Number.parseInt(started.stdout.trim(), 10) * 1000;
+      .run(['systemctl', 'show', 'kubelet', '-p', 'ActiveEnterTimestamp', '--value'], {
+        allowFailure: true,
+      });
+    const startedMs = systemdTimestampMs(started.stdout);
     const node = await kubectl(ctx, ['get', 'node', vm.name, '-o', 'json'], {
       allowFailure: true,
     });

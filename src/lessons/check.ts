@@ -7,6 +7,7 @@ import { provisioningSteps } from '../../provision/index.js';
 import type { Step, StepContext } from '../../provision/lib/step.js';
 import { CHECKS, runChecks } from '../checks/index.js';
 import { KlabError } from '../model/errors.js';
+import { nullSink } from '../model/events.js';
 import { type Lesson, parseReference } from '../model/lesson.js';
 import { findFault } from './faults.js';
 
@@ -56,7 +57,7 @@ async function verifyCheckProblems(ctx: StepContext, ids: readonly string[]): Pr
   });
   const quick: StepContext = {
     ...ctx,
-    sink: { emit() {} },
+    sink: nullSink,
     spec: { ...ctx.spec, timeouts: { ...ctx.spec.timeouts, check: LESSON_CHECK_WAIT_S } },
   };
   try {

@@ -403,13 +403,13 @@ describe('swap-on', () => {
   });
 
   it("a Ready from before the kubelet's restart does not pass (the repair restarts it)", async () => {
-    const started = Date.parse('2026-11-30T07:00:00Z') / 1000;
+    const started = 'Mon 2026-11-30 07:00:00 UTC';
     const readyAt = (time: string) =>
       JSON.stringify({
         status: { conditions: [{ type: 'Ready', status: 'True', lastHeartbeatTime: time }] },
       });
     const nodeStarted: Handler = (argv, options) =>
-      argv[0] === 'sh' && argv[2]?.includes('ActiveEnterTimestamp')
+      argv.join(' ') === 'systemctl show kubelet -p ActiveEnterTimestamp --value'
         ? { stdout: `${started}\n` }
         : node('', FSTAB, 'active')(argv, options);
     const stale = lab(nodeStarted, kubectlMaster(readyAt('2026-11-30T06:59:55Z')));

@@ -7,7 +7,11 @@ import { certFiles } from '../../../provision/certs/index.js';
 import { flannelSubnet } from '../../../provision/docker/index.js';
 import { CLUSTER_STEPS, provisioningSteps } from '../../../provision/index.js';
 import { putFiles, waitFor } from '../../../provision/lib/guest.js';
-import { nodeReady, unhealthyComponents } from '../../../provision/lib/probes.js';
+import {
+  nodeReady,
+  systemdTimestampMs,
+  unhealthyComponents,
+} from '../../../provision/lib/probes.js';
 import type { StepContext } from '../../../provision/lib/step.js';
 import { isKlabError } from '../../../src/model/errors.js';
 import { type Clock, nullSink } from '../../../src/model/events.js';
@@ -273,6 +277,10 @@ describe('parsers of cluster answers', () => {
       Date.parse('2026-11-30T07:00:04Z'),
     );
     expect(nodeReady('{}').ready).toBe(false);
+    expect(systemdTimestampMs('Mon 2026-11-30 07:00:04 UTC\n')).toBe(
+      Date.parse('2026-11-30T07:00:04Z'),
+    );
+    expect(systemdTimestampMs('\n')).toBeNaN();
     expect(flannelSubnet('FLANNEL_NETWORK=172.30.0.0/16\nFLANNEL_SUBNET=172.30.42.1/24\n')).toBe(
       '172.30.42.1/24',
     );
