@@ -4,20 +4,148 @@
  * approval of those requests and of renewals. Kubelets then join with the token only.
  * And the other direction: the binding that lets kube-apiserver use the kubelets' API
  * (logs, exec), since its kubelet-client certificate carries no group of its own.
+ *
+ * Done is judged by what the cluster allows, not by the names of klab's objects: each
+ * node's token, as its kubelet will present it, may create a CSR; the approver would
+ * approve it and the renewals; the apiserver may use the kubelets' API. A learner who
+ * builds it by hand with other names passes.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { firstMaster } from '../../src/model/topology.js';
+import { GUEST } from '../../src/model/guest-paths.js';
+import type { VmPlan } from '../../src/model/spec.js';
+import { firstMaster, nodes } from '../../src/model/topology.js';
+import { APISERVER_KUBELET_USER } from '../../src/pki/plan.js';
 import type { BootstrapToken } from '../../src/pki/secrets.js';
 import { renderTlsBootstrap } from '../../src/render/manifests.js';
 import { kubectl, probeStep } from '../lib/cluster.js';
 import type { StepContext } from '../lib/step.js';
 
-async function manifest(ctx: StepContext): Promise<string> {
-  const tokens = JSON.parse(
+async function tokensOf(ctx: StepContext): Promise<BootstrapToken[]> {
+  return JSON.parse(
     await readFile(path.join(ctx.pkiDir, 'bootstrap-tokens.json'), 'utf8'),
   ) as BootstrapToken[];
-  return renderTlsBootstrap(tokens);
+}
+
+/** Where each node's kubelet finds its bootstrap token (see provision/certs). */
+export const BOOTSTRAP_KUBECONFIG = `${GUEST.k8sDir}/bootstrap.kubeconfig`;
+
+/** A question for the authorizer: may this user (in these groups) do this? */
+export interface AccessQuestion {
+  user: string;
+  groups: string[];
+  verb: string;
+  group: string;
+  resource: string;
+  subresource: string;
+  /** What a "no" means for the lab, and what grants it. */
+  ifDenied: string;
+}
+
+/**
+ * What the cluster must allow for TLS bootstrapping, beyond the tokens themselves: the
+ * CSR approver asks exactly these questions (certificatesigningrequests/nodeclient for a
+ * first certificate, /selfnodeclient for a renewal) before approving.
+ */
+export function bootstrapQuestions(
+  tokens: readonly BootstrapToken[],
+  nodeNames: readonly string[],
+): AccessQuestion[] {
+  const csr = { group: 'certificates.k8s.io', resource: 'certificatesigningrequests' };
+  return [
+    ...tokens.map((token) => ({
+      user: `system:bootstrap:${token.id}`,
+      groups: ['system:bootstrappers', 'system:authenticated'],
+      verb: 'create',
+      ...csr,
+      subresource: 'nodeclient',
+      ifDenied: `the CSR of ${token.node}'s kubelet (user system:bootstrap:${token.id}, group system:bootstrappers) would not be approved automatically: bind the ClusterRole system:certificates.k8s.io:certificatesigningrequests:nodeclient to the group system:bootstrappers`,
+    })),
+    ...nodeNames.map((node) => ({
+      user: `system:node:${node}`,
+      groups: ['system:nodes', 'system:authenticated'],
+      verb: 'create',
+      ...csr,
+      subresource: 'selfnodeclient',
+      ifDenied: `${node}'s kubelet could not renew its certificate (user system:node:${node}): bind the ClusterRole system:certificates.k8s.io:certificatesigningrequests:selfnodeclient to the group system:nodes`,
+    })),
+    {
+      user: APISERVER_KUBELET_USER,
+      groups: ['system:authenticated'],
+      verb: 'get',
+      group: '',
+      resource: 'nodes',
+      subresource: 'proxy',
+      ifDenied: `kube-apiserver (user ${APISERVER_KUBELET_USER}) may not use the kubelets' API, so kubectl logs and exec would be Forbidden: bind the ClusterRole system:kubelet-api-admin to that user`,
+    },
+  ];
+}
+
+/** The SubjectAccessReview that asks `question` (authorization.k8s.io/v1: 1.6 and later). */
+export function subjectAccessReview(question: AccessQuestion): object {
+  return {
+    apiVersion: 'authorization.k8s.io/v1',
+    kind: 'SubjectAccessReview',
+    spec: {
+      user: question.user,
+      groups: question.groups,
+      resourceAttributes: {
+        verb: question.verb,
+        group: question.group,
+        resource: question.resource,
+        subresource: question.subresource,
+      },
+    },
+  };
+}
+
+/**
+ * What `kubectl auth can-i create certificatesigningrequests`, run with a node's bootstrap
+ * kubeconfig, says about the token in it.
+ */
+export function tokenProblem(
+  node: string,
+  result: { exitCode: number; stdout: string; stderr: string },
+): string | undefined {
+  const answer = result.stdout.trim();
+  if (answer === 'yes') return undefined;
+  const error = result.stderr.trim();
+  if (/unauthorized/i.test(error) || /unauthorized/i.test(answer)) {
+    return `the apiserver does not accept ${node}'s bootstrap token (in ${BOOTSTRAP_KUBECONFIG} on ${node}): it needs a Secret bootstrap-token-<id> of type bootstrap.kubernetes.io/token in kube-system with that token, usage-bootstrap-authentication "true", and kube-apiserver --enable-bootstrap-token-auth`;
+  }
+  if (answer === 'no') {
+    return `${node}'s bootstrap token is accepted but may not create a CertificateSigningRequest: bind the ClusterRole system:node-bootstrapper to the group system:bootstrappers`;
+  }
+  return `${node}: kubectl with ${BOOTSTRAP_KUBECONFIG} failed: ${error.split('\n').pop() || `exit ${result.exitCode}`}`;
+}
+
+async function tokenAccepted(ctx: StepContext, node: VmPlan): Promise<string[]> {
+  const result = await ctx
+    .host(node.name)
+    .run(
+      [
+        `${GUEST.bin}/kubectl`,
+        `--kubeconfig=${BOOTSTRAP_KUBECONFIG}`,
+        'auth',
+        'can-i',
+        'create',
+        'certificatesigningrequests.certificates.k8s.io',
+      ],
+      { sudo: true, allowFailure: true, timeoutMs: 120_000 },
+    );
+  const problem = tokenProblem(node.name, result);
+  return problem ? [problem] : [];
+}
+
+async function allowed(ctx: StepContext, question: AccessQuestion): Promise<string[]> {
+  const result = await kubectl(ctx, ['create', '-f', '-', '-o', 'jsonpath={.status.allowed}'], {
+    stdin: JSON.stringify(subjectAccessReview(question)),
+    allowFailure: true,
+  });
+  if (result.exitCode !== 0) {
+    return [`could not ask the apiserver about ${question.user}: ${result.stderr.trim()}`];
+  }
+  return result.stdout.trim() === 'true' ? [] : [question.ifDenied];
 }
 
 export const tlsBootstrapStep = probeStep({
@@ -26,16 +154,21 @@ export const tlsBootstrapStep = probeStep({
     "TLS bootstrap: node tokens, RBAC and automatic approval of node CSRs; the apiserver's access to kubelets",
   on: (spec) => [firstMaster(spec)],
   async problems(ctx) {
-    const found = await kubectl(ctx, ['get', '-f', '-', '-o', 'name'], {
-      stdin: await manifest(ctx),
-      allowFailure: true,
-    });
-    return found.exitCode === 0
-      ? []
-      : [`missing: ${found.stderr.trim().split('\n').slice(0, 3).join('; ')}`];
+    const tokens = await tokensOf(ctx);
+    const nodeVms = nodes(ctx.spec);
+    const perNode = await Promise.all(nodeVms.map((node) => tokenAccepted(ctx, node)));
+    const problems = perNode.flat();
+    for (const question of bootstrapQuestions(
+      tokens,
+      nodeVms.map((node) => node.name),
+    )) {
+      problems.push(...(await allowed(ctx, question)));
+    }
+    return problems;
   },
   async apply(ctx) {
-    await kubectl(ctx, ['apply', '-f', '-'], { stdin: await manifest(ctx) });
+    await kubectl(ctx, ['apply', '-f', '-'], { stdin: renderTlsBootstrap(await tokensOf(ctx)) });
   },
-  hint: (vm) => `See what exists: klab ssh ${vm.name} -- kubectl -n kube-system get secrets`,
+  hint: (vm) =>
+    `See what exists: klab ssh ${vm.name} -- kubectl -n kube-system get secrets; kubectl get clusterrolebindings`,
 });

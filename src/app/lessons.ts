@@ -8,7 +8,7 @@ import path from 'node:path';
 import { provisioningSteps } from '../../provision/index.js';
 import { waitFor } from '../../provision/lib/guest.js';
 import type { Step, StepContext } from '../../provision/lib/step.js';
-import { findDeployment } from '../checks/index.js';
+import { type Deployment, findDeployment } from '../checks/index.js';
 import { findLesson, loadLessons } from '../lessons/catalog.js';
 import { type LessonCheckResult, runLessonCheck, stepOf } from '../lessons/check.js';
 import { findFault } from '../lessons/faults.js';
@@ -212,6 +212,11 @@ async function startOpenLesson(
   } else {
     await resetToCheckpoint(lab, lesson);
   }
+  for (const id of lesson.start.deploy ?? []) {
+    const deployment = findDeployment(id);
+    if (!deployment) throw new KlabError('KLAB_INTERNAL', `klab deploys no "${id}"`);
+    await withHosts(lab, (pool) => deploy(lab, stepContext(lab, pool), deployment));
+  }
   if (lesson.start.fault) {
     const fault = findFault(lesson.start.fault);
     if (!fault) throw new KlabError('KLAB_INTERNAL', `no fault "${lesson.start.fault}"`);
@@ -339,6 +344,19 @@ export async function nextHint(request: LabRequest, id?: string): Promise<Lesson
   };
 }
 
+/** An app klab deploys as `klab verify` would: applied, then waited for until rolled out. */
+function deploy(lab: Lab, ctx: StepContext, deployment: Deployment): Promise<void> {
+  return task(
+    lab.sink,
+    `Deploy ${deployment.id}`,
+    async () => {
+      await deployment.apply(ctx);
+      await deployment.rollout(ctx);
+    },
+    { code: () => 'LESSON_DEPLOYED', subject: deployment.id },
+  );
+}
+
 /** The step's provisioner module (recorded in the state) or the fault's repair. */
 async function runSolution(
   lab: Lab,
@@ -356,15 +374,7 @@ async function runSolution(
   if (ref.kind === 'deploy') {
     const deployment = findDeployment(ref.id);
     if (!deployment) throw new KlabError('KLAB_INTERNAL', `klab deploys no "${ref.id}"`);
-    await task(
-      lab.sink,
-      `Deploy ${deployment.id}`,
-      async () => {
-        await deployment.apply(ctx);
-        await deployment.rollout(ctx);
-      },
-      { code: () => 'LESSON_DEPLOYED', subject: deployment.id },
-    );
+    await deploy(lab, ctx, deployment);
     return;
   }
   const fault = findFault(ref.id);

@@ -34,6 +34,9 @@ export function lessonProblems(lesson: Lesson, spec: LabSpec): string[] {
   if (!steps.includes(checkpointStep)) {
     problems.push(`start.checkpoint: no step "${checkpointStep}" takes a checkpoint`);
   }
+  for (const id of (lesson.start.deploy ?? []).filter((id) => !findDeployment(id))) {
+    problems.push(`start.deploy: klab deploys no "${id}"`);
+  }
   if (lesson.start.fault && !findFault(lesson.start.fault)) {
     problems.push(`start.fault: no fault "${lesson.start.fault}"`);
   }

@@ -14,6 +14,7 @@ import {
   parseDefaultRoutes,
   routeIsRight,
 } from '../../provision/default-route/index.js';
+import { renderDockerDropIn } from '../../provision/docker/index.js';
 import { FLANNEL_PREFIX } from '../../provision/flannel/index.js';
 import { kubectl } from '../../provision/lib/cluster.js';
 import { putFiles, waitFor } from '../../provision/lib/guest.js';
@@ -30,7 +31,12 @@ import { GUEST } from '../model/guest-paths.js';
 import type { LabSpec, VmPlan } from '../model/spec.js';
 import { etcdMembers, firstMaster, nodes } from '../model/topology.js';
 import { APISERVER_KUBELET_USER, kubernetesServiceIp } from '../pki/plan.js';
-import { APISERVER_TO_KUBELET_BINDING, apiserverToKubeletBinding } from '../render/manifests.js';
+import {
+  APISERVER_TO_KUBELET_BINDING,
+  apiserverToKubeletBinding,
+  FORWARD_PROBE,
+  renderForwardProbe,
+} from '../render/manifests.js';
 
 export interface Fault {
   id: string;
@@ -591,6 +597,162 @@ const apiserverCertWrongSan: Fault = {
   },
 };
 
+const DOCKER_DROP_IN = `${GUEST.units}/docker.service.d/klab.conf`;
+const FLANNEL_DROP_IN = `${GUEST.units}/flanneld.service.d/klab-lesson-forward.conf`;
+/** flanneld reads every flag from FLANNELD_<FLAG> as well. */
+const FLANNEL_NO_FORWARD_RULES = 'FLANNELD_IPTABLES_FORWARD_RULES=false';
+
+/** The policy line of `iptables -S FORWARD`: ACCEPT, DROP, ... */
+export function forwardPolicy(iptablesS: string): string | undefined {
+  return /^-P FORWARD (\S+)/m.exec(iptablesS)?.[1];
+}
+
+/**
+ * The rules flanneld adds so that pod traffic is forwarded whatever the policy: v0.10
+ * writes `-s/-d <pod range> -j ACCEPT` in FORWARD, later versions jump to FLANNEL-FWD and
+ * tag their rules "flanneld forward". Returned as `-A ...` lines of `iptables -S`.
+ */
+export function flannelForwardRules(iptablesS: string, podCidr: string): string[] {
+  return iptablesS
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(
+      (line) =>
+        /^-A (FORWARD|FLANNEL-FWD) /.test(line) &&
+        (line.includes('flanneld forward') ||
+          line === `-A FORWARD -s ${podCidr} -j ACCEPT` ||
+          line === `-A FORWARD -d ${podCidr} -j ACCEPT`),
+    );
+}
+
+/** A unit's text (`systemctl cat`) puts the FORWARD policy back to ACCEPT after each start. */
+export function restoresForwardAccept(unitText: string): boolean {
+  return unitText
+    .split('\n')
+    .some((line) => /^\s*ExecStartPost=.*iptables\s+-P\s+FORWARD\s+ACCEPT\b/.test(line));
+}
+
+/** `iptables -S` lines turned into the commands that delete them. */
+export function deleteRuleCommands(rules: readonly string[]): string[] {
+  return rules.map((rule) => `iptables ${rule.replace(/^-A /, '-D ')}`);
+}
+
+const forwardDrop: Fault = {
+  id: 'forward-drop',
+  async inject(ctx) {
+    const vm = firstNode(ctx);
+    const master = firstMaster(ctx.spec);
+    // A pod on node1 the master reaches by its IP: traffic node1 must forward (flannel.1 ->
+    // docker0), which is what the FORWARD chain decides.
+    await kubectl(ctx, ['apply', '-f', '-'], {
+      stdin: renderForwardProbe(ctx.profile, vm.name),
+    });
+    await waitFor(
+      ctx,
+      {
+        what: `the pod default/${FORWARD_PROBE} answering on ${vm.name}`,
+        vm: master.name,
+        timeoutMs: ctx.spec.timeouts.check * 1000,
+        hint: `Look at the pod: klab ssh ${master.name} -- kubectl describe pod ${FORWARD_PROBE}`,
+      },
+      async () => {
+        const problems = await forwardProbeProblems(ctx, vm);
+        return problems.length === 0 ? true : problems.join('; ');
+      },
+    );
+    // Docker as shipped: it sets the FORWARD policy to DROP when it starts, and klab's
+    // drop-in no longer puts it back. flanneld without its own FORWARD rules, as before
+    // v0.10 (they would let pod traffic through whatever the policy).
+    const podCidr = ctx.spec.network.podCidr;
+    await sh(
+      ctx,
+      vm,
+      [
+        `sed -i '/FORWARD/d' ${DOCKER_DROP_IN}`,
+        `mkdir -p ${path.posix.dirname(FLANNEL_DROP_IN)}`,
+        `printf '[Service]\\nEnvironment=${FLANNEL_NO_FORWARD_RULES}\\n' > ${FLANNEL_DROP_IN}`,
+        'systemctl daemon-reload',
+        // flanneld alone: docker (which requires it) keeps running, and so do the pods.
+        'systemctl --job-mode=ignore-dependencies restart flanneld',
+        'iptables -P FORWARD DROP',
+      ].join(' && '),
+    );
+    const rules = await ctx.host(vm.name).run(['iptables', '-S'], { sudo: true });
+    const stale = flannelForwardRules(rules.stdout, podCidr);
+    if (stale.length > 0) await sh(ctx, vm, deleteRuleCommands(stale).join('; '));
+  },
+  async problems(ctx) {
+    const vm = firstNode(ctx);
+    const host = ctx.host(vm.name);
+    const problems = await forwardProbeProblems(ctx, vm);
+    if (problems.length > 0) return problems;
+    // Repaired, not patched until the next restart: after docker starts again, either its
+    // unit puts the policy back to ACCEPT, or flanneld (ensuring its rules) lets pods through.
+    const docker = await host.run(['systemctl', 'cat', 'docker'], { allowFailure: true });
+    const flannel = await host.run(['systemctl', 'show', 'flanneld', '-p', 'Environment'], {
+      allowFailure: true,
+    });
+    const rules = await host.run(['iptables', '-S'], { sudo: true });
+    const flannelKeepsRules =
+      !flannel.stdout.includes(FLANNEL_NO_FORWARD_RULES) &&
+      flannelForwardRules(rules.stdout, ctx.spec.network.podCidr).length > 0;
+    if (!restoresForwardAccept(docker.stdout) && !flannelKeepsRules) {
+      problems.push(
+        `pod traffic passes ${vm.name} now, but only until Docker restarts: it sets the FORWARD policy to DROP when it starts (now: ${forwardPolicy(rules.stdout) ?? 'unknown'}), docker.service does not set it back (no ExecStartPost with iptables -P FORWARD ACCEPT in ${DOCKER_DROP_IN}), and flanneld adds no FORWARD rules of its own (${FLANNEL_NO_FORWARD_RULES} in ${FLANNEL_DROP_IN})`,
+      );
+    }
+    return problems;
+  },
+  async repair(ctx) {
+    const vm = firstNode(ctx);
+    const host = ctx.host(vm.name);
+    await putFiles(host, [
+      { path: DOCKER_DROP_IN, content: renderDockerDropIn(ctx.profile), mode: 0o644 },
+    ]);
+    // flanneld's own rules come back at its next start; the policy is enough now.
+    await sh(
+      ctx,
+      vm,
+      `rm -f ${FLANNEL_DROP_IN} && systemctl daemon-reload && iptables -P FORWARD ACCEPT`,
+    );
+  },
+};
+
+/** The master reaches the probe pod on `vm` by its pod IP (any HTTP answer). */
+async function forwardProbeProblems(ctx: StepContext, vm: VmPlan): Promise<string[]> {
+  const master = firstMaster(ctx.spec);
+  const pod = await kubectl(
+    ctx,
+    [
+      '-n',
+      'default',
+      'get',
+      'pod',
+      FORWARD_PROBE,
+      '-o',
+      'jsonpath={.status.phase} {.status.podIP}',
+    ],
+    { allowFailure: true },
+  );
+  const [phase = '', ip = ''] = pod.stdout.trim().split(' ');
+  if (pod.exitCode !== 0 || phase !== 'Running' || !ip) {
+    return [
+      `the pod default/${FORWARD_PROBE} on ${vm.name} is not running (${pod.stderr.trim() || phase || 'no status'})`,
+    ];
+  }
+  const result = await ctx
+    .host(master.name)
+    .run(
+      ['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', `http://${ip}/`],
+      { allowFailure: true },
+    );
+  const code = result.stdout.trim();
+  if (/^[1-5]\d\d$/.test(code)) return [];
+  return [
+    `${master.name} cannot reach the pod ${FORWARD_PROBE} on ${vm.name} by its IP ${ip}: ${result.stderr.trim() || `curl exit ${result.exitCode}`} (${vm.name} must forward it from flannel.1 to docker0)`,
+  ];
+}
+
 export const FAULTS: readonly Fault[] = [
   routeDeleted,
   kubeProxyStopped,
@@ -599,6 +761,7 @@ export const FAULTS: readonly Fault[] = [
   apiserverCertWrongSan,
   swapOn,
   flannelWrongIface,
+  forwardDrop,
   etcdStopFault('etcd-member-stopped', 1),
   etcdStopFault('etcd-quorum-lost', 2),
 ];

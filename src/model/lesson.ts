@@ -39,6 +39,11 @@ export const LessonSchema = z
     start: z.strictObject({
       /** The checkpoint `klab lesson start` resets the lab to (after-<step>). */
       checkpoint: z.string().regex(/^after-[a-z0-9-]+$/, 'an automatic checkpoint: after-<step>'),
+      /**
+       * Apps klab deploys (as `klab verify` would) once the lab is at the checkpoint: what an
+       * earlier lesson past the build left, so this one can start on its own.
+       */
+      deploy: z.array(z.string().min(1)).optional(),
       /** Break/fix: the fault injected once the lab is back at the checkpoint. */
       fault: z.string().optional(),
     }),

@@ -85,6 +85,34 @@ echo "klab test app\\n";
 echo "served by: " . gethostname() . "\\n";
 `;
 
+/** The pod the forward-drop lesson reaches by its IP: the test app's image, on one node. */
+export const FORWARD_PROBE = 'forward-probe';
+
+export function renderForwardProbe(profile: InstallProfile, node: string): string {
+  return documents([
+    {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name: FORWARD_PROBE,
+        namespace: 'default',
+        labels: { app: FORWARD_PROBE, 'app.kubernetes.io/managed-by': 'klab' },
+      },
+      spec: {
+        nodeName: node,
+        containers: [
+          {
+            name: 'web',
+            image: profile.testAppImage.image,
+            imagePullPolicy: 'Never',
+            ports: [{ containerPort: 80 }],
+          },
+        ],
+      },
+    },
+  ]);
+}
+
 export interface TestAppInput {
   profile: InstallProfile;
   replicas: number;

@@ -6,10 +6,14 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  deleteRuleCommands,
   findFault,
+  flannelForwardRules,
+  forwardPolicy,
   issueApiserverCertScript,
   kubeletAuthBypassed,
   kubeletClientCaFile,
+  restoresForwardAccept,
   wrongApiserverSans,
 } from '../../../src/lessons/faults.js';
 import { FakeHost, type Handler } from '../../helpers/fake-host.js';
@@ -518,5 +522,140 @@ describe('flannel-wrong-iface', () => {
     );
     const right = lab(node(), etcd(node1Ip));
     expect(await fault('flannel-wrong-iface').problems(right.ctx)).toEqual([]);
+  });
+});
+
+describe('forward-drop', () => {
+  const POD_CIDR = spec.network.podCidr;
+  const FLANNEL_RULES = [
+    '-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD',
+    `-A FLANNEL-FWD -s ${POD_CIDR} -m comment --comment "flanneld forward" -j ACCEPT`,
+    `-A FLANNEL-FWD -d ${POD_CIDR} -m comment --comment "flanneld forward" -j ACCEPT`,
+  ];
+  const KUBE_FORWARD = `-A KUBE-FORWARD -s ${POD_CIDR} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`;
+  const DOCKER_UNIT = (post: boolean) =>
+    `# /lib/systemd/system/docker.service\n[Service]\nExecStart=/usr/sbin/dockerd\n# /etc/systemd/system/docker.service.d/klab.conf\n[Service]\n${post ? 'ExecStartPost=/usr/sbin/iptables -P FORWARD ACCEPT\n' : ''}Restart=always\n`;
+
+  interface NodeState {
+    policy: string;
+    flannelRules: boolean;
+    dockerPost: boolean;
+    flannelDisabled: boolean;
+  }
+  const node =
+    (state: NodeState): Handler =>
+    (argv) => {
+      if (argv[0] === 'iptables' && argv[1] === '-S')
+        return {
+          stdout: [
+            '-P INPUT ACCEPT',
+            `-P FORWARD ${state.policy}`,
+            ...(state.flannelRules ? FLANNEL_RULES : []),
+            KUBE_FORWARD,
+          ].join('\n'),
+        };
+      if (argv.join(' ') === 'systemctl cat docker')
+        return { stdout: DOCKER_UNIT(state.dockerPost) };
+      if (argv.join(' ').startsWith('systemctl show flanneld'))
+        return {
+          stdout: state.flannelDisabled
+            ? 'Environment=FLANNELD_IPTABLES_FORWARD_RULES=false\n'
+            : 'Environment=\n',
+        };
+      return undefined;
+    };
+  const master =
+    (httpCode: string, phase = 'Running'): Handler =>
+    (argv) => {
+      if (argv.includes('pod') && argv.includes('forward-probe'))
+        return { stdout: `${phase} 172.30.7.2` };
+      if (argv[0] === 'curl')
+        return {
+          stdout: httpCode,
+          exitCode: httpCode === '000' ? 28 : 0,
+          stderr: httpCode === '000' ? 'curl: (28) Connection timed out' : '',
+        };
+      return undefined;
+    };
+  const broken: NodeState = {
+    policy: 'DROP',
+    flannelRules: false,
+    dockerPost: false,
+    flannelDisabled: true,
+  };
+
+  it("finds flanneld's FORWARD rules in both eras, and not kube-proxy's", () => {
+    const v010 = [`-A FORWARD -s ${POD_CIDR} -j ACCEPT`, `-A FORWARD -d ${POD_CIDR} -j ACCEPT`];
+    expect(flannelForwardRules([...v010, KUBE_FORWARD].join('\n'), POD_CIDR)).toEqual(v010);
+    expect(flannelForwardRules([...FLANNEL_RULES, KUBE_FORWARD].join('\n'), POD_CIDR)).toEqual(
+      FLANNEL_RULES,
+    );
+    expect(deleteRuleCommands([FLANNEL_RULES[0] ?? ''])).toEqual([
+      'iptables -D FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD',
+    ]);
+    expect(forwardPolicy('-P INPUT ACCEPT\n-P FORWARD DROP\n')).toBe('DROP');
+  });
+
+  it('reads whether a unit puts the policy back after each start (not in a comment)', () => {
+    expect(restoresForwardAccept(DOCKER_UNIT(true))).toBe(true);
+    expect(restoresForwardAccept(DOCKER_UNIT(false))).toBe(false);
+    expect(restoresForwardAccept('# ExecStartPost=/usr/sbin/iptables -P FORWARD ACCEPT\n')).toBe(
+      false,
+    );
+  });
+
+  it('fails while the master cannot reach the pod on node1 by its IP', async () => {
+    const problems = await fault('forward-drop').problems(lab(node(broken), master('000')).ctx);
+    expect(problems).toEqual([
+      expect.stringMatching(
+        /master cannot reach the pod forward-probe on node1 by its IP 172\.30\.7\.2: curl: \(28\)/,
+      ),
+    ]);
+  });
+
+  it('a policy set to ACCEPT by hand is not enough: Docker sets DROP again at its next start', async () => {
+    const problems = await fault('forward-drop').problems(
+      lab(node({ ...broken, policy: 'ACCEPT' }), master('200')).ctx,
+    );
+    expect(problems).toEqual([expect.stringMatching(/only until Docker restarts.*now: ACCEPT/)]);
+  });
+
+  it("passes when docker.service puts the policy back, or when flanneld's own rules let pods through", async () => {
+    const viaDocker = { ...broken, policy: 'ACCEPT', dockerPost: true };
+    expect(await fault('forward-drop').problems(lab(node(viaDocker), master('200')).ctx)).toEqual(
+      [],
+    );
+    const viaFlannel = { ...broken, flannelRules: true, flannelDisabled: false };
+    expect(await fault('forward-drop').problems(lab(node(viaFlannel), master('403')).ctx)).toEqual(
+      [],
+    );
+    // Rules added by hand while flanneld is told not to keep them do not last either.
+    const handRules = { ...broken, flannelRules: true };
+    expect(
+      await fault('forward-drop').problems(lab(node(handRules), master('200')).ctx),
+    ).toHaveLength(1);
+  });
+
+  it('a probe pod that is not running is named, not taken as a network problem', async () => {
+    const problems = await fault('forward-drop').problems(
+      lab(node(broken), master('200', 'Pending')).ctx,
+    );
+    expect(problems).toEqual([
+      expect.stringContaining('forward-probe on node1 is not running (Pending)'),
+    ]);
+  });
+
+  it("its repair writes docker's drop-in back and sets the policy, without restarting docker", async () => {
+    const { hosts, ctx } = lab(node(broken), master('200'));
+    await fault('forward-drop').repair(ctx);
+    expect(hosts.node1.files.get('/etc/systemd/system/docker.service.d/klab.conf')).toMatch(
+      /^ExecStartPost=\/usr\/sbin\/iptables -P FORWARD ACCEPT$/m,
+    );
+    const script = hosts.node1.calls.map((call) => call.argv.join(' ')).join('\n');
+    expect(script).toContain('iptables -P FORWARD ACCEPT');
+    expect(script).toContain(
+      'rm -f /etc/systemd/system/flanneld.service.d/klab-lesson-forward.conf',
+    );
+    expect(script).not.toMatch(/restart docker/);
   });
 });
