@@ -69,6 +69,11 @@ describe('the lessons shipped with klab', async () => {
       ids: ['pod-ip', 'cluster-ip'],
     });
     expect(testApp?.solution).toBe('deploy:test-app');
+    // The ingress lesson can start on its own: klab deploys the test app it routes to.
+    const ingress = lessons.find((entry) => entry.id === 'ingress');
+    expect(ingress?.start).toEqual({ checkpoint: 'after-kubelet', deploy: ['test-app'] });
+    expect(ingress?.check).toBe('check:ingress');
+    expect(ingress?.solution).toBe('deploy:ingress');
   });
 
   it('break/fix lessons inject a fault on the provisioned cluster and check its repair', () => {
@@ -121,7 +126,7 @@ describe('lesson catalog problems', () => {
     const error = await brokenCopy(async (lesson) => {
       const file = path.join(lesson, 'lesson.yaml');
       const text = (await readFile(file, 'utf8'))
-        .replace('checkpoint: after-certs', 'checkpoint: after-nothing')
+        .replace('checkpoint: after-certs', 'checkpoint: after-nothing\n  deploy: [no-such-app]')
         .replace('check: step:etcd', 'check: fault:no-such-fault')
         .replace('solution: step:etcd', 'solution: step:no-such-step');
       await writeFile(file, text);
@@ -130,6 +135,7 @@ describe('lesson catalog problems', () => {
     expect((error as KlabError).code).toBe('KLAB_LESSON_INVALID');
     expect((error as KlabError).details).toEqual([
       'etcd: start.checkpoint: no step "nothing" takes a checkpoint',
+      'etcd: start.deploy: klab deploys no "no-such-app"',
       'etcd: check: no fault "no-such-fault"',
       'etcd: solution: no step "no-such-step"',
     ]);
