@@ -1,27 +1,39 @@
 import { buildBox, listBoxes } from '../app/box.js';
 import { hostBoxDeps } from '../app/box-deps.js';
 import { runDoctor } from '../app/doctor.js';
+import { runGuestDoctor } from '../app/guest-doctor.js';
+import type { Finding } from '../app/preflight.js';
 import { result } from '../model/events.js';
 import { formatTable } from '../ui/table.js';
 import type { KlabCommand } from './command.js';
 
 export const doctorCommand: KlabCommand = {
   command: 'doctor',
-  describe: 'Check the host for everything a lab needs; print a fix for each problem',
-  builder: (y) => y,
+  describe:
+    'Check the host for everything a lab needs (--guests: and inside every VM); print a fix for each problem',
+  builder: (y) =>
+    y.option('guests', {
+      type: 'boolean',
+      default: false,
+      describe:
+        'also look inside the running VMs: route, kernel, swap, machine-id, clock, units, certificates, etcd, flannel, FORWARD, resolv.conf',
+    }),
   logsInLab: 'if-lab',
   async run(args, io) {
-    const findings = await runDoctor(args.dir, io.reporter);
+    const findings: (Finding & { vm?: string })[] = await runDoctor(args.dir, io.reporter);
+    if (args.guests) findings.push(...(await runGuestDoctor({ dir: args.dir, sink: io.reporter })));
     const mark = { ok: 'ok', warn: 'WARN', fail: 'FAIL' } as const;
     const lines = findings.map((finding) => {
-      const head = `${mark[finding.status].padEnd(4)}  ${finding.check}: ${finding.detail}`;
+      const where = finding.vm ? `${finding.vm}: ` : '';
+      const head = `${mark[finding.status].padEnd(4)}  ${where}${finding.check}: ${finding.detail}`;
       return finding.fix && finding.status !== 'ok' ? `${head}\n      fix: ${finding.fix}` : head;
     });
     const failed = findings.filter((finding) => finding.status === 'fail').length;
+    const subject = args.guests ? 'The host and the VMs look' : 'The host is';
     lines.push(
       failed === 0
-        ? 'The host is ready for klab.'
-        : `${failed} problem(s) to fix before "klab create".`,
+        ? `${subject} ready for klab.`
+        : `${failed} problem(s) to fix${args.guests ? '' : ' before "klab create"'}.`,
     );
     result(io.reporter, 'DOCTOR_REPORT', lines.join('\n'), {
       kind: 'DoctorReport',

@@ -191,6 +191,22 @@ describe('a 2-VM lab on real VMs', () => {
    * start (back at its checkpoint, or --here: on the lab as it is) -> the check fails for
    * the reason given -> solve -> the check passes. Returns the start document.
    */
+  /** What klab doctor --guests finds wrong (exit 3 when any check fails). */
+  async function guestProblems(): Promise<
+    { vm?: string; check: string; status: string; detail: string; fix?: string }[]
+  > {
+    const report = await klabJson(['doctor', '--guests'], DIR);
+    expect(report.doc.code).toBe('DOCTOR_REPORT');
+    const findings = report.doc.findings as {
+      vm?: string;
+      check: string;
+      status: string;
+      detail: string;
+    }[];
+    expect(report.exitCode).toBe(findings.some((f) => f.status === 'fail') ? 3 : 0);
+    return findings.filter((finding) => finding.status !== 'ok');
+  }
+
   async function walkLesson(
     id: string,
     reason: RegExp,
@@ -489,9 +505,22 @@ describe('a 2-VM lab on real VMs', () => {
   it('break/fix lessons: the fault is injected, the check names it, the repair makes it pass; then klab verify passes', async () => {
     // The first goes back to the late checkpoint (after-kubelet); the others walk forward
     // from the repaired lab, each fault injected on the lab as the last repair left it.
+    // klab doctor --guests sees the fault from inside the VMs, and names the fix.
     await walkLesson(
       'route-deleted',
       /default route[\s\S]*ClusterIP .* does not answer from node1/,
+      {
+        atStart: async () => {
+          expect(await guestProblems()).toContainEqual(
+            expect.objectContaining({
+              vm: 'node1',
+              check: 'default route',
+              status: 'fail',
+              fix: expect.stringContaining('systemctl restart klab-default-route'),
+            }),
+          );
+        },
+      },
     );
     await walkLesson('kube-proxy-stopped', /kube-proxy is not running on node1/, { here: true });
     await walkLesson('kubelet-wrong-ca', /trusts \/etc\/kubernetes\/pki\/other-ca\.crt/, {
@@ -545,6 +574,25 @@ describe('a 2-VM lab on real VMs', () => {
     expect(first).toMatchObject({ code: 'LESSON_HINT', number: 1 });
     expect(String(first.text)).toMatch(/kubelet/);
     console.log(`lesson start -> ready: ${lessonTimes.join(', ')}`);
+    // A stopped etcd member, found from inside and named with its fix; then started again.
+    ok(await klab(['ssh', 'master', '--', 'sudo', 'systemctl', 'stop', 'etcd'], DIR));
+    const stopped = await guestProblems();
+    ok(await klab(['ssh', 'master', '--', 'sudo', 'systemctl', 'start', 'etcd'], DIR));
+    expect(stopped).toContainEqual(
+      expect.objectContaining({
+        vm: 'master',
+        check: 'etcd',
+        status: 'fail',
+        fix: expect.stringContaining('sudo systemctl start etcd'),
+      }),
+    );
+    expect(stopped).toContainEqual(
+      expect.objectContaining({
+        vm: 'master',
+        check: 'units',
+        detail: expect.stringContaining('etcd'),
+      }),
+    );
     // The late checkpoint plus eight repairs is a working cluster: the PHP page by pod IP,
     // ClusterIP and ingress.
     await verifyPasses();
