@@ -269,4 +269,15 @@ describe('klab doctor --guests', () => {
       ),
     ).toEqual(['a', 'b']);
   });
+
+  it('reads unit states, telling a unit this VM does not have from one that is down', () => {
+    expect(
+      unitStates(
+        'Id=etcd.service\nLoadState=loaded\nActiveState=failed\n\nId=kubelet.service\nLoadState=not-found\nActiveState=inactive\n',
+      ),
+    ).toEqual([
+      { unit: 'etcd', loaded: true, active: 'failed' },
+      { unit: 'kubelet', loaded: false, active: 'inactive' },
+    ]);
+  });
 });
