@@ -1,16 +1,24 @@
 /** klab certs: the lab's own PKI on the host: generate or renew, list, check. */
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { certFiles } from '../../provision/certs/index.js';
+import { putFiles, waitFor } from '../../provision/lib/guest.js';
+import { controlPlaneHealthy, etcdHealthy, type Probe } from '../../provision/lib/probes.js';
+import type { StepContext } from '../../provision/lib/step.js';
 import { KlabError } from '../model/errors.js';
 import { type EventSink, task } from '../model/events.js';
 import { labPaths } from '../model/lab-paths.js';
-import type { LabSpec } from '../model/spec.js';
+import type { LabSpec, VmPlan } from '../model/spec.js';
 import { loadSpec } from '../model/spec-file.js';
 import { loadState } from '../model/state.js';
+import { firstMaster } from '../model/topology.js';
 import { type CertFinding, checkPki } from '../pki/check.js';
 import { generatePki, pkiFiles } from '../pki/generate.js';
 import { inspectCertificate } from '../pki/inspect.js';
 import { planPki } from '../pki/plan.js';
+import { unitStates } from './guest-doctor.js';
+import { type LabRequest, openLab, stepContext, withHosts } from './lab.js';
 
 export interface PkiTarget {
   spec: LabSpec;
@@ -99,4 +107,169 @@ export async function listCerts(target: PkiTarget): Promise<CertItem[]> {
 
 export async function checkCerts(target: PkiTarget): Promise<CertFinding[]> {
   return checkPki(target.spec, target.dir);
+}
+
+/**
+ * The components that read a file klab copies to the VMs, by its name: after a renewal
+ * exactly these are restarted (kubectl and etcdctl read theirs at every call; a kubelet
+ * reads its bootstrap kubeconfig only while it has no certificate of its own).
+ */
+const READERS: readonly [RegExp, readonly string[]][] = [
+  [
+    /^(apiserver|apiserver-kubelet-client|etcd-client-apiserver|front-proxy-client)\.(crt|key)$/,
+    ['kube-apiserver'],
+  ],
+  [/^(front-proxy-ca\.crt|encryption-config\.yaml)$/, ['kube-apiserver']],
+  [/^sa\.(key|pub)$/, ['kube-apiserver', 'kube-controller-manager']],
+  [/^ca\.key$/, ['kube-controller-manager']],
+  [/^etcd-(server|peer)-[^/]+\.(crt|key)$/, ['etcd']],
+  [/^etcd-client-flanneld\.(crt|key)$/, ['flanneld']],
+  [/^kube-controller-manager\.kubeconfig$/, ['kube-controller-manager']],
+  [/^kube-scheduler\.kubeconfig$/, ['kube-scheduler']],
+  [/^kube-proxy\.kubeconfig$/, ['kube-proxy']],
+  [/^kubelet-[^/]+\.(crt|key)$/, ['kubelet']],
+];
+
+/** The units to restart after these files changed on a VM, in the order to restart them. */
+export function restartsFor(files: readonly string[]): string[] {
+  const units = new Set<string>();
+  for (const file of files) {
+    const name = path.posix.basename(file);
+    for (const [pattern, readers] of READERS) {
+      if (pattern.test(name)) for (const unit of readers) units.add(unit);
+    }
+  }
+  // Bottom up: etcd before its clients, the apiserver before what talks to it.
+  return RESTART_ORDER.filter((unit) => units.has(unit));
+}
+
+const RESTART_ORDER = [
+  'etcd',
+  'kube-apiserver',
+  'kube-controller-manager',
+  'kube-scheduler',
+  'flanneld',
+  'kube-proxy',
+  'kubelet',
+];
+
+/** A renewal klab cannot put on a running lab by itself: a new CA (every trust changes). */
+export function liveRenewRefusal(renew: readonly string[]): string | undefined {
+  const cas = renew.filter((name) => ['ca', 'etcd-ca', 'front-proxy-ca', 'sa'].includes(name));
+  return cas.length > 0
+    ? `"${cas.join('", "')}" changes what every component trusts (or every service account token): docs/certificates.md, "Rotating a CA", shows the way that keeps the cluster`
+    : undefined;
+}
+
+/**
+ * klab certs generate / renew: the PKI on the host, then (renew, on a lab with VMs) the
+ * renewed files on the VMs and their readers restarted. A new CA is refused on a lab with
+ * VMs before anything changes, unless hostOnly.
+ */
+export async function renewCerts(
+  request: LabRequest,
+  target: PkiTarget,
+  renew: string[],
+  hostOnly: boolean,
+): Promise<{ done: Awaited<ReturnType<typeof generateCerts>>; pushed?: PushedVm[] }> {
+  const live = renew.length > 0 && !hostOnly && existsSync(labPaths(request.dir).vagrantfile);
+  const refusal = live ? liveRenewRefusal(renew) : undefined;
+  if (refusal) {
+    throw new KlabError('KLAB_USAGE', `not renewed on the running lab: ${refusal}`, {
+      hint: `Nothing was changed. "klab certs renew ${renew.join(' ')} --host-only" re-issues on the host only, for the steps in docs/certificates.md.`,
+    });
+  }
+  const done = await generateCerts(target, request.sink, renew);
+  const pushed = live ? await pushRenewed(request) : undefined;
+  return { done, ...(pushed ? { pushed } : {}) };
+}
+
+export interface PushedVm {
+  vm: string;
+  /** Files on the VM that changed. */
+  files: string[];
+  /** Units restarted because they read one of those files. */
+  restarted: string[];
+}
+
+/**
+ * After a renewal: the changed files copied to the VMs that use them (what the certs step
+ * would copy), the components that read them restarted, etcd and the control plane back
+ * healthy. Undefined when the lab has no VMs yet (the next create copies them).
+ */
+export async function pushRenewed(request: LabRequest): Promise<PushedVm[] | undefined> {
+  const lab = await openLab(request);
+  if (!existsSync(lab.paths.vagrantfile)) return undefined;
+  const states = await lab.vagrant.status();
+  const stopped = lab.spec.vms.filter((vm) => states.get(vm.name) !== 'running');
+  if (stopped.length === lab.spec.vms.length) return undefined;
+  if (stopped.length > 0) {
+    throw new KlabError(
+      'KLAB_USAGE',
+      `renewed on the host, but not copied to the VMs: ${stopped.map((vm) => vm.name).join(', ')} not running`,
+      { hint: 'Start the lab with "klab up", then run the same "klab certs renew" again.' },
+    );
+  }
+  return withHosts(lab, async (pool) => {
+    const ctx = stepContext(lab, pool);
+    const pushed: PushedVm[] = [];
+    for (const vm of lab.spec.vms) {
+      const host = ctx.host(vm.name);
+      const files = await putFiles(host, await certFiles(ctx, vm));
+      const loaded = await host.run(['systemctl', 'show', '-p', 'Id,LoadState', ...RESTART_ORDER], {
+        allowFailure: true,
+      });
+      const present = unitStates(loaded.stdout)
+        .filter((entry) => entry.loaded)
+        .map((entry) => entry.unit);
+      pushed.push({
+        vm: vm.name,
+        files,
+        restarted: restartsFor(files).filter((unit) => present.includes(unit)),
+      });
+    }
+    // etcd members one at a time (quorum kept), then everything else, bottom up.
+    for (const entry of pushed.filter((p) => p.restarted.includes('etcd'))) {
+      const vm = lab.spec.vms.find((candidate) => candidate.name === entry.vm);
+      if (!vm) continue;
+      await task(lab.sink, `Restart etcd on ${vm.name}`, async () => {
+        await ctx.host(vm.name).run(['systemctl', 'restart', 'etcd'], { sudo: true });
+        await waitHealthy(ctx, vm, etcdHealthy(), 'etcd');
+      });
+    }
+    for (const entry of pushed) {
+      const units = entry.restarted.filter((unit) => unit !== 'etcd');
+      if (units.length === 0) continue;
+      await task(lab.sink, `Restart ${units.join(', ')} on ${entry.vm}`, () =>
+        ctx.host(entry.vm).run(
+          // flanneld alone: docker (which requires it) and the pods keep running.
+          ['systemctl', '--job-mode=ignore-dependencies', 'restart', ...units],
+          { sudo: true },
+        ),
+      );
+    }
+    const master = firstMaster(lab.spec);
+    if (pushed.some((entry) => entry.restarted.some((unit) => unit.startsWith('kube-')))) {
+      await task(lab.sink, 'Wait for the control plane', () =>
+        waitHealthy(ctx, master, controlPlaneHealthy(), 'the control plane'),
+      );
+    }
+    return pushed;
+  });
+}
+
+async function waitHealthy(ctx: StepContext, vm: VmPlan, probe: Probe, what: string) {
+  await waitFor(
+    ctx,
+    {
+      what: `${what} on ${vm.name} healthy after the restart`,
+      vm: vm.name,
+      timeoutMs: ctx.spec.timeouts.health * 1000,
+      hint: `Look at the log: klab ssh ${vm.name} -- sudo journalctl -n 50`,
+    },
+    async () => {
+      const problems = await probe(ctx, vm);
+      return problems.length === 0 ? true : problems.join('; ');
+    },
+  );
 }

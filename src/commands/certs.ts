@@ -1,5 +1,5 @@
 /** klab certs generate | list | check | renew: flags to one call of src/app/certs.ts. */
-import { checkCerts, generateCerts, listCerts, openPki } from '../app/certs.js';
+import { checkCerts, listCerts, openPki, renewCerts } from '../app/certs.js';
 import { KlabError } from '../model/errors.js';
 import { result } from '../model/events.js';
 import { formatTable } from '../ui/table.js';
@@ -17,6 +17,11 @@ export const certsCommand: KlabCommand = {
         type: 'string',
         describe: 'with renew: a certificate name, "all" or "ca"',
       })
+      .option('host-only', {
+        type: 'boolean',
+        default: false,
+        describe: 'with renew: re-issue on the host only, copy nothing to the VMs',
+      })
       .option('pki-dir', {
         type: 'string',
         describe: 'where the PKI lives (default: <lab>/.klab/pki)',
@@ -30,14 +35,33 @@ export const certsCommand: KlabCommand = {
     const action = String(args.action);
     if (action === 'generate' || action === 'renew') {
       const renew = action === 'renew' ? [typeof args.name === 'string' ? args.name : 'all'] : [];
-      const done = await generateCerts(target, io.reporter, renew);
+      const { done, pushed } = await renewCerts(
+        { dir: args.dir, sink: io.reporter },
+        target,
+        renew,
+        // A PKI elsewhere (--pki-dir) is not the one the VMs use: nothing is copied.
+        action === 'generate' || args['host-only'] === true || typeof args['pki-dir'] === 'string',
+      );
+      const onVms = pushed
+        ? pushed
+            .filter((entry) => entry.files.length > 0)
+            .map(
+              (entry) =>
+                `${entry.vm}: ${entry.files.length} file(s) copied; restarted: ${entry.restarted.join(', ') || 'nothing'}`,
+            )
+        : [];
       result(
         io.reporter,
         'CERTS_GENERATED',
         `issued: ${done.issued.join(', ') || 'nothing'}\n` +
           `reused: ${done.reused.length} unchanged\n` +
-          `updated files: ${done.written.join(', ') || 'none'}`,
-        { kind: 'CertsGenerated', dir: target.dir, ...done },
+          `updated files: ${done.written.join(', ') || 'none'}` +
+          (action !== 'renew'
+            ? ''
+            : pushed
+              ? `\non the VMs: ${onVms.join('; ') || 'nothing changed'}`
+              : '\non the VMs: nothing copied (no running lab, or --host-only); the next "klab create" copies them'),
+        { kind: 'CertsGenerated', dir: target.dir, ...done, ...(pushed ? { pushed } : {}) },
       );
       return 0;
     }

@@ -3,6 +3,7 @@
  * One 2-VM lab (master + node1, a whole Kubernetes cluster) is shared by every test in
  * this file, in order: CI has 90 minutes.
  */
+import { X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -704,6 +705,53 @@ describe('a 2-VM lab on real VMs', () => {
     console.log(
       `power cut + halt + nodes first -> verified: ${Math.round((Date.now() - cycle) / 1000)} s`,
     );
+  });
+
+  it('certs renew apiserver on the running lab: only kube-apiserver restarts, it serves the new serial, kubectl works', async () => {
+    const served = async () => {
+      const result = ok(
+        await klab(
+          [
+            'ssh',
+            'master',
+            '--',
+            'sh',
+            '-c',
+            'echo | openssl s_client -connect 127.0.0.1:6443 2>/dev/null | openssl x509 -noout -serial',
+          ],
+          DIR,
+        ),
+      );
+      return result.stdout
+        .trim()
+        .replace(/^serial=/, '')
+        .toUpperCase();
+    };
+    const onHost = async () =>
+      new X509Certificate(
+        await readFile(`${DIR}/.klab/pki/apiserver.crt`),
+      ).serialNumber.toUpperCase();
+    const before = await served();
+    expect(before).toBe(await onHost());
+    const renewed = okJson(await klabJson(['certs', 'renew', 'apiserver'], DIR));
+    expect(renewed.issued).toEqual(['apiserver']);
+    expect(renewed.pushed).toEqual([
+      {
+        vm: 'master',
+        files: ['/etc/kubernetes/pki/apiserver.crt', '/etc/kubernetes/pki/apiserver.key'],
+        restarted: ['kube-apiserver'],
+      },
+      { vm: 'node1', files: [], restarted: [] },
+    ]);
+    const after = await served();
+    expect(after).not.toBe(before);
+    expect(after).toBe(await onHost());
+    const nodes = ok(await klab(['ssh', 'master', '--', 'kubectl', 'get', 'nodes'], DIR));
+    expect(nodes.stdout).toMatch(/node1\s+Ready/);
+    // A new CA is refused on the running lab, before anything changes.
+    const refused = await klabJson(['certs', 'renew', 'ca'], DIR);
+    expect(refused.exitCode).toBe(2);
+    expect(await onHost()).toBe(after);
   });
 
   it('klab destroy --yes leaves no domain, volume or network behind', async () => {
