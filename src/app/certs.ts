@@ -1,4 +1,5 @@
 /** klab certs: the lab's own PKI on the host: generate or renew, list, check. */
+import { X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -6,13 +7,14 @@ import { certFiles } from '../../provision/certs/index.js';
 import { putFiles, waitFor } from '../../provision/lib/guest.js';
 import { controlPlaneHealthy, etcdHealthy, type Probe } from '../../provision/lib/probes.js';
 import type { StepContext } from '../../provision/lib/step.js';
+import { normalSerial, type ServedCertificate, servedCertificate } from '../adapters/tls.js';
 import { KlabError } from '../model/errors.js';
 import { type EventSink, task } from '../model/events.js';
 import { labPaths } from '../model/lab-paths.js';
 import type { LabSpec, VmPlan } from '../model/spec.js';
 import { loadSpec } from '../model/spec-file.js';
 import { loadState } from '../model/state.js';
-import { firstMaster } from '../model/topology.js';
+import { etcdMembers, firstMaster, nodes } from '../model/topology.js';
 import { type CertFinding, checkPki } from '../pki/check.js';
 import { generatePki, pkiFiles } from '../pki/generate.js';
 import { inspectCertificate } from '../pki/inspect.js';
@@ -272,4 +274,90 @@ async function waitHealthy(ctx: StepContext, vm: VmPlan, probe: Probe, what: str
       return problems.length === 0 ? true : problems.join('; ');
     },
   );
+}
+
+/** A TLS endpoint of the lab and the lab file whose certificate it should present. */
+export interface ServedEndpoint {
+  name: string;
+  vm: string;
+  host: string;
+  port: number;
+  /** The step that must be done on the VM before it serves. */
+  step: string;
+}
+
+export function servedEndpoints(spec: LabSpec): ServedEndpoint[] {
+  const master = firstMaster(spec);
+  return [
+    { name: 'apiserver', vm: master.name, host: master.ip, port: 6443, step: 'control-plane' },
+    ...etcdMembers(spec).flatMap((vm) => [
+      { name: `etcd-server-${vm.name}`, vm: vm.name, host: vm.ip, port: 2379, step: 'etcd' },
+      { name: `etcd-peer-${vm.name}`, vm: vm.name, host: vm.ip, port: 2380, step: 'etcd' },
+    ]),
+    ...nodes(spec).map((vm) => ({
+      name: `kubelet-${vm.name}`,
+      vm: vm.name,
+      host: vm.ip,
+      port: 10250,
+      step: 'kubelet',
+    })),
+  ];
+}
+
+/**
+ * What the lab's servers really present, against the lab's files: the same certificate
+ * (by serial) and not expired. A server still presenting an older certificate was not
+ * restarted after a renewal, or its files on the VM differ from the lab's.
+ */
+export async function checkServed(
+  request: LabRequest,
+  target: PkiTarget,
+  read: (host: string, port: number) => Promise<ServedCertificate> = servedCertificate,
+  now: number = Date.now(),
+): Promise<CertFinding[]> {
+  const lab = await openLab(request);
+  if (!existsSync(lab.paths.vagrantfile)) return [];
+  const states = await lab.vagrant.status();
+  const findings = await Promise.all(
+    servedEndpoints(lab.spec)
+      .filter((endpoint) => lab.state.steps[endpoint.vm]?.[endpoint.step])
+      .filter((endpoint) => states.get(endpoint.vm) === 'running')
+      .map(async (endpoint): Promise<CertFinding> => {
+        const name = `${endpoint.name} (served on ${endpoint.host}:${endpoint.port})`;
+        const pem = await readFile(pkiFiles(target.dir, endpoint.name).crt, 'utf8').catch(
+          () => undefined,
+        );
+        let served: ServedCertificate;
+        try {
+          served = await read(endpoint.host, endpoint.port);
+        } catch (error) {
+          return {
+            name,
+            status: 'warn',
+            detail: `not answering (${(error as Error).message}): klab verify tells why`,
+          };
+        }
+        const file = pem ? normalSerial(new X509Certificate(pem).serialNumber) : undefined;
+        if (served.validTo.getTime() <= now) {
+          return {
+            name,
+            status: 'fail',
+            detail: `serves a certificate that expired on ${served.validTo.toISOString()}`,
+          };
+        }
+        if (served.serial !== file) {
+          return {
+            name,
+            status: 'fail',
+            detail: `serves serial ${served.serial}, the lab's file has ${file ?? 'none'}: renewed but not restarted, or the file on ${endpoint.vm} differs (klab certs renew ${endpoint.name} copies it and restarts the server)`,
+          };
+        }
+        return {
+          name,
+          status: 'ok',
+          detail: `serves the lab's certificate (serial ${served.serial})`,
+        };
+      }),
+  );
+  return findings;
 }

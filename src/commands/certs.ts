@@ -1,5 +1,5 @@
 /** klab certs generate | list | check | renew: flags to one call of src/app/certs.ts. */
-import { checkCerts, listCerts, openPki, renewCerts } from '../app/certs.js';
+import { checkCerts, checkServed, listCerts, openPki, renewCerts } from '../app/certs.js';
 import { KlabError } from '../model/errors.js';
 import { result } from '../model/events.js';
 import { formatTable } from '../ui/table.js';
@@ -94,7 +94,13 @@ export const certsCommand: KlabCommand = {
       );
       return 0;
     }
-    const findings = await checkCerts(target);
+    // The files, then (on a lab with running VMs) what its servers really present.
+    const findings = [
+      ...(await checkCerts(target)),
+      ...(typeof args['pki-dir'] === 'string'
+        ? []
+        : await checkServed({ dir: args.dir, sink: io.reporter }, target)),
+    ];
     const lines = findings
       .filter((f) => f.status !== 'ok')
       .map((f) => `${f.status === 'fail' ? 'FAIL' : 'WARN'}  ${f.name}: ${f.detail}`);

@@ -374,6 +374,10 @@ describe('a 2-VM lab on real VMs', () => {
   });
 
   it('kubectl works for the learner on the master; node1 joined through a CSR', async () => {
+    const checked = okJson(await klabJson(['certs', 'check'], DIR));
+    expect(checked.findings).toContainEqual(
+      expect.objectContaining({ name: expect.stringMatching(/^apiserver \(served/), status: 'ok' }),
+    );
     const nodes = ok(await klab(['ssh', 'master', '--', 'kubectl', 'get', 'nodes'], DIR));
     expect(nodes.stdout).toMatch(/^node1\s+Ready\s/m);
     const csr = ok(await klab(['ssh', 'master', '--', 'kubectl', 'get', 'csr'], DIR));
@@ -707,7 +711,7 @@ describe('a 2-VM lab on real VMs', () => {
     );
   });
 
-  it('certs renew apiserver on the running lab: only kube-apiserver restarts, it serves the new serial, kubectl works', async () => {
+  it('certs check sees a renewed but unserved certificate; certs renew on the running lab restarts only kube-apiserver, which serves the new serial; kubectl works', async () => {
     const served = async () => {
       const result = ok(
         await klab(
@@ -733,6 +737,17 @@ describe('a 2-VM lab on real VMs', () => {
       ).serialNumber.toUpperCase();
     const before = await served();
     expect(before).toBe(await onHost());
+    // Renewed on the host only: klab certs check sees the apiserver still serving the old one.
+    okJson(await klabJson(['certs', 'renew', 'apiserver', '--host-only'], DIR));
+    const stale = await klabJson(['certs', 'check'], DIR);
+    expect(stale.exitCode).not.toBe(0);
+    expect(stale.doc.findings).toContainEqual(
+      expect.objectContaining({
+        name: expect.stringMatching(/^apiserver \(served on /),
+        status: 'fail',
+        detail: expect.stringContaining(`serves serial ${before}`),
+      }),
+    );
     const renewed = okJson(await klabJson(['certs', 'renew', 'apiserver'], DIR));
     expect(renewed.issued).toEqual(['apiserver']);
     expect(renewed.pushed).toEqual([
@@ -746,6 +761,10 @@ describe('a 2-VM lab on real VMs', () => {
     const after = await served();
     expect(after).not.toBe(before);
     expect(after).toBe(await onHost());
+    const checked = okJson(await klabJson(['certs', 'check'], DIR));
+    expect(checked.findings).toContainEqual(
+      expect.objectContaining({ name: expect.stringMatching(/^apiserver \(served/), status: 'ok' }),
+    );
     const nodes = ok(await klab(['ssh', 'master', '--', 'kubectl', 'get', 'nodes'], DIR));
     expect(nodes.stdout).toMatch(/node1\s+Ready/);
     // A new CA is refused on the running lab, before anything changes.

@@ -2,13 +2,25 @@
  * Renewal on a live lab restarts exactly the components that read a changed file, bottom
  * up; a new CA is refused on a lab with VMs before anything changes.
  */
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { liveRenewRefusal, openPki, renewCerts, restartsFor } from '../../../src/app/certs.js';
+import { normalSerial } from '../../../src/adapters/tls.js';
+import {
+  checkServed,
+  generateCerts,
+  liveRenewRefusal,
+  openPki,
+  renewCerts,
+  restartsFor,
+  servedEndpoints,
+} from '../../../src/app/certs.js';
 import { isKlabError } from '../../../src/model/errors.js';
 import { nullSink } from '../../../src/model/events.js';
+import { FakeMachines } from '../../helpers/fake-ports.js';
+import { defaultSpec } from '../../helpers/specs.js';
 
 describe('the restart set of a renewal', () => {
   it.each([
@@ -71,5 +83,66 @@ describe('renewCerts on a lab with VMs', () => {
     const hostOnly = await renewCerts(request, target, ['ca'], true);
     expect(hostOnly.pushed).toBeUndefined();
     expect(hostOnly.done.issued).toContain('ca');
+  }, 60_000);
+});
+
+describe('klab certs check: what the servers present', () => {
+  let dir: string | undefined;
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('names each server: the apiserver, every etcd member (client and peer port), every kubelet', () => {
+    const endpoints = servedEndpoints(defaultSpec()).map((e) => `${e.name} ${e.host}:${e.port}`);
+    expect(endpoints[0]).toMatch(/^apiserver [\d.]+:6443$/);
+    expect(endpoints.filter((e) => e.startsWith('etcd-'))).toHaveLength(6);
+    expect(endpoints.filter((e) => e.startsWith('kubelet-'))).toEqual([
+      expect.stringMatching(/^kubelet-node1 [\d.]+:10250$/),
+      expect.stringMatching(/^kubelet-node2 /),
+      expect.stringMatching(/^kubelet-node3 /),
+    ]);
+  });
+
+  it("passes a server presenting the lab's file, fails an old serial and an expired one, only where the step is done", async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'klab-served-'));
+    await writeFile(path.join(dir, 'Vagrantfile'), '# a created lab\n');
+    const target = await openPki(dir);
+    await generateCerts(target, nullSink);
+    const serial = async (name: string) =>
+      normalSerial(
+        new X509Certificate(await readFile(path.join(target.dir, `${name}.crt`))).serialNumber,
+      );
+    // The control plane and etcd are done on the master, nothing on the nodes yet.
+    await mkdir(path.join(dir, '.klab'), { recursive: true });
+    await writeFile(
+      path.join(dir, '.klab', 'state.json'),
+      JSON.stringify({ version: 1, steps: { master: { etcd: 'x', 'control-plane': 'x' } } }),
+    );
+    const machines = new FakeMachines();
+    for (const vm of ['master', 'node1', 'node2', 'node3']) machines.vmStates.set(vm, 'running');
+    const future = new Date(Date.now() + 86_400_000 * 365);
+    const served = new Map<number, { serial: string; validTo: Date; subject: string }>([
+      [6443, { serial: 'ABC123', validTo: future, subject: 'CN=kube-apiserver' }],
+      [2379, { serial: await serial('etcd-server-master'), validTo: future, subject: '' }],
+      [2380, { serial: await serial('etcd-peer-master'), validTo: new Date(0), subject: '' }],
+    ]);
+    const findings = await checkServed(
+      { dir, sink: nullSink, ports: { machines } },
+      target,
+      async (host, port) => {
+        const answer = served.get(port);
+        if (!answer || host !== '192.168.56.10') throw new Error('connection refused');
+        return answer;
+      },
+    );
+    expect(findings.map((f) => `${f.name.split(' ')[0]} ${f.status}`)).toEqual([
+      'apiserver fail',
+      'etcd-server-master ok',
+      'etcd-peer-master fail',
+    ]);
+    expect(findings[0]?.detail).toMatch(
+      /serves serial ABC123, the lab's file has .*klab certs renew apiserver/,
+    );
+    expect(findings[2]?.detail).toMatch(/expired/);
   }, 60_000);
 });
