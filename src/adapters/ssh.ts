@@ -265,6 +265,21 @@ export class SshHost implements RemoteHost {
     await this.run(['chmod', mode.toString(8), path], { sudo: options.sudo ?? false });
   }
 
+  async downloadFile(path: string, localPath: string): Promise<void> {
+    const sftp = await this.sftp();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        sftp.fastGet(path, localPath, (error) => (error ? reject(error) : resolve()));
+      });
+    } catch (error) {
+      throw new KlabError(
+        'KLAB_SSH_FAILED',
+        `cannot copy ${path} from ${this.name} to ${localPath}: ${(error as Error).message}`,
+        { vm: this.name, cause: error },
+      );
+    }
+  }
+
   async readFile(path: string, options: { sudo?: boolean } = {}): Promise<string> {
     const result = await this.run(['cat', '--', path], { sudo: options.sudo ?? false });
     return result.stdout;

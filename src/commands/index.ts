@@ -2,6 +2,7 @@
 import { artifactsCommand } from './artifacts.js';
 import { certsCommand } from './certs.js';
 import type { KlabCommand } from './command.js';
+import { etcdCommand } from './etcd.js';
 import { boxCommand, doctorCommand } from './host.js';
 import {
   createCommand,
@@ -31,5 +32,6 @@ export const COMMANDS: readonly KlabCommand[] = [
   doctorCommand,
   boxCommand,
   certsCommand,
+  etcdCommand,
   artifactsCommand,
 ];

@@ -74,6 +74,8 @@ export const EVENT_CODES = {
   LESSON_HINT: "a lesson's next hint",
   LESSON_PASSED: "a lesson's check passed on the live lab",
   LESSON_SOLVED: 'klab did the lesson (its solution) and its check passed',
+  ETCD_BACKED_UP: 'klab etcd backup: a checked snapshot copied to the lab directory',
+  ETCD_RESTORED: 'klab etcd restore: every member rebuilt from a backup, the cluster started again',
 } as const;
 
 export type EventCode = keyof typeof EVENT_CODES;

@@ -11,6 +11,8 @@ export interface LabPaths {
   logDir: string;
   stateFile: string;
   pkiDir: string;
+  /** klab etcd backup writes here. */
+  backupDir: string;
 }
 
 export function labPaths(dir: string): LabPaths {
@@ -24,6 +26,7 @@ export function labPaths(dir: string): LabPaths {
     logDir: path.join(klabDir, 'logs'),
     stateFile: path.join(klabDir, 'state.json'),
     pkiDir: path.join(klabDir, 'pki'),
+    backupDir: path.join(klabDir, 'backups'),
   };
 }
 

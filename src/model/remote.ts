@@ -29,6 +29,8 @@ export interface RemoteHost {
   run(argv: readonly string[], options?: RemoteRunOptions): Promise<RemoteResult>;
   writeFile(path: string, content: string | Buffer, options?: RemoteFileOptions): Promise<void>;
   readFile(path: string, options?: { sudo?: boolean }): Promise<string>;
+  /** Copy a (large, binary) file from the VM to a local path, streamed. */
+  downloadFile(path: string, localPath: string): Promise<void>;
   /** Copy a (large) local file, streamed; root-owned destinations need sudo. */
   uploadFile(localPath: string, path: string, options?: RemoteFileOptions): Promise<void>;
   close(): Promise<void>;

@@ -773,6 +773,65 @@ describe('a 2-VM lab on real VMs', () => {
     expect(await onHost()).toBe(after);
   });
 
+  it('etcd backup, a namespace deleted, restore: the namespace is back and klab verify passes; a file that is no backup is refused before anything stops', async () => {
+    const kubectlOnMaster = (...args: string[]) =>
+      klab(['ssh', 'master', '--', 'kubectl', ...args], DIR);
+    ok(await kubectlOnMaster('create', 'namespace', 'backup-probe'));
+    ok(
+      await kubectlOnMaster(
+        '-n',
+        'backup-probe',
+        'create',
+        'configmap',
+        'kept',
+        '--from-literal=lesson=etcd',
+      ),
+    );
+    const started = Date.now();
+    const backup = okJson(await klabJson(['etcd', 'backup'], DIR));
+    const backupSeconds = Math.round((Date.now() - started) / 1000);
+    expect(backup.code).toBe('ETCD_BACKED_UP');
+    const file = String(backup.file);
+    expect(file).toMatch(/\/\.klab\/backups\/etcd-\d{8}-\d{6}\.db$/);
+    expect(existsSync(file)).toBe(true);
+    expect((backup.status as { totalKey: number }).totalKey).toBeGreaterThan(100);
+
+    ok(await kubectlOnMaster('delete', 'namespace', 'backup-probe', '--timeout=300s'));
+    const gone = await kubectlOnMaster('get', 'namespace', 'backup-probe');
+    expect(gone.exitCode).not.toBe(0);
+
+    // Bad input: refused with the reason, and nothing was stopped.
+    const bogus = `${DIR}/not-a-backup.db`;
+    await writeFile(bogus, 'this is not an etcd snapshot\n');
+    const refused = await klabJson(['etcd', 'restore', bogus], DIR);
+    expect(refused.exitCode).toBe(2);
+    expect(refused.doc.error?.message).toMatch(/is not an etcd snapshot/);
+    ok(
+      await klab(['ssh', 'master', '--', 'systemctl', 'is-active', 'kube-apiserver', 'etcd'], DIR),
+    );
+
+    const restoreStarted = Date.now();
+    const restored = okJson(await klabJson(['etcd', 'restore', file], DIR));
+    const restoreSeconds = Math.round((Date.now() - restoreStarted) / 1000);
+    expect(restored.code).toBe('ETCD_RESTORED');
+    const back = ok(
+      await kubectlOnMaster(
+        '-n',
+        'backup-probe',
+        'get',
+        'configmap',
+        'kept',
+        '-o',
+        'jsonpath={.data.lesson}',
+      ),
+    );
+    expect(back.stdout.trim()).toBe('etcd');
+    await verifyPasses();
+    console.log(
+      `etcd backup ${backupSeconds} s, restore ${restoreSeconds} s (to healthy, before verify)`,
+    );
+  });
+
   it('klab destroy --yes leaves no domain, volume or network behind', async () => {
     expect((await libvirtObjects(PREFIX)).length).toBeGreaterThan(0);
     const destroyed = okJson(await klabJson(['destroy', '--yes'], DIR));

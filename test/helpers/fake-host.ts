@@ -54,6 +54,15 @@ export class FakeHost implements RemoteHost {
     this.writes.push({ path, mode: options.mode, sudo: options.sudo ?? false });
   }
 
+  readonly downloads: { path: string; localPath: string }[] = [];
+
+  /** Writes the file's content from the files map (or nothing) to the local path. */
+  async downloadFile(path: string, localPath: string): Promise<void> {
+    this.downloads.push({ path, localPath });
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(localPath, this.files.get(path) ?? '');
+  }
+
   readonly uploads: { localPath: string; path: string }[] = [];
 
   async uploadFile(localPath: string, path: string): Promise<void> {
