@@ -98,6 +98,7 @@ export function probeStep(definition: {
     async check(ctx, vm) {
       return (await definition.problems(ctx, vm)).length === 0;
     },
+    checkVerifies: true,
     apply: definition.apply,
     async verify(ctx, vm) {
       const settle = definition.waits ? ctx.spec.timeouts.health * 1000 : 0;

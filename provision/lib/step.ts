@@ -42,6 +42,11 @@ export interface Step {
   outcome?(ctx: StepContext, vm: VmPlan): Promise<string[]>;
   /** True when the VM already is in the state this step produces. */
   check(ctx: StepContext, vm: VmPlan): Promise<boolean>;
+  /**
+   * A passing check already is what verify would find (both look at the same problems):
+   * then a step found done is not looked at a second time.
+   */
+  checkVerifies?: boolean;
   apply(ctx: StepContext, vm: VmPlan): Promise<void>;
   /** Throws a KlabError (KLAB_STEP_FAILED) when the result is not what it should be. */
   verify(ctx: StepContext, vm: VmPlan): Promise<void>;

@@ -37,6 +37,29 @@ function fakeStep(id: string, done: boolean, log: string[]): Step {
 }
 
 describe('runSteps', () => {
+  it('looks at a step found done once when its check is what verify would see, twice otherwise', async () => {
+    const seen: string[] = [];
+    const step = (id: string, checkVerifies: boolean): Step => ({
+      id,
+      title: id,
+      checkVerifies,
+      check: async (_ctx, vm) => {
+        seen.push(`check ${id} ${vm.name}`);
+        return true;
+      },
+      apply: async () => {},
+      verify: async (_ctx, vm) => {
+        seen.push(`verify ${id} ${vm.name}`);
+      },
+    });
+    await runSteps([step('probe', true), step('custom', false)], ctx, emptyState());
+    expect(seen.filter((line) => line.endsWith('master'))).toEqual([
+      'check probe master',
+      'check custom master',
+      'verify custom master',
+    ]);
+  });
+
   it('applies what is not done, marks state, and retakes every checkpoint after a change', async () => {
     const log: string[] = [];
     const hooks: [string, boolean][] = [];
