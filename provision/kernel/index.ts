@@ -3,6 +3,7 @@
  * IP forwarding, overlay and vxlan modules, no swap, and the legacy iptables backend
  * (Kubernetes 1.11-1.20, Docker and flannel all drive the same iptables this way).
  */
+import type { RemoteHost } from '../../src/model/remote.js';
 import { probeStep } from '../lib/cluster.js';
 import { changedFiles, type ManagedFile, putFiles } from '../lib/guest.js';
 
@@ -32,28 +33,35 @@ const FILES: ManagedFile[] = [
 
 const LEGACY = { iptables: '/usr/sbin/iptables-legacy', ip6tables: '/usr/sbin/ip6tables-legacy' };
 
+/** The modules not loaded and the sysctls not set as Kubernetes needs, on a VM. */
+export async function modulesAndSysctls(host: RemoteHost): Promise<string[]> {
+  const problems: string[] = [];
+  const modules = await host.run(['cat', '/proc/modules']);
+  const loaded = new Set(modules.stdout.split('\n').map((line) => line.split(' ')[0]));
+  for (const module of KERNEL_MODULES) {
+    if (!loaded.has(module)) problems.push(`module ${module} not loaded`);
+  }
+  // /proc/sys directly: sysctl lives in /usr/sbin, off the vagrant user's PATH.
+  const keys = Object.keys(SYSCTLS);
+  const sysctl = await host.run(
+    ['cat', ...keys.map((key) => `/proc/sys/${key.replaceAll('.', '/')}`)],
+    { allowFailure: true },
+  );
+  const values = sysctl.stdout.trim().split('\n');
+  keys.forEach((key, index) => {
+    const value = values[index]?.trim();
+    if (value !== SYSCTLS[key]) problems.push(`${key} is ${value || 'unset'}`);
+  });
+  return problems;
+}
+
 export const kernelStep = probeStep({
   id: 'kernel',
   title: 'Kernel modules, sysctls, no swap, legacy iptables',
   async problems(ctx, vm) {
     const host = ctx.host(vm.name);
     const problems = (await changedFiles(host, FILES)).map((file) => `${file.path} differs`);
-    const modules = await host.run(['cat', '/proc/modules']);
-    const loaded = new Set(modules.stdout.split('\n').map((line) => line.split(' ')[0]));
-    for (const module of KERNEL_MODULES) {
-      if (!loaded.has(module)) problems.push(`module ${module} not loaded`);
-    }
-    // /proc/sys directly: sysctl lives in /usr/sbin, off the vagrant user's PATH.
-    const keys = Object.keys(SYSCTLS);
-    const sysctl = await host.run(
-      ['cat', ...keys.map((key) => `/proc/sys/${key.replaceAll('.', '/')}`)],
-      { allowFailure: true },
-    );
-    const values = sysctl.stdout.trim().split('\n');
-    keys.forEach((key, index) => {
-      const value = values[index]?.trim();
-      if (value !== SYSCTLS[key]) problems.push(`${key} is ${value || 'unset'}`);
-    });
+    problems.push(...(await modulesAndSysctls(host)));
     const swaps = await host.run(['cat', '/proc/swaps']);
     if (swaps.stdout.trim().split('\n').length > 1) problems.push('swap is on');
     const alt = await host.run(['readlink', '/etc/alternatives/iptables'], {

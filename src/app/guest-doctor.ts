@@ -12,7 +12,7 @@ import {
   parseDefaultRoutes,
   routeIsRight,
 } from '../../provision/default-route/index.js';
-import { KERNEL_MODULES, SYSCTLS } from '../../provision/kernel/index.js';
+import { KERNEL_MODULES, modulesAndSysctls } from '../../provision/kernel/index.js';
 import { etcdctl } from '../../provision/lib/cluster.js';
 import type { StepContext } from '../../provision/lib/step.js';
 import {
@@ -145,23 +145,7 @@ async function defaultRoute({ ctx, vm }: GuestContext): Promise<Found> {
 }
 
 async function kernel({ ctx, vm }: GuestContext): Promise<Found> {
-  const host = ctx.host(vm.name);
-  const problems: string[] = [];
-  const modules = await host.run(['cat', '/proc/modules']);
-  const loaded = new Set(modules.stdout.split('\n').map((line) => line.split(' ')[0]));
-  problems.push(
-    ...KERNEL_MODULES.filter((module) => !loaded.has(module)).map((m) => `module ${m} not loaded`),
-  );
-  const keys = Object.keys(SYSCTLS);
-  const values = await host.run(
-    ['cat', ...keys.map((key) => `/proc/sys/${key.replaceAll('.', '/')}`)],
-    { allowFailure: true },
-  );
-  const lines = values.stdout.trim().split('\n');
-  keys.forEach((key, index) => {
-    if (lines[index]?.trim() !== SYSCTLS[key])
-      problems.push(`${key} is ${lines[index]?.trim() || 'unset'}`);
-  });
+  const problems = await modulesAndSysctls(ctx.host(vm.name));
   return {
     check: 'kernel',
     status: problems.length === 0 ? 'ok' : 'fail',

@@ -65,22 +65,31 @@ function sh(ctx: StepContext, vm: VmPlan, script: string) {
   return ctx.host(vm.name).run(['sh', '-c', script], { sudo: true, allowFailure: true });
 }
 
+/** Why `url` gets no HTTP answer from `vm` (undefined: any status came back). */
+async function noHttpAnswer(
+  ctx: StepContext,
+  vm: VmPlan,
+  url: string,
+): Promise<string | undefined> {
+  const result = await ctx
+    .host(vm.name)
+    .run(['curl', '-sSk', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', url], {
+      allowFailure: true,
+    });
+  if (/^[1-5]\d\d$/.test(result.stdout.trim())) return undefined;
+  return result.stderr.trim() || `curl exit ${result.exitCode}`;
+}
+
 /**
  * The `kubernetes` Service's ClusterIP answers from the VM: any HTTP status (401 without
  * credentials) proves the packet was routed and rewritten by kube-proxy's rules.
  */
 async function clusterIpProblems(ctx: StepContext, vm: VmPlan): Promise<string[]> {
   const ip = kubernetesServiceIp(ctx.spec);
-  const result = await ctx
-    .host(vm.name)
-    .run(
-      ['curl', '-sk', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', `https://${ip}/`],
-      { allowFailure: true },
-    );
-  const code = result.stdout.trim();
-  if (/^[1-5]\d\d$/.test(code)) return [];
-  const why = result.stderr.trim() || `curl exit ${result.exitCode}`;
-  return [`the ClusterIP ${ip}:443 (Service "kubernetes") does not answer from ${vm.name}: ${why}`];
+  const why = await noHttpAnswer(ctx, vm, `https://${ip}/`);
+  return why
+    ? [`the ClusterIP ${ip}:443 (Service "kubernetes") does not answer from ${vm.name}: ${why}`]
+    : [];
 }
 
 async function podCidrProblems(ctx: StepContext, vm: VmPlan): Promise<string[]> {
@@ -740,17 +749,12 @@ async function forwardProbeProblems(ctx: StepContext, vm: VmPlan): Promise<strin
       `the pod default/${FORWARD_PROBE} on ${vm.name} is not running (${pod.stderr.trim() || phase || 'no status'})`,
     ];
   }
-  const result = await ctx
-    .host(master.name)
-    .run(
-      ['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', `http://${ip}/`],
-      { allowFailure: true },
-    );
-  const code = result.stdout.trim();
-  if (/^[1-5]\d\d$/.test(code)) return [];
-  return [
-    `${master.name} cannot reach the pod ${FORWARD_PROBE} on ${vm.name} by its IP ${ip}: ${result.stderr.trim() || `curl exit ${result.exitCode}`} (${vm.name} must forward it from flannel.1 to docker0)`,
-  ];
+  const why = await noHttpAnswer(ctx, master, `http://${ip}/`);
+  return why
+    ? [
+        `${master.name} cannot reach the pod ${FORWARD_PROBE} on ${vm.name} by its IP ${ip}: ${why} (${vm.name} must forward it from flannel.1 to docker0)`,
+      ]
+    : [];
 }
 
 export const FAULTS: readonly Fault[] = [
