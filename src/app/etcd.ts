@@ -120,6 +120,8 @@ export async function etcdBackup(request: LabRequest, file?: string): Promise<Ba
       }
       return checked;
     });
+    const size = await host.run(['stat', '-c', '%s', REMOTE_SNAPSHOT], { sudo: true });
+    const remoteBytes = Number(size.stdout.trim());
     try {
       // SFTP runs as the login user: the file is handed over for the copy only.
       await host.run(['chown', 'vagrant', REMOTE_SNAPSHOT], { sudo: true });
@@ -130,10 +132,11 @@ export async function etcdBackup(request: LabRequest, file?: string): Promise<Ba
       await host.run(['rm', '-f', REMOTE_SNAPSHOT], { sudo: true, allowFailure: true });
     }
     const bytes = (await stat(local)).size;
-    if (status.totalSize > 0 && bytes !== status.totalSize) {
+    // The file is the database plus its sha256 (32 bytes): compared with the file on the VM.
+    if (bytes !== remoteBytes) {
       throw new KlabError(
         'KLAB_ETCD_BACKUP_FAILED',
-        `the copy of the snapshot is ${bytes} bytes, the snapshot ${status.totalSize}`,
+        `the copy of the snapshot is ${bytes} bytes, the snapshot on the member ${remoteBytes}`,
         { hint: 'Run klab etcd backup again.' },
       );
     }
