@@ -578,7 +578,7 @@ describe('a 2-VM lab on real VMs', () => {
     expect(refused.exitCode).toBe(2);
     expect(refused.doc.error?.code).toBe('KLAB_USAGE');
     expect(hasEvent(refused.doc, 'VMS_REVERTED')).toBe(false);
-    // Every break/fix lesson this lab can run was walked above.
+    // The break/fix lessons this lab can run: all walked above but apiserver-cert-wrong-san.
     expect(
       items.filter((item) => item.kind === 'break-fix' && !item.unsupported).map((item) => item.id),
     ).toEqual([
@@ -591,7 +591,6 @@ describe('a 2-VM lab on real VMs', () => {
       'flannel-wrong-iface',
       'forward-drop',
     ]);
-    // (All of them but apiserver-cert-wrong-san were walked above.)
     // The hints come one at a time, in both languages.
     const first = okJson(await klabJson(['lesson', 'hint', 'swap-on', '--lang', 'zh-CN'], DIR));
     expect(first).toMatchObject({ code: 'LESSON_HINT', number: 1 });
@@ -616,7 +615,7 @@ describe('a 2-VM lab on real VMs', () => {
         detail: expect.stringContaining('etcd'),
       }),
     );
-    // The late checkpoint plus eight repairs is a working cluster: the PHP page by pod IP,
+    // The late checkpoint plus seven repairs is a working cluster: the PHP page by pod IP,
     // ClusterIP and ingress.
     await verifyPasses();
   });
