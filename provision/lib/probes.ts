@@ -6,6 +6,7 @@ import { ADMIN_KUBECONFIG, GUEST } from '../../src/model/guest-paths.js';
 import type { VmPlan } from '../../src/model/spec.js';
 import { firstEtcdMember } from '../../src/model/topology.js';
 import { etcdctl, kubectl } from './cluster.js';
+import { waitFor } from './guest.js';
 import type { StepContext } from './step.js';
 
 export type Probe = (ctx: StepContext, vm: VmPlan) => Promise<string[]>;
@@ -189,4 +190,41 @@ export function nodeIsReady(): Probe {
     const ready = nodeReady(node.stdout);
     return ready.ready ? [] : [`node ${vm.name} is not Ready: ${ready.reason}`];
   };
+}
+
+/**
+ * Waits (up to timeouts.health) until `probe` finds nothing wrong on `vm`; a timeout names
+ * what was waited for, the last problems, and where to look.
+ */
+export async function waitProbe(
+  ctx: StepContext,
+  vm: VmPlan,
+  probe: Probe,
+  what: string,
+  hint: string,
+): Promise<void> {
+  await waitFor(
+    ctx,
+    { what, vm: vm.name, timeoutMs: ctx.spec.timeouts.health * 1000, hint },
+    async () => {
+      const problems = await probe(ctx, vm);
+      return problems.length === 0 ? true : problems.join('; ');
+    },
+  );
+}
+
+/** `systemctl show -p Id,LoadState,ActiveState UNIT...` -> one entry per unit, in order. */
+export function unitStates(show: string): { unit: string; loaded: boolean; active: string }[] {
+  return show
+    .split(/\n\s*\n/)
+    .map((block) => {
+      const field = (name: string) =>
+        new RegExp(`^${name}=(.*)$`, 'm').exec(block)?.[1]?.trim() ?? '';
+      return {
+        unit: field('Id').replace(/\.service$/, ''),
+        loaded: field('LoadState') === 'loaded',
+        active: field('ActiveState'),
+      };
+    })
+    .filter((entry) => entry.unit);
 }

@@ -4,14 +4,18 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { certFiles } from '../../provision/certs/index.js';
-import { putFiles, waitFor } from '../../provision/lib/guest.js';
-import { controlPlaneHealthy, etcdHealthy, type Probe } from '../../provision/lib/probes.js';
-import type { StepContext } from '../../provision/lib/step.js';
+import { putFiles } from '../../provision/lib/guest.js';
+import {
+  controlPlaneHealthy,
+  etcdHealthy,
+  unitStates,
+  waitProbe,
+} from '../../provision/lib/probes.js';
 import { normalSerial, type ServedCertificate, servedCertificate } from '../adapters/tls.js';
 import { KlabError } from '../model/errors.js';
 import { type EventSink, task } from '../model/events.js';
 import { labPaths } from '../model/lab-paths.js';
-import type { LabSpec, VmPlan } from '../model/spec.js';
+import type { LabSpec } from '../model/spec.js';
 import { loadSpec } from '../model/spec-file.js';
 import { loadState } from '../model/state.js';
 import { etcdMembers, firstMaster, nodes } from '../model/topology.js';
@@ -19,7 +23,6 @@ import { type CertFinding, checkPki } from '../pki/check.js';
 import { generatePki, pkiFiles } from '../pki/generate.js';
 import { inspectCertificate } from '../pki/inspect.js';
 import { planPki } from '../pki/plan.js';
-import { unitStates } from './guest-doctor.js';
 import { type LabRequest, openLab, stepContext, withHosts } from './lab.js';
 
 export interface PkiTarget {
@@ -236,7 +239,13 @@ export async function pushRenewed(request: LabRequest): Promise<PushedVm[] | und
       if (!vm) continue;
       await task(lab.sink, `Restart etcd on ${vm.name}`, async () => {
         await ctx.host(vm.name).run(['systemctl', 'restart', 'etcd'], { sudo: true });
-        await waitHealthy(ctx, vm, etcdHealthy(), 'etcd');
+        await waitProbe(
+          ctx,
+          vm,
+          etcdHealthy(),
+          `etcd on ${vm.name} healthy after the restart`,
+          `klab ssh ${vm.name} -- sudo journalctl -u etcd -n 50`,
+        );
       });
     }
     for (const entry of pushed) {
@@ -253,27 +262,17 @@ export async function pushRenewed(request: LabRequest): Promise<PushedVm[] | und
     const master = firstMaster(lab.spec);
     if (pushed.some((entry) => entry.restarted.some((unit) => unit.startsWith('kube-')))) {
       await task(lab.sink, 'Wait for the control plane', () =>
-        waitHealthy(ctx, master, controlPlaneHealthy(), 'the control plane'),
+        waitProbe(
+          ctx,
+          master,
+          controlPlaneHealthy(),
+          `the control plane on ${master.name} healthy after the restart`,
+          `klab ssh ${master.name} -- sudo journalctl -u kube-apiserver -n 50`,
+        ),
       );
     }
     return pushed;
   });
-}
-
-async function waitHealthy(ctx: StepContext, vm: VmPlan, probe: Probe, what: string) {
-  await waitFor(
-    ctx,
-    {
-      what: `${what} on ${vm.name} healthy after the restart`,
-      vm: vm.name,
-      timeoutMs: ctx.spec.timeouts.health * 1000,
-      hint: `Look at the log: klab ssh ${vm.name} -- sudo journalctl -n 50`,
-    },
-    async () => {
-      const problems = await probe(ctx, vm);
-      return problems.length === 0 ? true : problems.join('; ');
-    },
-  );
 }
 
 /** A TLS endpoint of the lab and the lab file whose certificate it should present. */

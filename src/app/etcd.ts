@@ -11,8 +11,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { etcdctl, kubectl } from '../../provision/lib/cluster.js';
-import { waitFor } from '../../provision/lib/guest.js';
-import { controlPlaneHealthy, etcdHealthy, type Probe } from '../../provision/lib/probes.js';
+import { controlPlaneHealthy, etcdHealthy, waitProbe } from '../../provision/lib/probes.js';
 import type { StepContext } from '../../provision/lib/step.js';
 import { KlabError } from '../model/errors.js';
 import { result, task } from '../model/events.js';
@@ -149,22 +148,6 @@ export async function etcdBackup(request: LabRequest, file?: string): Promise<Ba
     { kind: 'EtcdBackup', ...report },
   );
   return report;
-}
-
-async function waitHealthy(ctx: StepContext, vm: VmPlan, probe: Probe, what: string, hint: string) {
-  await waitFor(
-    ctx,
-    {
-      what,
-      vm: vm.name,
-      timeoutMs: ctx.spec.timeouts.health * 1000,
-      hint,
-    },
-    async () => {
-      const problems = await probe(ctx, vm);
-      return problems.length === 0 ? true : problems.join('; ');
-    },
-  );
 }
 
 const CONTROL_PLANE = ['kube-scheduler', 'kube-controller-manager', 'kube-apiserver'];
@@ -325,7 +308,7 @@ async function startAll(ctx: StepContext): Promise<void> {
       ),
     );
     for (const member of members) {
-      await waitHealthy(
+      await waitProbe(
         ctx,
         member,
         etcdHealthy(),
@@ -339,7 +322,7 @@ async function startAll(ctx: StepContext): Promise<void> {
       await ctx
         .host(vm.name)
         .run(['systemctl', 'start', ...[...CONTROL_PLANE].reverse()], { sudo: true });
-      await waitHealthy(
+      await waitProbe(
         ctx,
         vm,
         controlPlaneHealthy(),
@@ -355,7 +338,7 @@ async function startAll(ctx: StepContext): Promise<void> {
     // Every node registered again and Ready (its kubelet posts status to the restored state).
     const [master] = masters(spec);
     if (master) {
-      await waitHealthy(
+      await waitProbe(
         ctx,
         master,
         async () => {

@@ -14,6 +14,7 @@ import {
 } from '../../provision/default-route/index.js';
 import { KERNEL_MODULES, modulesAndSysctls } from '../../provision/kernel/index.js';
 import { etcdctl } from '../../provision/lib/cluster.js';
+import { unitStates } from '../../provision/lib/probes.js';
 import type { StepContext } from '../../provision/lib/step.js';
 import {
   flannelForwardRules,
@@ -194,22 +195,6 @@ async function clock({ ctx, vm }: GuestContext): Promise<Found> {
         : `within ${CLOCK_WARN_S} s of the host's`,
     fix: `"klab up" steps every guest clock again; or klab ssh ${vm.name} -- sudo date -u -s @$(date +%s)`,
   };
-}
-
-/** `systemctl show -p Id,LoadState,ActiveState UNIT...` -> one entry per unit, in order. */
-export function unitStates(show: string): { unit: string; loaded: boolean; active: string }[] {
-  return show
-    .split(/\n\s*\n/)
-    .map((block) => {
-      const field = (name: string) =>
-        new RegExp(`^${name}=(.*)$`, 'm').exec(block)?.[1]?.trim() ?? '';
-      return {
-        unit: field('Id').replace(/\.service$/, ''),
-        loaded: field('LoadState') === 'loaded',
-        active: field('ActiveState'),
-      };
-    })
-    .filter((entry) => entry.unit);
 }
 
 async function units({ ctx, vm, done }: GuestContext): Promise<Found[]> {

@@ -4,6 +4,7 @@
  */
 import forge from 'node-forge';
 import { describe, expect, it } from 'vitest';
+import { unitStates } from '../../../provision/lib/probes.js';
 import {
   certExpiryFindings,
   guestFindings,
@@ -11,7 +12,6 @@ import {
   nameservers,
   resolvLoop,
   sharedMachineIds,
-  unitStates,
 } from '../../../src/app/guest-doctor.js';
 import type { LabState } from '../../../src/model/state.js';
 import { FakeHost, type Handler } from '../../helpers/fake-host.js';
