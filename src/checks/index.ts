@@ -60,6 +60,8 @@ export function stoppedUnits(units: readonly string[], isActiveOutput: string): 
 /** Named, bounded waits for one check; remembers how long it waited in all. */
 class CheckWaits {
   waitedMs = 0;
+  /** Where a miss is shown while the check waits (the spinner, and the log file). */
+  progress: (text: string) => void = () => {};
   constructor(private readonly ctx: StepContext) {}
 
   /**
@@ -83,6 +85,7 @@ class CheckWaits {
         const answer = await probe().catch((error: unknown) => (error as Error).message);
         if (answer === true) return true;
         broken = await this.firstStopped(needs);
+        if (!broken) this.progress(`waiting for ${what}: ${firstLine(answer)}`);
         return broken ? true : answer;
       },
     );
@@ -114,6 +117,12 @@ class CheckWaits {
     }
     return undefined;
   }
+}
+
+/** The first line of a probe's answer, short enough for a spinner. */
+function firstLine(answer: string): string {
+  const line = answer.trim().split('\n')[0] ?? '';
+  return line.length > 160 ? `${line.slice(0, 157)}...` : line;
 }
 
 /** The same units on several VMs. */
@@ -657,12 +666,20 @@ export async function runChecks(
     const waits = new CheckWaits(ctx);
     const describe = (detail: string) =>
       waits.waitedMs >= 1000 ? `${detail}; waited ${Math.round(waits.waitedMs / 1000)} s` : detail;
-    const result = await task(ctx.sink, check.name, async () => check.run(ctx, waits), {
-      describe,
-      code: () => 'CHECK_PASSED',
-      failedCode: 'CHECK_FAILED',
-      subject: check.id,
-    }).then(
+    const result = await task(
+      ctx.sink,
+      check.name,
+      async (update) => {
+        waits.progress = update;
+        return check.run(ctx, waits);
+      },
+      {
+        describe,
+        code: () => 'CHECK_PASSED',
+        failedCode: 'CHECK_FAILED',
+        subject: check.id,
+      },
+    ).then(
       (detail): CheckResult => ({
         id: check.id,
         name: check.name,

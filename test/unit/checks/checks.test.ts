@@ -8,7 +8,7 @@ import {
   stoppedUnits,
 } from '../../../src/checks/index.js';
 import { KlabError } from '../../../src/model/errors.js';
-import { type Clock, nullSink } from '../../../src/model/events.js';
+import { type Clock, type KlabEvent, nullSink } from '../../../src/model/events.js';
 import { clusterTuning } from '../../../src/model/tuning.js';
 import { TEST_APP } from '../../../src/render/manifests.js';
 import { installProfile } from '../../../src/stacks/install.js';
@@ -104,6 +104,39 @@ describe('the ClusterIP check waits for what it depends on', () => {
     expect(result?.detail).toMatch(/^10\.254\.7\.7:80 from 2 VMs; waited \d+ s$/);
     expect(result?.waitedS).toBeGreaterThan(0);
     expect(endpointReads).toBe(4);
+  });
+
+  it('shows why it is still waiting, as progress of the check', async () => {
+    let reads = 0;
+    const { ctx } = context((argv) => {
+      if (argv.join(' ').includes('get componentstatuses')) {
+        reads += 1;
+        const healthy = reads > 1;
+        return {
+          stdout: JSON.stringify({
+            items: [
+              {
+                metadata: { name: 'controller-manager' },
+                conditions: [
+                  { type: 'Healthy', status: healthy ? 'True' : 'False', error: 'timeout' },
+                ],
+              },
+            ],
+          }),
+        };
+      }
+      if (argv[0] === 'systemctl') return { stdout: 'active\nactive\n' };
+      return undefined;
+    });
+    const events: KlabEvent[] = [];
+    const [result] = await runChecks({ ...ctx, sink: { emit: (event) => events.push(event) } }, [
+      check('components'),
+    ]);
+    expect(result?.ok).toBe(true);
+    const updates = events.flatMap((event) => (event.kind === 'task-update' ? [event.text] : []));
+    expect(updates).toEqual([
+      expect.stringMatching(/^waiting for componentstatuses all healthy: controller-manager/),
+    ]);
   });
 
   it('an answer that is not the test app (a 404 from elsewhere) does not pass', async () => {
