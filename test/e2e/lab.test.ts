@@ -536,7 +536,7 @@ describe('a 2-VM lab on real VMs', () => {
     for (const vm of ['master', 'node1']) ok(await setMarker(vm, 'changed'));
   });
 
-  it('break/fix lessons: the fault is injected, the check names it, the repair makes it pass', async () => {
+  it('break/fix lessons: the fault is injected, the check names it, the repair makes it pass; then klab verify passes', async () => {
     // The first goes back to the late checkpoint (after-kubelet); the others walk forward
     // from the repaired lab, each fault injected on the lab as the last repair left it.
     // klab doctor --guests sees the fault from inside the VMs, and names the fix.
@@ -625,8 +625,15 @@ describe('a 2-VM lab on real VMs', () => {
         detail: expect.stringContaining('etcd'),
       }),
     );
-    // Each repair was judged by its lesson's check; the next test resets to the verified
-    // snapshot, so a full verify here (5 min under TCG) would show nothing new.
+    // The late checkpoint plus seven repairs is a working cluster: the PHP page by pod IP,
+    // ClusterIP and ingress.
+    const verified = okJson(await klabJson(['verify'], DIR));
+    expect(checks(verified).every((entry) => entry.outcome === 'passed')).toBe(true);
+    console.log(
+      `verify after the break/fix walk: ${checks(verified)
+        .map((entry) => `${entry.id} waited ${Math.round(entry.waitedS)} s`)
+        .join(', ')}`,
+    );
   });
 
   it('verify says broken at once; reset to the snapshot brings every marker back, healthy, with correct clocks', async () => {
