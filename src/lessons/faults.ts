@@ -37,6 +37,7 @@ import {
   FORWARD_PROBE,
   renderForwardProbe,
 } from '../render/manifests.js';
+import { APISERVER_CERT, APISERVER_KEY, apiserverCertRemoved } from './apiserver-cert.js';
 
 export interface Fault {
   id: string;
@@ -463,9 +464,6 @@ const flannelWrongIface: Fault = {
   },
 };
 
-const APISERVER_CERT = `${GUEST.pki}/apiserver.crt`;
-const APISERVER_KEY = `${GUEST.pki}/apiserver.key`;
-
 /**
  * The SANs of the fault's certificate: the master's own names and addresses, and none of
  * the `kubernetes` Service's (its ClusterIP, kubernetes.default...): the classic slip when
@@ -766,6 +764,7 @@ export const FAULTS: readonly Fault[] = [
   swapOn,
   flannelWrongIface,
   forwardDrop,
+  apiserverCertRemoved,
   etcdStopFault('etcd-member-stopped', 1),
   etcdStopFault('etcd-quorum-lost', 2),
 ];

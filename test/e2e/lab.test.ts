@@ -300,12 +300,13 @@ describe('a 2-VM lab on real VMs', () => {
     expect(existsSync(`${DIR}/.klab/pki/ca.crt`)).toBe(true);
   });
 
-  it('tutorial lessons walk forward with the build: etcd, flannel, docker by lesson, create --until docker, images, control-plane, kubectl, tls-bootstrap, kube-proxy, kubelet, the test app and the ingress by lesson, create finishes', async () => {
+  it('tutorial lessons walk forward with the build: certificates, etcd, flannel, docker by lesson, create --until docker, images, control-plane, kubectl, tls-bootstrap, kube-proxy, kubelet, the test app and the ingress by lesson, create finishes', async () => {
     const list = okJson(await klabJson(['lesson', 'list'], DIR));
     const ids = (list.items as { id: string; kind: string }[])
       .filter((item) => item.kind === 'tutorial')
       .map((item) => item.id);
     expect(ids).toEqual([
+      'certificates',
       'etcd',
       'flannel',
       'docker',
@@ -318,10 +319,16 @@ describe('a 2-VM lab on real VMs', () => {
       'test-app',
       'ingress',
     ]);
-    // The killed run's etcd is half done: the lesson goes back to the checkpoint before it,
-    // taking over the dead run's lock.
-    const etcd = await walkLesson('etcd', /master: etcd is not running/);
-    expect(hasEvent(etcd, 'LOCK_TAKEN_OVER')).toBe(true);
+    // The killed run's etcd is half done: the first lesson goes back to the checkpoint
+    // after the certificates, taking over the dead run's lock, and takes the apiserver's
+    // pair away for the learner to issue again.
+    const certificates = await walkLesson(
+      'certificates',
+      /master: .*apiserver\.crt and .*apiserver\.key must both exist/,
+    );
+    expect(hasEvent(certificates, 'LOCK_TAKEN_OVER')).toBe(true);
+    expect(hasEvent(certificates, 'LESSON_FAULT_INJECTED')).toBe(true);
+    await walkLesson('etcd', /master: etcd is not running/, { here: true });
     // Solving a step takes the checkpoint after it, as create would.
     // (etcd runs on the master only in this lab.)
     expect(await stepsDoneOn('master')).toContain('etcd');

@@ -85,8 +85,21 @@ describe('the lessons shipped with klab', async () => {
     }
     // Every fault klab has is taught by some lesson.
     for (const fault of FAULTS) {
-      expect(breakFix.map((lesson) => lesson.start.fault)).toContain(fault.id);
+      expect(lessons.map((lesson) => lesson.start.fault)).toContain(fault.id);
     }
+  });
+
+  it('the certificates lesson starts with the apiserver pair taken away, and checks the files', () => {
+    const certificates = lessons.find((entry) => entry.id === 'certificates');
+    expect(certificates).toMatchObject({
+      kind: 'tutorial',
+      start: { checkpoint: 'after-certs', fault: 'apiserver-cert-removed' },
+      check: 'fault:apiserver-cert-removed',
+      solution: 'fault:apiserver-cert-removed',
+    });
+    // Just before the etcd lesson, which starts at the same checkpoint.
+    const ids = lessons.map((entry) => entry.id);
+    expect(ids.indexOf('certificates')).toBe(ids.indexOf('etcd') - 1);
   });
 
   it('docs/lessons.md lists every lesson, in both languages', async () => {
