@@ -26,6 +26,7 @@ import { checkpointName } from '../model/snapshots.js';
 import type { LabSpec } from '../model/spec.js';
 import { type LabState, markStepDone, saveState } from '../model/state.js';
 import { type Lab, type LabRequest, openCreatedLab, stepContext, withHosts } from './lab.js';
+import { bootVms } from './lifecycle.js';
 import { doneAnywhere, doneEverywhere } from './pipeline.js';
 import type { HostPool } from './session.js';
 import { listSnapshots, resetOpenLab, runStepsWithCheckpoints } from './snapshots.js';
@@ -371,6 +372,7 @@ async function runSolution(
     await runStepsWithCheckpoints(lab, pool, [stepOf(ctx, ref.id)], ctx);
     return;
   }
+  if (ref.kind === 'reboot') return; // done before the hosts were opened
   if (ref.kind === 'deploy') {
     const deployment = findDeployment(ref.id);
     if (!deployment) throw new KlabError('KLAB_INTERNAL', `klab deploys no "${ref.id}"`);
@@ -385,11 +387,21 @@ async function runSolution(
   });
 }
 
+/** Every VM shut down and booted again, as "klab halt" then "klab up" do. */
+async function rebootLab(lab: Lab): Promise<void> {
+  await task(lab.sink, `Halt ${lab.spec.vms.map((vm) => vm.name).join(', ')}`, () =>
+    lab.vagrant.halt(),
+  );
+  await bootVms(lab, lab.state.accelerator ?? 'tcg');
+}
+
 /** klab does the lesson (its solution), then waits, bounded, until its check passes. */
 export async function solveLesson(request: LabRequest, id?: string): Promise<LessonCheckReport> {
   const session = await openLessons(request);
   const lesson = pickLesson(session, id);
   const { lab } = session;
+  // A reboot drops every connection: it runs before the pool the check uses is opened.
+  if (parseReference(lesson.solution).kind === 'reboot') await rebootLab(lab);
   const result = await withHosts(lab, async (pool) => {
     const ctx = stepContext(lab, pool);
     await runSolution(lab, pool, ctx, lesson);

@@ -755,6 +755,71 @@ async function forwardProbeProblems(ctx: StepContext, vm: VmPlan): Promise<strin
     : [];
 }
 
+/** Where the reboot lesson keeps, on each VM's disk, the boot it started in. */
+export const LESSON_BOOT_ID = '/var/lib/klab/lesson-boot-id';
+
+/**
+ * The reboot lesson: nothing is broken. At the start each VM writes down its boot ID; the
+ * check wants every VM booted since (a reboot, or klab halt and klab up, in any order), and
+ * the cluster back by itself: etcd, the control plane, every node Ready, one default route,
+ * Services through kube-proxy. Its solution is a reboot (`solution: reboot`), not a repair.
+ */
+const rebootPending: Fault = {
+  id: 'reboot-pending',
+  async inject(ctx) {
+    for (const vm of ctx.spec.vms) {
+      await sh(
+        ctx,
+        vm,
+        `mkdir -p ${path.dirname(LESSON_BOOT_ID)} && cat /proc/sys/kernel/random/boot_id > ${LESSON_BOOT_ID}`,
+      );
+    }
+  },
+  async problems(ctx) {
+    const notRebooted: string[] = [];
+    for (const vm of ctx.spec.vms) {
+      const ids = await sh(
+        ctx,
+        vm,
+        `cat ${LESSON_BOOT_ID} /proc/sys/kernel/random/boot_id 2>/dev/null || true`,
+      );
+      const [started, now] = ids.stdout.trim().split('\n');
+      if (started && started === now) notRebooted.push(vm.name);
+    }
+    if (notRebooted.length > 0) {
+      return [
+        `${notRebooted.join(', ')} not rebooted since the lesson started: reboot every VM (klab ssh VM -- sudo reboot, or klab halt then klab up)`,
+      ];
+    }
+    const master = firstMaster(ctx.spec);
+    const problems: string[] = [];
+    for (const vm of ctx.spec.vms) {
+      const routes = await ctx
+        .host(vm.name)
+        .run(['ip', '-4', 'route', 'show', 'default'], { allowFailure: true });
+      const want = desiredDefaultRoute(ctx.spec);
+      if (!routeIsRight(parseDefaultRoutes(routes.stdout), want)) {
+        problems.push(
+          `${vm.name} came back without its one default route (via ${want.via} dev ${want.dev}): ${routes.stdout.trim() || 'none'}`,
+        );
+      }
+    }
+    const [member] = etcdMembers(ctx.spec);
+    if (member) problems.push(...(await etcdHealthy()(ctx, member)));
+    if (problems.length > 0) return problems;
+    const control = await controlPlaneHealthy()(ctx, master);
+    if (control.length > 0) return control;
+    for (const node of nodes(ctx.spec)) {
+      problems.push(...(await nodeIsReady()(ctx, node)));
+      problems.push(...(await clusterIpProblems(ctx, node)));
+    }
+    return problems;
+  },
+  async repair() {
+    throw new Error('the reboot lesson is solved by rebooting the lab (solution: reboot)');
+  },
+};
+
 export const FAULTS: readonly Fault[] = [
   routeDeleted,
   kubeProxyStopped,
@@ -765,6 +830,7 @@ export const FAULTS: readonly Fault[] = [
   flannelWrongIface,
   forwardDrop,
   apiserverCertRemoved,
+  rebootPending,
   etcdStopFault('etcd-member-stopped', 1),
   etcdStopFault('etcd-quorum-lost', 2),
 ];

@@ -23,10 +23,13 @@ const localized = z.strictObject({ en: z.string().min(1), 'zh-CN': z.string().mi
  * check:<id>[,<id>...]: checks of `klab verify` (a check only); deploy:<id>: an app klab
  * deploys as `klab verify` would (a solution only).
  */
-const REFERENCE = /^(step|fault|deploy):[a-z0-9-]+$|^check:[a-z0-9-]+(,[a-z0-9-]+)*$/;
+const REFERENCE = /^(step|fault|deploy):[a-z0-9-]+$|^check:[a-z0-9-]+(,[a-z0-9-]+)*$|^reboot$/;
 const reference = z
   .string()
-  .regex(REFERENCE, 'must be "step:<id>", "fault:<id>", "check:<id>[,<id>]" or "deploy:<id>"');
+  .regex(
+    REFERENCE,
+    'must be "step:<id>", "fault:<id>", "check:<id>[,<id>]", "deploy:<id>" or "reboot"',
+  );
 
 export const LessonSchema = z
   .strictObject({
@@ -64,6 +67,10 @@ export const LessonSchema = z
     message: 'deploy:<id> is a solution, not a check',
     path: ['check'],
   })
+  .refine((lesson) => lesson.check !== 'reboot', {
+    message: 'reboot is a solution, not a check',
+    path: ['check'],
+  })
   .refine((lesson) => !lesson.solution.startsWith('check:'), {
     message: 'check:<id> is a check, not a solution',
     path: ['solution'],
@@ -80,12 +87,12 @@ export interface Lesson extends LessonData {
   text: Record<Language, string>;
 }
 
-export type ReferenceKind = 'step' | 'fault' | 'check' | 'deploy';
+export type ReferenceKind = 'step' | 'fault' | 'check' | 'deploy' | 'reboot';
 
 /** A reference split: `step:etcd` -> { kind: 'step', id: 'etcd', ids: ['etcd'] }. */
 export function parseReference(ref: string): { kind: ReferenceKind; id: string; ids: string[] } {
   const [kind = '', id = ''] = ref.split(':');
-  const kinds: readonly string[] = ['step', 'fault', 'check', 'deploy'];
+  const kinds: readonly string[] = ['step', 'fault', 'check', 'deploy', 'reboot'];
   return {
     kind: (kinds.includes(kind) ? kind : 'step') as ReferenceKind,
     id,

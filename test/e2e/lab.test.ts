@@ -318,6 +318,7 @@ describe('a 2-VM lab on real VMs', () => {
       'kubelet',
       'test-app',
       'ingress',
+      'reboot',
     ]);
     // The killed run's etcd is half done: the first lesson goes back to the checkpoint
     // after the certificates, taking over the dead run's lock, and takes the apiserver's
@@ -704,8 +705,16 @@ describe('a 2-VM lab on real VMs', () => {
     expect(names).not.toContain('base');
   });
 
-  it('comes back by itself after a power cut of node1, klab halt, and node1 booting before the master; one default route even against a rogue one', async () => {
+  it('the reboot lesson: after a power cut of node1, klab halt, and node1 booting before the master, the cluster comes back by itself; one default route even against a rogue one', async () => {
     const cycle = Date.now();
+    // The reboot lesson, walked forward from the verified lab: every VM notes its boot.
+    const start = okJson(await klabJson(['lesson', 'start', 'reboot', '--here'], DIR));
+    expect(start).toMatchObject({ code: 'LESSON_STARTED', id: 'reboot', here: true });
+    const before = await lessonCheck('reboot');
+    expect(before.passed).toBe(false);
+    expect(before.problems.join('\n')).toMatch(
+      /master, node1 not rebooted since the lesson started/,
+    );
     // A second default route that the network scripts add at every boot (an if-up.d
     // hook): the klab unit runs after networking and must remove it again.
     const hook =
@@ -742,12 +751,19 @@ describe('a 2-VM lab on real VMs', () => {
     // checked every step, the control plane included), and the PHP page answers through the
     // ingress again once the test app's pod and Traefik are back on node1.
     const pageAfter = await pageThroughIngress(300_000);
+    // The lesson's check: every VM rebooted since it started, and the cluster back.
+    let after = await lessonCheck('reboot');
+    for (let tries = 0; !after.passed && tries < 12; tries += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 10_000));
+      after = await lessonCheck('reboot');
+    }
+    expect(after.problems).toEqual([]);
     for (const vm of ['master', 'node1']) {
       expect(await defaultRoutes(vm)).toEqual([`default via ${MGMT_GW} dev eth0`]);
     }
-    const after = await statusOf('node1');
-    expect(after).toMatchObject({ state: 'running', routeOk: true });
-    expect(after.stepsDone).toBe(after.stepsTotal);
+    const node1 = await statusOf('node1');
+    expect(node1).toMatchObject({ state: 'running', routeOk: true });
+    expect(node1.stepsDone).toBe(node1.stepsTotal);
     console.log(
       `power cut + halt + nodes first -> page through the ingress: ${Math.round((Date.now() - cycle) / 1000)} s (the page ${pageAfter} s after up)`,
     );

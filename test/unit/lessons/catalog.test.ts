@@ -9,6 +9,7 @@ import { FAULTS } from '../../../src/lessons/faults.js';
 import { KlabError } from '../../../src/model/errors.js';
 import {
   LANGUAGES,
+  LessonSchema,
   languageFromEnv,
   parseReference,
   splitLessonText,
@@ -97,6 +98,21 @@ describe('the lessons shipped with klab', async () => {
       check: 'fault:apiserver-cert-removed',
       solution: 'fault:apiserver-cert-removed',
     });
+    // The reboot lesson: the finished cluster, rebooted; its solution reboots the lab.
+    const reboot = lessons.find((entry) => entry.id === 'reboot');
+    expect(reboot).toMatchObject({
+      kind: 'tutorial',
+      start: {
+        checkpoint: `after-${stepIds.at(-1)}`,
+        deploy: ['test-app'],
+        fault: 'reboot-pending',
+      },
+      check: 'fault:reboot-pending',
+      solution: 'reboot',
+    });
+    const { text: _text, ...data } = reboot ?? ({} as never);
+    expect(LessonSchema.safeParse(data).success).toBe(true);
+    expect(LessonSchema.safeParse({ ...data, check: 'reboot' }).success).toBe(false);
     // Just before the etcd lesson, which starts at the same checkpoint.
     const ids = lessons.map((entry) => entry.id);
     expect(ids.indexOf('certificates')).toBe(ids.indexOf('etcd') - 1);

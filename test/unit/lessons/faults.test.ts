@@ -659,3 +659,80 @@ describe('forward-drop', () => {
     expect(script).not.toMatch(/restart docker/);
   });
 });
+
+describe('reboot-pending (the reboot lesson)', () => {
+  const BOOT_A = '1b7f0c6e-0000-4000-8000-00000000000a';
+  const BOOT_B = '1b7f0c6e-0000-4000-8000-00000000000b';
+  const gateway = spec.network.managementGateway;
+  /** A VM that recorded BOOT_A at the start and is now in `now`, with the routes given. */
+  const vmIn =
+    (
+      now: string,
+      defaultRoute = `default via ${gateway} dev eth0`,
+      extra: Handler = () => undefined,
+    ): Handler =>
+    (argv, options) => {
+      const line = argv.join(' ');
+      if (line.includes('/proc/sys/kernel/random/boot_id') && line.includes('cat ')) {
+        return { stdout: `${BOOT_A}\n${now}\n` };
+      }
+      if (line === 'ip -4 route show default') return { stdout: `${defaultRoute}\n` };
+      if (argv[0] === 'curl') return { stdout: '401' };
+      return extra(argv, options);
+    };
+  const healthyMaster: Handler = (argv) => {
+    const line = argv.join(' ');
+    if (line.includes('get --raw /healthz')) return { stdout: 'ok' };
+    if (line.includes('get componentstatuses')) {
+      const healthy = (name: string) => ({
+        metadata: { name },
+        conditions: [{ type: 'Healthy', status: 'True' }],
+      });
+      return {
+        stdout: JSON.stringify({
+          items: [healthy('scheduler'), healthy('controller-manager'), healthy('etcd-0')],
+        }),
+      };
+    }
+    if (line.includes('get node node1')) return { stdout: READY_NODE };
+    return undefined;
+  };
+
+  it('records the boot ID on every VM, on disk', async () => {
+    const { ctx, hosts } = lab(vmIn(BOOT_A));
+    await fault('reboot-pending').inject(ctx);
+    for (const host of [hosts.master, hosts.node1]) {
+      expect(host.commands().join('\n')).toMatch(
+        /cat \/proc\/sys\/kernel\/random\/boot_id > \/var\/lib\/klab\/lesson-boot-id/,
+      );
+    }
+  });
+
+  it('names the VMs not rebooted yet, and asks nothing of the cluster before', async () => {
+    const { ctx, hosts } = lab(vmIn(BOOT_A), vmIn(BOOT_B, undefined, healthyMaster));
+    expect(await fault('reboot-pending').problems(ctx)).toEqual([
+      expect.stringMatching(/^node1 not rebooted since the lesson started/),
+    ]);
+    expect(hosts.master.commands().join('\n')).not.toContain('healthz');
+  });
+
+  it('every VM rebooted: passes when the cluster is back, names what is not', async () => {
+    const back = lab(vmIn(BOOT_B), vmIn(BOOT_B, undefined, healthyMaster));
+    expect(await fault('reboot-pending').problems(back.ctx)).toEqual([]);
+    const noRoute = lab(vmIn(BOOT_B, ''), vmIn(BOOT_B, undefined, healthyMaster));
+    expect(await fault('reboot-pending').problems(noRoute.ctx)).toEqual([
+      expect.stringContaining('node1 came back without its one default route'),
+    ]);
+    const apiserverDown = lab(
+      vmIn(BOOT_B),
+      vmIn(BOOT_B, undefined, (argv) =>
+        argv.join(' ').includes('/healthz')
+          ? { exitCode: 1, stderr: 'net/http: TLS handshake timeout' }
+          : undefined,
+      ),
+    );
+    expect(await fault('reboot-pending').problems(apiserverDown.ctx)).toEqual([
+      expect.stringContaining('TLS handshake timeout'),
+    ]);
+  });
+});
