@@ -268,6 +268,8 @@ export async function writeLock(file: string, lock: LockFile): Promise<void> {
   const sorted = Object.fromEntries(
     Object.entries(lock.pins).sort(([a], [b]) => a.localeCompare(b)),
   );
+  // The lab directory may not exist yet (klab artifacts build --dir NEW before klab create).
+  await mkdir(path.dirname(file), { recursive: true });
   await writeFile(file, `${JSON.stringify({ version: 1, pins: sorted }, null, 2)}\n`);
 }
 
