@@ -18,6 +18,7 @@ import {
 import { issueApiserverCertScript, wrongApiserverSans } from '../../../src/lessons/faults.js';
 import { planPki } from '../../../src/pki/plan.js';
 import { FakeHost } from '../../helpers/fake-host.js';
+import { makeTestCa } from '../../helpers/openssl.js';
 import { twoVmSpec } from '../../helpers/specs.js';
 import { testStepContext } from '../../helpers/step-context.js';
 
@@ -30,24 +31,6 @@ const RIGHT_SANS = [
 ].join(',');
 
 let dir: string;
-
-async function newCa(name: string): Promise<void> {
-  await execa('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    `/CN=${name}`,
-    '-keyout',
-    path.join(dir, `${name}.key`),
-    '-out',
-    path.join(dir, `${name}.crt`),
-  ]);
-}
 
 /** Issues a pair into `dir` (apiserver.crt/.key) from the CA named, with the SANs given. */
 async function issue(sans: string, ca = 'ca'): Promise<{ certPem: string; keyPublicPem: string }> {
@@ -65,8 +48,8 @@ async function issue(sans: string, ca = 'ca'): Promise<{ certPem: string; keyPub
 let caPem: string;
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'klab-apiserver-cert-'));
-  await newCa('ca');
-  await newCa('other-ca');
+  await makeTestCa(dir, 'ca');
+  await makeTestCa(dir, 'other-ca');
   caPem = await readFile(path.join(dir, 'ca.crt'), 'utf8');
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));

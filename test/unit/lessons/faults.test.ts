@@ -17,6 +17,7 @@ import {
   wrongApiserverSans,
 } from '../../../src/lessons/faults.js';
 import { FakeHost, type Handler } from '../../helpers/fake-host.js';
+import { makeTestCa } from '../../helpers/openssl.js';
 import { defaultSpec, twoVmSpec } from '../../helpers/specs.js';
 import { testStepContext } from '../../helpers/step-context.js';
 
@@ -232,21 +233,7 @@ describe('apiserver-cert-wrong-san', () => {
   it('the issuing script makes a CA-signed server certificate with exactly the SANs asked (real openssl)', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-san-'));
     try {
-      await execa('openssl', [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '2',
-        '-subj',
-        '/CN=lab-ca',
-        '-keyout',
-        path.join(dir, 'ca.key'),
-        '-out',
-        path.join(dir, 'ca.crt'),
-      ]);
+      await makeTestCa(dir, 'ca', 'lab-ca');
       await execa('sh', [
         '-c',
         issueApiserverCertScript(wrongApiserverSans(spec), { dir, restart: 'true' }),
