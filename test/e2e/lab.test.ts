@@ -828,7 +828,10 @@ describe('a 2-VM lab on real VMs', () => {
     // Bad input: refused with the reason, and nothing was stopped.
     const bogus = `${DIR}/not-a-backup.db`;
     await writeFile(bogus, 'this is not an etcd snapshot\n');
-    const refused = await klabJson(['etcd', 'restore', bogus], DIR);
+    // Without --yes (and no terminal to ask on) nothing happens at all.
+    const unconfirmed = await klabJson(['etcd', 'restore', bogus], DIR);
+    expect(unconfirmed.doc.error?.code).toBe('KLAB_ABORTED');
+    const refused = await klabJson(['etcd', 'restore', bogus, '--yes'], DIR);
     expect(refused.exitCode).toBe(2);
     expect(refused.doc.error?.message).toMatch(/is not an etcd snapshot/);
     ok(
