@@ -165,11 +165,17 @@ async function zeroGuestMemory(lab: Lab, pool: HostPool, vms: readonly string[])
     lab.sink,
     'Drop page caches and zero free guest memory (a smaller checkpoint)',
     async () => {
-      const results = await Promise.all(vms.map((vm) => zeroFreeMemory(pool.get(vm))));
-      return results.reduce((sum, result) => sum + result.filledMib, 0);
+      return Promise.all(vms.map((vm) => zeroFreeMemory(pool.get(vm))));
     },
     {
-      describe: (mib) => `${(mib / 1024).toFixed(1)} GiB zeroed`,
+      describe: (results) => {
+        const mib = results.reduce((sum, result) => sum + result.filledMib, 0);
+        const byKernel = results.filter((result) => result.kernelZeroes).length;
+        return [
+          ...(byKernel < results.length ? [`${(mib / 1024).toFixed(1)} GiB zeroed`] : []),
+          ...(byKernel > 0 ? [`${byKernel} VM(s) zero freed pages themselves (init_on_free)`] : []),
+        ].join('; ');
+      },
       code: () => 'GUEST_MEMORY_ZEROED',
     },
   );
