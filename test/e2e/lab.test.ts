@@ -531,6 +531,17 @@ describe('a 2-VM lab on real VMs', () => {
         expect.objectContaining({ name: `after-${step}`, afterStep: step, complete: true }),
       );
     }
+    // klab's box boots with init_on_free=1: before each checkpoint the guests only drop
+    // their page cache (no zero fill).
+    for (const vm of ['master', 'node1']) {
+      expect(ok(await klab(['ssh', vm, '--', 'cat', '/proc/cmdline'], DIR)).stdout).toMatch(
+        /\binit_on_free=1\b/,
+      );
+    }
+    const { readdir } = await import('node:fs/promises');
+    const creates = (await readdir(`${DIR}/.klab/logs`)).filter((f) => f.endsWith('-create.log'));
+    const logs = await Promise.all(creates.map((f) => readFile(`${DIR}/.klab/logs/${f}`, 'utf8')));
+    expect(logs.join('\n')).toContain('2 VM(s) zero freed pages themselves (init_on_free)');
   });
 
   const setMarker = (vm: string, text: string) =>
