@@ -137,15 +137,31 @@ async function tokenAccepted(ctx: StepContext, node: VmPlan): Promise<string[]> 
   return problem ? [problem] : [];
 }
 
-async function allowed(ctx: StepContext, question: AccessQuestion): Promise<string[]> {
-  const result = await kubectl(ctx, ['create', '-f', '-', '-o', 'jsonpath={.status.allowed}'], {
-    stdin: JSON.stringify(subjectAccessReview(question)),
-    allowFailure: true,
-  });
-  if (result.exitCode !== 0) {
-    return [`could not ask the apiserver about ${question.user}: ${result.stderr.trim()}`];
+/**
+ * Asks every question in one kubectl call (a v1 List of SubjectAccessReviews: kubectl creates
+ * and prints them in order, one answer per line); under TCG each kubectl costs seconds.
+ */
+async function denied(ctx: StepContext, questions: readonly AccessQuestion[]): Promise<string[]> {
+  if (questions.length === 0) return [];
+  const result = await kubectl(
+    ctx,
+    ['create', '-f', '-', '-o', 'jsonpath={.status.allowed}{"\\n"}'],
+    {
+      stdin: JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'List',
+        items: questions.map(subjectAccessReview),
+      }),
+      allowFailure: true,
+    },
+  );
+  const answers = result.stdout.trim().split('\n');
+  if (result.exitCode !== 0 || answers.length !== questions.length) {
+    return [
+      `could not ask the apiserver who may do what (SubjectAccessReviews): ${result.stderr.trim() || result.stdout.trim()}`,
+    ];
   }
-  return result.stdout.trim() === 'true' ? [] : [question.ifDenied];
+  return questions.filter((_, i) => answers[i]?.trim() !== 'true').map((q) => q.ifDenied);
 }
 
 export const tlsBootstrapStep = probeStep({
@@ -156,15 +172,15 @@ export const tlsBootstrapStep = probeStep({
   async problems(ctx) {
     const tokens = await tokensOf(ctx);
     const nodeVms = nodes(ctx.spec);
-    const perNode = await Promise.all(nodeVms.map((node) => tokenAccepted(ctx, node)));
-    const problems = perNode.flat();
-    for (const question of bootstrapQuestions(
+    const questions = bootstrapQuestions(
       tokens,
       nodeVms.map((node) => node.name),
-    )) {
-      problems.push(...(await allowed(ctx, question)));
-    }
-    return problems;
+    );
+    const [perNode, grants] = await Promise.all([
+      Promise.all(nodeVms.map((node) => tokenAccepted(ctx, node))),
+      denied(ctx, questions),
+    ]);
+    return [...perNode.flat(), ...grants];
   },
   async apply(ctx) {
     await kubectl(ctx, ['apply', '-f', '-'], { stdin: renderTlsBootstrap(await tokensOf(ctx)) });

@@ -77,8 +77,14 @@ describe('the tls-bootstrap step, by outcome', () => {
   const run = async (tokenAnswer: Handler, allowed: (user: string) => boolean) => {
     const master = new FakeHost('master', (argv, options) => {
       if (argv.includes('create') && typeof options.stdin === 'string') {
-        const review = JSON.parse(options.stdin) as { spec: { user: string } };
-        return { stdout: String(allowed(review.spec.user)) };
+        // One List of reviews; kubectl prints one answer per line, in order.
+        const list = JSON.parse(options.stdin) as {
+          kind: string;
+          items: { spec: { user: string } }[];
+        };
+        expect(list.kind).toBe('List');
+        expect(argv.at(-1)).toBe('jsonpath={.status.allowed}{"\\n"}');
+        return { stdout: `${list.items.map((review) => allowed(review.spec.user)).join('\n')}\n` };
       }
       return undefined;
     });
@@ -114,6 +120,15 @@ describe('the tls-bootstrap step, by outcome', () => {
   });
 
   it('fails on a token the apiserver refuses, before the kubelet ever tries it', async () => {
+    // An answer short of one line per question is no answer.
+    const short = new FakeHost('master', (argv) =>
+      argv.includes('create') ? { stdout: 'true\n' } : undefined,
+    );
+    const shortProblems = await tlsBootstrapStep.problems?.(
+      testStepContext(spec, { master: short, node1: new FakeHost('node1', accepted) }, { pkiDir }),
+      firstMaster(spec),
+    );
+    expect(shortProblems).toEqual([expect.stringContaining('could not ask the apiserver')]);
     const refused: Handler = (argv) =>
       argv.includes('can-i')
         ? { exitCode: 1, stderr: 'error: You must be logged in to the server (Unauthorized)' }
