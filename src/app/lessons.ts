@@ -26,7 +26,7 @@ import { checkpointName } from '../model/snapshots.js';
 import type { LabSpec } from '../model/spec.js';
 import { type LabState, markStepDone, saveState } from '../model/state.js';
 import { type Lab, type LabRequest, openCreatedLab, stepContext, withHosts } from './lab.js';
-import { bootVms } from './lifecycle.js';
+import { bootVms, haltOpenLab } from './lifecycle.js';
 import { doneAnywhere, doneEverywhere } from './pipeline.js';
 import type { HostPool } from './session.js';
 import { listSnapshots, resetOpenLab, runStepsWithCheckpoints } from './snapshots.js';
@@ -389,9 +389,7 @@ async function runSolution(
 
 /** Every VM shut down and booted again, as "klab halt" then "klab up" do. */
 async function rebootLab(lab: Lab): Promise<void> {
-  await task(lab.sink, `Halt ${lab.spec.vms.map((vm) => vm.name).join(', ')}`, () =>
-    lab.vagrant.halt(),
-  );
+  await haltOpenLab(lab);
   await bootVms(lab, lab.state.accelerator ?? 'tcg');
 }
 

@@ -106,9 +106,12 @@ export async function upLab(request: LabRequest): Promise<void> {
 }
 
 export async function haltLab(request: LabRequest): Promise<void> {
-  const lab = await openCreatedLab(request);
-  const sink = lab.sink;
-  await task(sink, `Halt ${lab.spec.vms.map((vm) => vm.name).join(', ')}`, () =>
+  await haltOpenLab(await openCreatedLab(request));
+}
+
+/** Every VM shut down properly (vagrant halt). */
+export async function haltOpenLab(lab: Lab): Promise<void> {
+  await task(lab.sink, `Halt ${lab.spec.vms.map((vm) => vm.name).join(', ')}`, () =>
     lab.vagrant.halt(),
   );
 }
