@@ -14,7 +14,7 @@ import { putFiles } from '../../provision/lib/guest.js';
 import { GUEST } from '../model/guest-paths.js';
 import { firstMaster } from '../model/topology.js';
 import { planPki } from '../pki/plan.js';
-import type { Fault } from './faults.js';
+import type { Fault } from './fault.js';
 
 export const APISERVER_CERT = `${GUEST.pki}/apiserver.crt`;
 export const APISERVER_KEY = `${GUEST.pki}/apiserver.key`;

@@ -38,17 +38,7 @@ import {
   renderForwardProbe,
 } from '../render/manifests.js';
 import { APISERVER_CERT, APISERVER_KEY, apiserverCertRemoved } from './apiserver-cert.js';
-
-export interface Fault {
-  id: string;
-  /** Why this lab cannot host the fault (too few etcd members, ...); undefined: it can. */
-  unsupported?(spec: LabSpec): string | undefined;
-  inject(ctx: StepContext): Promise<void>;
-  /** What is still broken, each with what to look at (empty: repaired). */
-  problems(ctx: StepContext): Promise<string[]>;
-  /** The repair `klab lesson solve` runs. */
-  repair(ctx: StepContext): Promise<void>;
-}
+import type { Fault } from './fault.js';
 
 function firstNode(ctx: StepContext): VmPlan {
   const [node] = nodes(ctx.spec);
