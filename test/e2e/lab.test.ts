@@ -625,7 +625,19 @@ describe('a 2-VM lab on real VMs', () => {
     expect(first).toMatchObject({ code: 'LESSON_HINT', number: 1 });
     expect(String(first.text)).toMatch(/kubelet/);
     console.log(`lesson start -> ready: ${lessonTimes.join(', ')}`);
+    // The late checkpoint plus seven repairs is a working cluster: the PHP page by pod IP,
+    // ClusterIP and ingress.
+    const verified = okJson(await klabJson(['verify'], DIR));
+    expect(checks(verified).every((entry) => entry.outcome === 'passed')).toBe(true);
+    console.log(
+      `verify after the break/fix walk: ${checks(verified)
+        .map((entry) => `${entry.id} waited ${Math.round(entry.waitedS)} s`)
+        .join(', ')}`,
+    );
     // A stopped etcd member, found from inside and named with its fix; then started again.
+    // (After the verify: an etcd restart makes kube-apiserver re-list every watch cache,
+    // "required revision has been compacted", and under TCG its watchers, the endpoints
+    // controller and kube-proxy among them, then lag by minutes. The next test resets.)
     ok(await klab(['ssh', 'master', '--', 'sudo', 'systemctl', 'stop', 'etcd'], DIR));
     const stopped = await guestProblems();
     ok(await klab(['ssh', 'master', '--', 'sudo', 'systemctl', 'start', 'etcd'], DIR));
@@ -643,15 +655,6 @@ describe('a 2-VM lab on real VMs', () => {
         check: 'units',
         detail: expect.stringContaining('etcd'),
       }),
-    );
-    // The late checkpoint plus seven repairs is a working cluster: the PHP page by pod IP,
-    // ClusterIP and ingress.
-    const verified = okJson(await klabJson(['verify'], DIR));
-    expect(checks(verified).every((entry) => entry.outcome === 'passed')).toBe(true);
-    console.log(
-      `verify after the break/fix walk: ${checks(verified)
-        .map((entry) => `${entry.id} waited ${Math.round(entry.waitedS)} s`)
-        .join(', ')}`,
     );
   });
 
