@@ -48,6 +48,13 @@ export async function runProcess(
 ): Promise<ProcessResult> {
   const [file, ...args] = argv;
   if (!file) throw new Error('runProcess: empty argv');
+  // spawn says ENOENT for a missing working directory too: never report that as the
+  // program missing ("vagrant is not installed" for a lab directory not made yet).
+  if (options.cwd !== undefined) {
+    await access(options.cwd).catch(() => {
+      throw new Error(`cannot run ${file}: its working directory ${options.cwd} does not exist`);
+    });
+  }
   const child = execa(file, args, {
     cwd: options.cwd,
     env: options.env,

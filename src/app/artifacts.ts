@@ -177,6 +177,9 @@ export async function buildArtifacts(
       hint: 'Use "klab artifacts pull" for it, or build the mirror-only stack: klab artifacts build --stack debian',
     });
   }
+  // The lab directory may not exist yet (klab artifacts build --dir NEW before klab
+  // create): Vagrant runs in it when the box is registered.
+  await mkdir(ctx.dir, { recursive: true });
   try {
     return await buildDebianStack(
       ctx.stack,

@@ -402,7 +402,8 @@ describe('a 2-VM lab on real VMs', () => {
     expect(hasEvent(doc, 'ARTIFACT_BUILT')).toBe(false);
     expect(codesOf(doc, 'ingress')).toEqual(['CHECK_PASSED']);
     const progress = okJson(await klabJson(['lesson', 'list'], DIR));
-    for (const id of ids) {
+    // (The reboot lesson comes later, with the power cut.)
+    for (const id of ids.filter((lesson) => lesson !== 'reboot')) {
       expect(progress.items).toContainEqual(
         expect.objectContaining({ id, passed: true, solved: true }),
       );

@@ -16,4 +16,12 @@ describe('runProcess', () => {
     expect(theirs).toMatch(/^\d+$/);
     expect(theirs).not.toBe(ours);
   });
+
+  it('a missing working directory is said as such, not as the program missing', async () => {
+    await expect(runProcess(['true'], { cwd: '/nonexistent/klab-lab' })).rejects.toThrow(
+      /working directory \/nonexistent\/klab-lab does not exist/,
+    );
+    const missing = await runProcess(['klab-no-such-program']);
+    expect(missing.notFound).toBe(true);
+  });
 });
