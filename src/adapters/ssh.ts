@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { createConnection } from 'node:net';
 import ssh2 from 'ssh2';
 import { KlabError, tail } from '../model/errors.js';
 import { type Clock, systemClock } from '../model/events.js';
@@ -83,6 +84,20 @@ export async function connectSsh(target: SshTarget, options: SshConnectOptions):
       hint: 'Check that the VM is running ("klab status"); under software emulation a boot can take minutes.',
     },
   );
+}
+
+/** Whether anything accepts a TCP connection on host:port within timeoutMs. */
+export function sshPortAnswers(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host, port });
+    const done = (answer: boolean) => {
+      socket.destroy();
+      resolve(answer);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
 }
 
 export async function targetFromSshConfig(

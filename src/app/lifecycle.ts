@@ -4,6 +4,7 @@ import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { findExecutable } from '../adapters/process.js';
+import { sshPortAnswers } from '../adapters/ssh.js';
 import { KlabError } from '../model/errors.js';
 import { task } from '../model/events.js';
 import { libvirtNames } from '../model/lab-paths.js';
@@ -175,7 +176,11 @@ export async function sshArgv(request: LabRequest, vm: string, command: readonly
       hint: 'sudo apt-get install openssh-client',
     });
   }
-  const config = await lab.vagrant.sshConfig(vm);
+  let config = await lab.vagrant.sshConfig(vm);
+  // A remembered address that no longer answers (the VM was booted outside klab): ask again.
+  if (!(await sshPortAnswers(config.hostName, config.port, 3000))) {
+    config = await lab.vagrant.sshConfig(vm, { fresh: true });
+  }
   return [
     'ssh',
     ...(command.length === 0 ? ['-t'] : []),

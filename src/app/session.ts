@@ -24,6 +24,9 @@ export class HostPool {
   }
 }
 
+/** How long the first try (with what Vagrant said last time) may take before asking again. */
+const REMEMBERED_TRY_MS = 30_000;
+
 export async function connectAll(
   vagrant: Machines,
   vms: readonly string[],
@@ -34,12 +37,19 @@ export async function connectAll(
   try {
     const hosts = await Promise.all(
       vms.map(async (vm) => {
+        const onLine = (line: string) =>
+          sink.emit({ kind: 'output', code: 'OUTPUT', source: vm, line });
         const config = await vagrant.sshConfig(vm);
-        const target = await targetFromSshConfig(vm, config);
-        return connectSsh(target, {
-          timeoutMs,
-          onLine: (line) => sink.emit({ kind: 'output', code: 'OUTPUT', source: vm, line }),
-        });
+        try {
+          // A remembered address that no longer answers is asked for again below.
+          return await connectSsh(await targetFromSshConfig(vm, config), {
+            timeoutMs: Math.min(timeoutMs, REMEMBERED_TRY_MS),
+            onLine,
+          });
+        } catch {
+          const fresh = await vagrant.sshConfig(vm, { fresh: true });
+          return connectSsh(await targetFromSshConfig(vm, fresh), { timeoutMs, onLine });
+        }
       }),
     );
     for (const host of hosts) pool.add(host);

@@ -13,6 +13,8 @@ export interface LabPaths {
   pkiDir: string;
   /** klab etcd backup writes here. */
   backupDir: string;
+  /** What `vagrant ssh-config` said of each running VM (app/ssh-config-cache.ts). */
+  sshConfigFile: string;
 }
 
 export function labPaths(dir: string): LabPaths {
@@ -27,6 +29,7 @@ export function labPaths(dir: string): LabPaths {
     stateFile: path.join(klabDir, 'state.json'),
     pkiDir: path.join(klabDir, 'pki'),
     backupDir: path.join(klabDir, 'backups'),
+    sshConfigFile: path.join(klabDir, 'ssh-config.json'),
   };
 }
 

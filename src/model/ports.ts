@@ -36,7 +36,8 @@ export interface BoxEntry {
 export interface Machines {
   /** VM name -> state (running, shutoff, not_created, ...). */
   status(): Promise<Map<string, string>>;
-  sshConfig(vm: string): Promise<SshConfig>;
+  /** How to reach a running VM; `fresh`: ask the provider, not a remembered answer. */
+  sshConfig(vm: string, request?: { fresh?: boolean }): Promise<SshConfig>;
   up(vms: readonly string[], parallel: boolean, timeoutMs: number): Promise<void>;
   halt(vms?: readonly string[]): Promise<void>;
   destroy(): Promise<void>;
