@@ -15,8 +15,21 @@ export function etcdBinary(profile: InstallProfile, name: 'etcd' | 'etcdctl'): s
   return profile.etcd.kind === 'deb' ? `/usr/bin/${name}` : `${GUEST.bin}/${name}`;
 }
 
-/** kubectl as cluster admin on the first master. */
+/**
+ * kubectl as cluster admin: from the host when the context can (no program start inside an
+ * emulated VM), else on the first master.
+ */
 export function kubectl(
+  ctx: StepContext,
+  args: readonly string[],
+  options: RemoteRunOptions = {},
+): Promise<RemoteResult> {
+  if (ctx.adminKubectl) return ctx.adminKubectl(args, { timeoutMs: 120_000, ...options });
+  return kubectlOnMaster(ctx, args, options);
+}
+
+/** kubectl as cluster admin on the first master, with the admin kubeconfig klab put there. */
+export function kubectlOnMaster(
   ctx: StepContext,
   args: readonly string[],
   options: RemoteRunOptions = {},

@@ -2,7 +2,6 @@
  * Named, reusable probes: each looks at one thing on a VM and returns what is wrong with it
  * (an empty list: nothing). Steps and checks compose them, as testcontainers composes waits.
  */
-import { ADMIN_KUBECONFIG, GUEST } from '../../src/model/guest-paths.js';
 import type { VmPlan } from '../../src/model/spec.js';
 import { firstEtcdMember } from '../../src/model/topology.js';
 import { etcdctl, kubectl } from './cluster.js';
@@ -95,24 +94,20 @@ export function unhealthyComponents(json: string): string[] {
     );
 }
 
-/** kube-apiserver answers /healthz, then every component of componentstatuses is Healthy. */
+/**
+ * kube-apiserver on this VM answers /healthz, then every component of componentstatuses is
+ * Healthy (asked with the admin kubectl, aimed at this VM's secure port).
+ */
 export function controlPlaneHealthy(): Probe {
   return async (ctx, vm) => {
-    const host = ctx.host(vm.name);
-    const kubectlHere = [
-      `${GUEST.bin}/kubectl`,
-      `--kubeconfig=${ADMIN_KUBECONFIG}`,
-      '--request-timeout=20s',
-    ];
-    const ready = await host.run([...kubectlHere, 'get', '--raw', '/healthz'], {
-      sudo: true,
+    const here = [`--server=https://${vm.ip}:6443`, '--request-timeout=20s'];
+    const ready = await kubectl(ctx, [...here, 'get', '--raw', '/healthz'], {
       allowFailure: true,
     });
     if (ready.stdout.trim() !== 'ok') {
       return [`kube-apiserver /healthz: ${(ready.stdout + ready.stderr).trim() || 'no answer'}`];
     }
-    const cs = await host.run([...kubectlHere, 'get', 'componentstatuses', '-o', 'json'], {
-      sudo: true,
+    const cs = await kubectl(ctx, [...here, 'get', 'componentstatuses', '-o', 'json'], {
       allowFailure: true,
     });
     if (cs.exitCode !== 0) return [`componentstatuses: ${cs.stderr.trim()}`];

@@ -3,7 +3,7 @@
  * Steps are idempotent, so re-running `klab create` resumes where it stopped.
  */
 import type { Clock, EventSink } from '../../src/model/events.js';
-import type { RemoteHost } from '../../src/model/remote.js';
+import type { RemoteHost, RemoteResult, RemoteRunOptions } from '../../src/model/remote.js';
 import type { LabSpec, VmPlan } from '../../src/model/spec.js';
 import type { ClusterTuning } from '../../src/model/tuning.js';
 import type { InstallProfile } from '../../src/stacks/install.js';
@@ -24,6 +24,12 @@ export interface StepContext {
   pkiDir: string;
   /** The cached, verified file of one of the stack's artifacts. */
   artifactFile(id: string): string;
+  /**
+   * kubectl as cluster admin, run from the host with klab's own copy and the lab's admin
+   * kubeconfig (the app layer provides it; unit tests and the containers tier leave it out,
+   * and kubectl then runs on the first master).
+   */
+  adminKubectl?(args: readonly string[], options: RemoteRunOptions): Promise<RemoteResult>;
 }
 
 export interface Step {

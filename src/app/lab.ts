@@ -1,22 +1,28 @@
 /** A lab opened from its directory: spec, state, Vagrant; and SSH sessions into its VMs. */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { kubectlOnMaster } from '../../provision/lib/cluster.js';
 import type { StepContext } from '../../provision/lib/step.js';
 import { libvirt } from '../adapters/libvirt.js';
+import { runProcess } from '../adapters/process.js';
 import { Vagrant } from '../adapters/vagrant.js';
-import { KlabError } from '../model/errors.js';
-import { type EventSink, systemClock, task } from '../model/events.js';
-import { type LabPaths, labPaths } from '../model/lab-paths.js';
+import { KlabError, tail } from '../model/errors.js';
+import { type EventSink, output, systemClock, task } from '../model/events.js';
+import { type LabPaths, labPaths, libvirtNames } from '../model/lab-paths.js';
 import { packagePath } from '../model/package-root.js';
 import type { Machines, Virt } from '../model/ports.js';
+import type { RemoteResult, RemoteRunOptions } from '../model/remote.js';
 import type { LabSpec, StackName } from '../model/spec.js';
 import { loadSpec, type SpecOverrides } from '../model/spec-file.js';
 import { type LabState, loadState } from '../model/state.js';
 import { clusterTuning } from '../model/tuning.js';
 import { artifactPath } from '../stacks/cache.js';
+import { hostRunsGuestPrograms, hostTool, kubectlMember } from '../stacks/host-tools.js';
 import { loadStack } from '../stacks/index.js';
 import { installProfile } from '../stacks/install.js';
 import { connectAll, type HostPool } from './session.js';
+import { rememberSshConfig } from './ssh-config-cache.js';
 
 export interface LabOptions extends SpecOverrides {
   dir: string;
@@ -50,12 +56,17 @@ export async function openLab(request: LabRequest): Promise<Lab> {
   const paths = labPaths(options.dir);
   const spec = await loadSpec(paths.dir, options);
   const state = await loadState(paths.stateFile);
-  const vagrant =
-    ports.machines ??
-    new Vagrant(paths.dir, {
-      onLine: (line) => sink.emit({ kind: 'output', code: 'OUTPUT', source: 'vagrant', line }),
-    });
-  return { paths, spec, state, vagrant, libvirt: ports.virt ?? libvirt, sink };
+  if (ports.machines) {
+    return { paths, spec, state, vagrant: ports.machines, libvirt: ports.virt ?? libvirt, sink };
+  }
+  const vagrant = new Vagrant(paths.dir, {
+    onLine: (line) => sink.emit({ kind: 'output', code: 'OUTPUT', source: 'vagrant', line }),
+  });
+  const remembered = rememberSshConfig(vagrant, ports.virt ?? libvirt, {
+    file: paths.sshConfigFile,
+    domain: libvirtNames(spec).domain,
+  });
+  return { paths, spec, state, vagrant: remembered.machines, libvirt: remembered.virt, sink };
 }
 
 /** A lab exists once klab rendered its Vagrantfile. */
@@ -82,7 +93,7 @@ export function labStack(lab: Lab): StackName {
 export function stepContext(lab: Lab, pool: HostPool): StepContext {
   const stackName = labStack(lab);
   const stack = loadStack(stackName);
-  return {
+  const ctx: StepContext = {
     spec: lab.spec,
     sink: lab.sink,
     clock: systemClock,
@@ -97,6 +108,78 @@ export function stepContext(lab: Lab, pool: HostPool): StepContext {
       return artifactPath(artifact);
     },
   };
+  const program = hostKubectl(ctx, lab.sink);
+  ctx.adminKubectl = async (args, options) => {
+    const file = await program();
+    if (!file) return kubectlOnMaster(ctx, args, options);
+    return runHostKubectl(
+      [
+        file,
+        `--kubeconfig=${path.join(lab.paths.pkiDir, 'kubeconfigs', 'admin.kubeconfig')}`,
+        ...args,
+      ],
+      options,
+    );
+  };
+  return ctx;
+}
+
+/**
+ * klab's kubectl for the host, cut from the stack's archive (undefined, and kubectl runs on
+ * the master, when the host cannot run the VMs' programs or the archive is not at hand).
+ * Started at most once per command; the reason it is not used goes to the log.
+ */
+function hostKubectl(ctx: StepContext, sink: EventSink): () => Promise<string | undefined> {
+  let job: Promise<string | undefined> | undefined;
+  return () => {
+    job ??= (async () => {
+      const found = kubectlMember(ctx.profile.archives);
+      if (!found || !hostRunsGuestPrograms(process.platform, process.arch)) {
+        output(
+          sink,
+          'klab',
+          `kubectl runs on the master (this host does not run the VMs' programs)`,
+        );
+        return undefined;
+      }
+      try {
+        const file = await hostTool(ctx.artifactFile(found.artifact), found.member);
+        output(sink, 'klab', `kubectl for klab's own checks runs on the host: ${file}`);
+        return file;
+      } catch (error) {
+        output(sink, 'klab', `kubectl runs on the master: ${(error as Error).message}`);
+        return undefined;
+      }
+    })();
+    return job;
+  };
+}
+
+/** kubectl on the host, answering as a command on a VM would (RemoteRunOptions, KlabError). */
+async function runHostKubectl(
+  argv: readonly string[],
+  options: RemoteRunOptions,
+): Promise<RemoteResult> {
+  const result = await runProcess(argv, {
+    ...(options.stdin !== undefined ? { input: options.stdin } : {}),
+    ...(options.env ? { env: options.env } : {}),
+    ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
+  });
+  const shown = argv.slice(2).join(' ');
+  if (result.timedOut) {
+    throw new KlabError('KLAB_TIMEOUT', `kubectl ${shown} (from the host) timed out`, {
+      command: [...argv],
+      outputTail: tail(`${result.stdout}\n${result.stderr}`),
+    });
+  }
+  if (result.exitCode !== 0 && !options.allowFailure) {
+    throw new KlabError(
+      'KLAB_STEP_FAILED',
+      `kubectl ${shown} (from the host) failed (exit ${result.exitCode})`,
+      { command: [...argv], outputTail: tail(`${result.stdout}\n${result.stderr}`) },
+    );
+  }
+  return { exitCode: result.exitCode, stdout: result.stdout, stderr: result.stderr };
 }
 
 export async function withHosts<T>(lab: Lab, fn: (pool: HostPool) => Promise<T>): Promise<T> {

@@ -257,9 +257,10 @@ describe('a 2-VM lab on real VMs', () => {
     const before = await lessonCheck(id);
     expect(before.passed).toBe(false);
     expect(before.problems.join('\n')).toMatch(reason);
+    // solve runs the solution, then waits (bounded) until the lesson's check passes: exit 0
+    // with LESSON_SOLVED is that check passing (a separate check costs CI a klab command).
     const solved = okJson(await klabJson(['lesson', 'solve', id], DIR));
-    expect(solved.code).toBe('LESSON_SOLVED');
-    expect((await lessonCheck(id)).passed).toBe(true);
+    expect(solved).toMatchObject({ code: 'LESSON_SOLVED', passed: true, problems: [] });
     return start;
   }
 
@@ -330,6 +331,8 @@ describe('a 2-VM lab on real VMs', () => {
     expect(hasEvent(certificates, 'LOCK_TAKEN_OVER')).toBe(true);
     expect(hasEvent(certificates, 'LESSON_FAULT_INJECTED')).toBe(true);
     await walkLesson('etcd', /master: etcd is not running/, { here: true });
+    // A later `klab lesson check` (another process, no waiting) agrees with solve.
+    expect((await lessonCheck('etcd')).passed).toBe(true);
     // Solving a step takes the checkpoint after it, as create would.
     // (etcd runs on the master only in this lab.)
     expect(await stepsDoneOn('master')).toContain('etcd');
@@ -635,28 +638,8 @@ describe('a 2-VM lab on real VMs', () => {
         .map((entry) => `${entry.id} waited ${Math.round(entry.waitedS)} s`)
         .join(', ')}`,
     );
-    // A stopped etcd member, found from inside and named with its fix; then started again.
-    // (After the verify: an etcd restart makes kube-apiserver re-list every watch cache,
-    // "required revision has been compacted", and under TCG its watchers, the endpoints
-    // controller and kube-proxy among them, then lag by minutes. The next test resets.)
-    ok(await klab(['ssh', 'master', '--', 'sudo', 'systemctl', 'stop', 'etcd'], DIR));
-    const stopped = await guestProblems();
-    ok(await klab(['ssh', 'master', '--', 'sudo', 'systemctl', 'start', 'etcd'], DIR));
-    expect(stopped).toContainEqual(
-      expect.objectContaining({
-        vm: 'master',
-        check: 'etcd',
-        status: 'fail',
-        fix: expect.stringContaining('sudo systemctl start etcd'),
-      }),
-    );
-    expect(stopped).toContainEqual(
-      expect.objectContaining({
-        vm: 'master',
-        check: 'units',
-        detail: expect.stringContaining('etcd'),
-      }),
-    );
+    // (A stopped etcd member found by klab doctor --guests is unit-tested: an etcd restart
+    // makes kube-apiserver re-list every watch cache, minutes under TCG.)
   });
 
   it('verify says broken at once; reset to the snapshot brings every marker back, healthy, with correct clocks', async () => {
