@@ -15,7 +15,7 @@ import { isEtcdMember, isOn } from '../../src/model/topology.js';
 import { compressionFlag, subsetArchive } from '../../src/stacks/subset.js';
 import { probeStep } from '../lib/cluster.js';
 import { changedFiles, type ManagedFile, putFiles } from '../lib/guest.js';
-import type { StepContext } from '../lib/step.js';
+import type { Step, StepContext } from '../lib/step.js';
 
 const MANIFEST = '/opt/k8s/installed.txt';
 const PROFILE: ManagedFile = {
@@ -215,7 +215,77 @@ export function elfProblems(listing: string): string[] {
 const ELF_HEADS =
   'for f in "$@"; do printf "%s " "$f"; od -An -tx1 -N20 "$f" | tr -d "\\n"; echo; done';
 
-export const binariesStep = probeStep({
+/** The programs a VM should have from the packaged parts: etcd's, Docker's, found on PATH. */
+function packagedPrograms(ctx: StepContext, vm: VmPlan): string[] {
+  const programs: string[] = [];
+  if (isEtcdMember(ctx.spec, vm)) programs.push('etcd', 'etcdctl');
+  if (isOn(vm, 'nodes')) {
+    // Docker 18.03's static archive names its containerd and runc after itself.
+    programs.push(
+      ...(ctx.profile.docker.kind === 'deb'
+        ? ['docker', 'dockerd', 'containerd', 'runc']
+        : ['docker', 'dockerd', 'docker-containerd', 'docker-runc']),
+    );
+  }
+  return programs;
+}
+
+const PROGRAM_HEADS =
+  'for f in "$@"; do if [ -f "$f" ] && [ -x "$f" ]; then printf "%s " "$f"; od -An -tx1 -N20 "$f" | tr -d "\\n"; echo; else echo "MISSING $f"; fi; done';
+
+/**
+ * What is wrong with the installed programs, however they got there (a lesson done by
+ * hand): each program this VM's roles run is in /opt/k8s/bin, executable, a 64-bit x86
+ * program, and found on the PATH of a non-login shell (`klab ssh VM -- kubectl ...`); etcd's
+ * and Docker's programs are on that PATH where they run. Nothing is started.
+ */
+export async function binariesOutcome(ctx: StepContext, vm: VmPlan): Promise<string[]> {
+  const host = ctx.host(vm.name);
+  const programs = unitsFor(ctx, vm).flatMap((unit) => unit.programs);
+  const files = programs.map((program) => `${GUEST.bin}/${program}`);
+  const problems: string[] = [];
+  if (files.length > 0) {
+    const heads = await host.run(['sh', '-c', PROGRAM_HEADS, 'sh', ...files], {
+      allowFailure: true,
+    });
+    const present: string[] = [];
+    for (const line of heads.stdout.split('\n').filter((entry) => entry.trim())) {
+      if (line.startsWith('MISSING ')) {
+        problems.push(`${line.slice('MISSING '.length)} is missing (or not executable)`);
+      } else present.push(line);
+    }
+    problems.push(...elfProblems(present.join('\n')));
+  }
+  // klab's programs must be on the non-login PATH; etcd and Docker may also sit in
+  // /opt/k8s/bin (the pinned stack's etcd archive), where their units call them.
+  const found = await host.run(
+    [
+      'env',
+      `PATH=${NON_LOGIN_PATH}`,
+      'sh',
+      '-c',
+      `for p in "$@"; do [ "$p" = -- ] && { PATH="$PATH:${GUEST.bin}"; continue; }; command -v "$p" >/dev/null || echo "$p"; done`,
+      'sh',
+      ...programs,
+      '--',
+      ...packagedPrograms(ctx, vm),
+    ],
+    { allowFailure: true },
+  );
+  for (const program of found.stdout.split('\n').filter((entry) => entry.trim())) {
+    problems.push(
+      programs.includes(program)
+        ? `${program} is not on the PATH of a non-login shell (${NON_LOGIN_PATH}): link it into /usr/local/bin`
+        : `${program} is not installed (not on ${NON_LOGIN_PATH})`,
+    );
+  }
+  return problems;
+}
+
+/** The PATH sshd gives a command run without a login shell (Debian's default). */
+const NON_LOGIN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+const binariesProbeStep = probeStep({
   id: 'binaries',
   title: 'Install the stack: Kubernetes programs, flanneld, etcd, Docker',
   async problems(ctx, vm) {
@@ -283,6 +353,8 @@ export const binariesStep = probeStep({
   hint: (vm) =>
     `Re-run "klab create" to retry; look at the VM with: klab ssh ${vm.name} -- ls -l ${GUEST.bin}`,
 });
+
+export const binariesStep: Step = { ...binariesProbeStep, outcome: binariesOutcome };
 
 export function renderProfilePath(): string {
   return `# Managed by klab: the lab's Kubernetes programs.\nexport PATH="${GUEST.bin}:$PATH"\n`;

@@ -60,8 +60,9 @@ export function internalRoutesPresent(ipRouteOutput: string, want: InternalRoute
   );
 }
 
+export const DEFAULT_ROUTE_UNIT = 'klab-default-route.service';
 const SCRIPT = '/usr/local/sbin/klab-default-route';
-const UNIT = '/etc/systemd/system/klab-default-route.service';
+const UNIT = `/etc/systemd/system/${DEFAULT_ROUTE_UNIT}`;
 const ENV = '/etc/klab/default-route.env';
 
 async function currentRoutes(ctx: StepContext, vm: VmPlan): Promise<DefaultRoute[]> {

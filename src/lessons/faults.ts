@@ -10,7 +10,11 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { certFiles } from '../../provision/certs/index.js';
 import {
+  DEFAULT_ROUTE_UNIT,
+  defaultRouteStep,
   desiredDefaultRoute,
+  desiredInternalRoutes,
+  internalRoutesPresent,
   parseDefaultRoutes,
   routeIsRight,
 } from '../../provision/default-route/index.js';
@@ -120,6 +124,65 @@ const routeDeleted: Fault = {
     await ctx
       .host(firstNode(ctx).name)
       .run(['systemctl', 'restart', 'klab-default-route.service'], { sudo: true });
+  },
+};
+
+/**
+ * The default-route lesson's setup: on every VM klab's route unit is gone (disabled, its
+ * files removed) and so are the routes it kept: the default route and the lab's service and
+ * pod ranges on the private interface. The check wants them back on every VM, exactly.
+ */
+const defaultRouteUnset: Fault = {
+  id: 'default-route-unset',
+  async inject(ctx) {
+    const { serviceCidr, podCidr } = ctx.spec.network;
+    for (const vm of ctx.spec.vms) {
+      await sh(
+        ctx,
+        vm,
+        [
+          `systemctl disable --now ${DEFAULT_ROUTE_UNIT}`,
+          `rm -f ${GUEST.units}/${DEFAULT_ROUTE_UNIT} /usr/local/sbin/klab-default-route /etc/klab/default-route.env`,
+          'systemctl daemon-reload',
+          'ip -4 route del default',
+          `ip -4 route del ${serviceCidr}`,
+          `ip -4 route del ${podCidr}`,
+          'true',
+        ].join('; '),
+      );
+    }
+  },
+  async problems(ctx) {
+    const want = desiredDefaultRoute(ctx.spec);
+    const internal = desiredInternalRoutes(ctx.spec);
+    const problems: string[] = [];
+    for (const vm of ctx.spec.vms) {
+      const all = await ctx
+        .host(vm.name)
+        .run(['ip', '-4', 'route', 'show'], { allowFailure: true });
+      const defaults = parseDefaultRoutes(all.stdout);
+      if (!routeIsRight(defaults, want)) {
+        problems.push(
+          `${vm.name} should have exactly one default route, "default via ${want.via} dev ${want.dev}"; it has ${
+            defaults.length === 0
+              ? 'none'
+              : defaults.map((route) => `via ${route.via} dev ${route.dev}`).join(', ')
+          }`,
+        );
+      }
+      for (const cidr of internalRoutesPresent(all.stdout, internal)) {
+        problems.push(
+          `${vm.name} does not route ${cidr} to the private interface: "ip route add ${cidr} dev ${internal.dev}"`,
+        );
+      }
+    }
+    return problems;
+  },
+  async repair(ctx) {
+    for (const vm of ctx.spec.vms) {
+      await defaultRouteStep.apply(ctx, vm);
+      await defaultRouteStep.verify(ctx, vm);
+    }
   },
 };
 
@@ -811,6 +874,7 @@ const rebootPending: Fault = {
 };
 
 export const FAULTS: readonly Fault[] = [
+  defaultRouteUnset,
   routeDeleted,
   kubeProxyStopped,
   kubeletWrongCa,

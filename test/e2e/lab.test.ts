@@ -273,8 +273,9 @@ describe('a 2-VM lab on real VMs', () => {
   });
 
   it('klab create, killed with SIGKILL in the middle of a step, leaves a lab the next command takes over', async () => {
-    // The first run: killed once the checkpoint after the certificates is saved (host prep
-    // and the binaries are done by then; etcd runs), as a crash or a closed terminal would.
+    // The first run: killed once the checkpoint after the kernel settings is saved (the
+    // host preparation is done by then; the binaries are on their way), as a crash or a
+    // closed terminal would.
     const { execa } = await import('execa');
     const first = execa('node', [CLI, '--dir', DIR, 'create'], {
       reject: false,
@@ -289,24 +290,27 @@ describe('a 2-VM lab on real VMs', () => {
     void first.then(() => {
       running = false;
     });
-    while (running && !existsSync(`${DIR}/.klab/snapshots/after-certs.json`)) {
+    while (running && !existsSync(`${DIR}/.klab/snapshots/after-kernel.json`)) {
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
     first.kill('SIGKILL');
     const firstResult = await first;
     expect(firstResult.signal, firstErr).toBe('SIGKILL');
     expect(await stepsDoneEverywhere()).toEqual(
-      expect.arrayContaining(['default-route', 'hosts-file', 'machine-id', 'binaries', 'certs']),
+      expect.arrayContaining(['default-route', 'hosts-file', 'machine-id', 'kernel']),
     );
+    expect(await stepsDoneEverywhere()).not.toContain('certs');
     expect(existsSync(`${DIR}/.klab/pki/ca.crt`)).toBe(true);
   });
 
-  it('tutorial lessons walk forward with the build: certificates, etcd, flannel, docker by lesson, create --until docker, images, control-plane, kubectl, tls-bootstrap, kube-proxy, kubelet, the test app and the ingress by lesson, create finishes', async () => {
+  it('tutorial lessons walk forward with the build: default route, create --until kernel, binaries, create --until certs, certificates, etcd, flannel, docker by lesson, create --until docker, images, control-plane, kubectl, tls-bootstrap, kube-proxy, kubelet, the test app and the ingress by lesson, create finishes', async () => {
     const list = okJson(await klabJson(['lesson', 'list'], DIR));
     const ids = (list.items as { id: string; kind: string }[])
       .filter((item) => item.kind === 'tutorial')
       .map((item) => item.id);
     expect(ids).toEqual([
+      'default-route',
+      'binaries',
       'certificates',
       'etcd',
       'flannel',
@@ -321,14 +325,28 @@ describe('a 2-VM lab on real VMs', () => {
       'ingress',
       'reboot',
     ]);
-    // The killed run's etcd is half done: the first lesson goes back to the checkpoint
-    // after the certificates, taking over the dead run's lock, and takes the apiserver's
-    // pair away for the learner to issue again.
+    // The killed run's binaries are half done: the first lesson goes back to the checkpoint
+    // after the default route, taking over the dead run's lock, and takes klab's routes
+    // away on every VM for the learner to put back.
+    const routes = await walkLesson(
+      'default-route',
+      /master should have exactly one default route.*it has none[\s\S]*node1 does not route 10\.254\.0\.0\/16 to the private interface/,
+    );
+    expect(hasEvent(routes, 'LOCK_TAKEN_OVER')).toBe(true);
+    expect(hasEvent(routes, 'LESSON_FAULT_INJECTED')).toBe(true);
+    // create builds up to the next lesson; the programs by lesson, on the VMs as they are.
+    okJson(await klabJson(['create', '--until', 'kernel'], DIR));
+    await walkLesson('binaries', /master: \/opt\/k8s\/bin\/kube-apiserver is missing/, {
+      here: true,
+    });
+    okJson(await klabJson(['create', '--until', 'certs'], DIR));
+    // The certificates as they are, but the apiserver's pair, taken away for the learner to
+    // issue again.
     const certificates = await walkLesson(
       'certificates',
       /master: .*apiserver\.crt and .*apiserver\.key must both exist/,
+      { here: true },
     );
-    expect(hasEvent(certificates, 'LOCK_TAKEN_OVER')).toBe(true);
     expect(hasEvent(certificates, 'LESSON_FAULT_INJECTED')).toBe(true);
     await walkLesson('etcd', /master: etcd is not running/, { here: true });
     // A later `klab lesson check` (another process, no waiting) agrees with solve.

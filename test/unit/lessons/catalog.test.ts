@@ -116,6 +116,14 @@ describe('the lessons shipped with klab', async () => {
     // Just before the etcd lesson, which starts at the same checkpoint.
     const ids = lessons.map((entry) => entry.id);
     expect(ids.indexOf('certificates')).toBe(ids.indexOf('etcd') - 1);
+    // The first lesson: the routes of every VM, right after klab's first step.
+    expect(lessons[0]).toMatchObject({
+      id: 'default-route',
+      kind: 'tutorial',
+      start: { checkpoint: `after-${stepIds[0]}`, fault: 'default-route-unset' },
+      check: 'fault:default-route-unset',
+      solution: 'fault:default-route-unset',
+    });
   });
 
   it('docs/lessons.md lists every lesson, in both languages', async () => {

@@ -284,6 +284,57 @@ describe('route-deleted', () => {
   });
 });
 
+describe('default-route-unset (the default-route lesson)', () => {
+  const gateway = spec.network.managementGateway;
+  const klabRoutes = `default via ${gateway} dev eth0 onlink\n10.254.0.0/16 dev eth1 scope link\n172.30.0.0/16 dev eth1 scope link\n192.168.213.0/24 dev eth1 proto kernel scope link src 192.168.213.11\n`;
+  const routes =
+    (table: string): Handler =>
+    (argv) =>
+      argv.join(' ') === 'ip -4 route show' ? { stdout: table } : undefined;
+
+  it("takes klab's unit, its files and its three routes away on every VM", async () => {
+    const { hosts, ctx } = lab(() => undefined);
+    await fault('default-route-unset').inject(ctx);
+    for (const host of [hosts.master, hosts.node1]) {
+      const script = host.commands().join('\n');
+      expect(script).toContain('systemctl disable --now klab-default-route.service');
+      expect(script).toContain('/etc/klab/default-route.env');
+      expect(script).toContain('ip -4 route del default');
+      expect(script).toContain(`ip -4 route del ${spec.network.serviceCidr}`);
+      expect(script).toContain(`ip -4 route del ${spec.network.podCidr}`);
+    }
+  });
+
+  it('names every missing route on every VM, with the command that adds it', async () => {
+    const { ctx } = lab(routes('192.168.213.0/24 dev eth1\n'), routes(klabRoutes));
+    const problems = await fault('default-route-unset').problems(ctx);
+    expect(problems).toEqual([
+      `node1 should have exactly one default route, "default via ${gateway} dev eth0"; it has none`,
+      `node1 does not route ${spec.network.serviceCidr} to the private interface: "ip route add ${spec.network.serviceCidr} dev eth1"`,
+      `node1 does not route ${spec.network.podCidr} to the private interface: "ip route add ${spec.network.podCidr} dev eth1"`,
+    ]);
+  });
+
+  it('fails on a default route through the private interface, or a second one', async () => {
+    const wrong = klabRoutes.replace(
+      `default via ${gateway} dev eth0`,
+      'default via 192.168.213.1 dev eth1',
+    );
+    const second = `${klabRoutes}default via 192.168.213.1 dev eth1 metric 50\n`;
+    for (const table of [wrong, second]) {
+      const { ctx } = lab(routes(table), routes(klabRoutes));
+      expect(await fault('default-route-unset').problems(ctx)).toEqual([
+        expect.stringMatching(/^node1 should have exactly one default route/),
+      ]);
+    }
+  });
+
+  it('passes when every VM has the three routes, however they were made', async () => {
+    const { ctx } = lab(routes(klabRoutes), routes(klabRoutes));
+    expect(await fault('default-route-unset').problems(ctx)).toEqual([]);
+  });
+});
+
 describe('kube-proxy-stopped', () => {
   const node =
     (active: string, httpCode: string): Handler =>

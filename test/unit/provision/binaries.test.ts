@@ -168,3 +168,76 @@ describe('every VM receives the program of every service its steps run there', (
     }
   });
 });
+
+describe('the binaries lesson checks the programs, however they were installed', () => {
+  const spec = defaultSpec();
+  /** A VM whose /opt/k8s/bin holds `present` (x86 ELF) and whose PATH lacks `notOnPath`. */
+  function vmWith(present: (file: string) => boolean, notOnPath: readonly string[] = []) {
+    return new FakeHost('vm', (argv) => {
+      if (argv[0] === 'sh' && String(argv[2]).includes('MISSING')) {
+        return {
+          stdout: argv
+            .slice(4)
+            .map((file) => (present(file) ? `${file} ${ELF_X86_64}\n` : `MISSING ${file}\n`))
+            .join(''),
+        };
+      }
+      if (argv[0] === 'env' && String(argv[1]).startsWith('PATH=')) {
+        return {
+          stdout: argv
+            .slice(6)
+            .filter((p) => notOnPath.includes(p))
+            .join('\n'),
+        };
+      }
+      return undefined;
+    });
+  }
+  async function outcome(vmName: string, host: FakeHost): Promise<string[]> {
+    const vm = spec.vms.find((v) => v.name === vmName);
+    if (!vm) throw new Error(vmName);
+    const ctx = testStepContext(spec, { [vmName]: host });
+    return (await binariesStep.outcome?.(ctx, vm)) ?? ['no outcome'];
+  }
+
+  it('passes a master and a node with every program of their roles', async () => {
+    expect(
+      await outcome(
+        'master',
+        vmWith(() => true),
+      ),
+    ).toEqual([]);
+    expect(
+      await outcome(
+        'node1',
+        vmWith(() => true),
+      ),
+    ).toEqual([]);
+  });
+
+  it('asks a node for the kubelet and Docker, the master for the control plane and etcd', async () => {
+    const node = vmWith(() => true);
+    await outcome('node1', node);
+    const asked = node.commands().join('\n');
+    expect(asked).toContain('/opt/k8s/bin/kubelet');
+    expect(asked).not.toContain('kube-apiserver');
+    // (node1 is an etcd member in the default lab: the master and the first two nodes.)
+    expect(asked).toMatch(/ flanneld -- etcd etcdctl docker dockerd containerd runc$/m);
+    const master = vmWith(() => true);
+    await outcome('master', master);
+    expect(master.commands().join('\n')).toContain('/opt/k8s/bin/kube-apiserver');
+    expect(master.commands().join('\n')).toMatch(/ -- etcd etcdctl$/m);
+  });
+
+  it('names a missing program, one not on PATH, and a missing package', async () => {
+    const problems = await outcome(
+      'node1',
+      vmWith((file) => !file.endsWith('/kubelet'), ['kube-proxy', 'dockerd']),
+    );
+    expect(problems).toEqual([
+      '/opt/k8s/bin/kubelet is missing (or not executable)',
+      'kube-proxy is not on the PATH of a non-login shell (/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin): link it into /usr/local/bin',
+      'dockerd is not installed (not on /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)',
+    ]);
+  });
+});
