@@ -24,8 +24,17 @@ export function rememberSshConfig(
   options: SshConfigCacheOptions,
 ): { machines: Machines; virt: Virt } {
   const { file } = options;
-  const forget = () => writeJson(file, {});
-  const remembered = async () => (await readJson<Remembered>(file)) ?? {};
+  // Every VM is asked for at once (session.ts): the file's updates go one after another.
+  let queue: Promise<unknown> = Promise.resolve();
+  const serially = <T>(work: () => Promise<T>): Promise<T> => {
+    const next = queue.then(work, work);
+    queue = next.catch(() => undefined);
+    return next;
+  };
+  // Remembering is only a shortcut: a file that cannot be written never fails a command
+  // (a stale address is asked for again when it does not answer, session.ts).
+  const forget = () => serially(() => writeJson(file, {})).catch(() => undefined);
+  const remembered = async () => (await readJson<Remembered>(file).catch(() => undefined)) ?? {};
   const cached: Machines = {
     status: () => machines.status(),
     async sshConfig(vm, request) {
@@ -34,7 +43,9 @@ export function rememberSshConfig(
         if (known) return known;
       }
       const config = await machines.sshConfig(vm, request);
-      await writeJson(file, { ...(await remembered()), [vm]: config });
+      await serially(async () => writeJson(file, { ...(await remembered()), [vm]: config })).catch(
+        () => undefined,
+      );
       return config;
     },
     async up(vms, parallel, timeoutMs) {

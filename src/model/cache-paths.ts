@@ -23,10 +23,16 @@ export async function readJson<T>(file: string): Promise<T | undefined> {
   }
 }
 
-/** Write JSON atomically (temp file + rename), so an interrupted run never leaves half a file. */
+let writes = 0;
+
+/**
+ * Write JSON atomically (temp file + rename), so an interrupted run never leaves half a file.
+ * Each write has a temp file of its own: two writes of one process may overlap.
+ */
 export async function writeJson(file: string, value: unknown): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
-  const temp = `${file}.${process.pid}.tmp`;
+  writes += 1;
+  const temp = `${file}.${process.pid}.${writes}.tmp`;
   await writeFile(temp, `${JSON.stringify(value, null, 2)}\n`);
   await rename(temp, file);
 }

@@ -43,6 +43,16 @@ describe('ssh-config remembered per lab', () => {
     expect(machines.asked).toBe(2);
   });
 
+  it('remembers every VM asked for at once (one command connects to all of them)', async () => {
+    const { machines, virt, cached, file } = await setup();
+    for (const vm of ['node2', 'node3', 'node4']) virt.addDomain(`klab-t_${vm}`);
+    const vms = ['master', 'node1', 'node2', 'node3', 'node4'];
+    await Promise.all(vms.map((vm) => cached.machines.sshConfig(vm)));
+    const next = rememberSshConfig(machines, virt, { file, domain: (vm) => `klab-t_${vm}` });
+    await Promise.all(vms.map((vm) => next.machines.sshConfig(vm)));
+    expect(machines.asked).toBe(vms.length);
+  });
+
   it('forgets on boot, halt, destroy and a snapshot revert', async () => {
     const { machines, virt, cached } = await setup();
     await cached.machines.sshConfig('master');
