@@ -5,13 +5,13 @@
  * CPU); the same question asked from the host costs a fraction of a second and leaves the
  * master's CPU to the control plane.
  */
-import { chmod, mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
+import { chmod, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { tarArchiver } from '../adapters/tar.js';
 import { cachePath } from '../model/cache-paths.js';
 import { sha256 } from '../model/hash.js';
 import type { Archiver } from '../model/ports.js';
-import { compressionFlag } from './subset.js';
+import { cachedBuild, compressionFlag } from './subset.js';
 
 /** The archive member that is kubectl in a stack's install profile (undefined if none). */
 export function kubectlMember(
@@ -46,8 +46,6 @@ export function hostToolFile(
   return path.join(root ?? cachePath('host-tools'), key, path.posix.basename(member));
 }
 
-const pending = new Map<string, Promise<string>>();
-
 /**
  * The path of `member` of `archive`, unpacked for the host (once; concurrent callers share
  * the work). Throws KLAB_ARTIFACT_UNAVAILABLE when tar cannot take it out.
@@ -59,25 +57,8 @@ export async function hostTool(
 ): Promise<string> {
   const info = await stat(archive);
   const out = hostToolFile(archive, info.size, info.mtimeMs, member, options.root);
-  let job = pending.get(out);
-  if (!job) {
-    job = unpackTool(archive, member, out, options.archiver ?? tarArchiver);
-    pending.set(out, job);
-    job.catch(() => pending.delete(out));
-  }
-  return job;
-}
-
-async function unpackTool(
-  archive: string,
-  member: string,
-  out: string,
-  archiver: Archiver,
-): Promise<string> {
-  if (await stat(out).catch(() => undefined)) return out;
-  await mkdir(path.dirname(out), { recursive: true });
-  const work = await mkdtemp(`${out}.work-`);
-  try {
+  const archiver = options.archiver ?? tarArchiver;
+  return cachedBuild(out, async (work) => {
     const flag = compressionFlag(archive);
     await archiver.tar([...(flag ? [flag] : []), '-xf', archive, '-C', work, member], {
       code: 'KLAB_ARTIFACT_UNAVAILABLE',
@@ -86,8 +67,5 @@ async function unpackTool(
     });
     await chmod(path.join(work, member), 0o755);
     await rename(path.join(work, member), out);
-    return out;
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+  });
 }

@@ -26,6 +26,31 @@ export function compressionFlag(file: string): '-z' | '-J' | '' {
 }
 
 /**
+ * The cache file `out`, made by `make` in a scratch directory beside it when missing. Made
+ * once: concurrent callers for the same file share one build, and a failed build is tried
+ * again by the next caller. `make` must finish by renaming its result to `out`.
+ */
+export function cachedBuild(out: string, make: (work: string) => Promise<void>): Promise<string> {
+  let job = pending.get(out);
+  if (!job) {
+    job = (async () => {
+      if (await stat(out).catch(() => undefined)) return out;
+      await mkdir(path.dirname(out), { recursive: true });
+      const work = await mkdtemp(`${out}.work-`);
+      try {
+        await make(work);
+        return out;
+      } finally {
+        await rm(work, { recursive: true, force: true });
+      }
+    })();
+    pending.set(out, job);
+    job.catch(() => pending.delete(out));
+  }
+  return job;
+}
+
+/**
  * Path of a .tar.gz with just `members` of `archive` (made when missing; concurrent callers
  * for the same subset share one build).
  */
@@ -36,25 +61,8 @@ export function subsetArchive(
   options: { root?: string; archiver?: Archiver } = {},
 ): Promise<string> {
   const out = subsetFile(archiveSha, members, options.root);
-  let job = pending.get(out);
-  if (!job) {
-    job = buildSubset(archive, members, out, options.archiver ?? tarArchiver);
-    pending.set(out, job);
-    job.catch(() => pending.delete(out));
-  }
-  return job;
-}
-
-async function buildSubset(
-  archive: string,
-  members: readonly string[],
-  out: string,
-  archiver: Archiver,
-): Promise<string> {
-  if (await stat(out).catch(() => undefined)) return out;
-  await mkdir(path.dirname(out), { recursive: true });
-  const work = await mkdtemp(`${out}.work-`);
-  try {
+  const archiver = options.archiver ?? tarArchiver;
+  return cachedBuild(out, async (work) => {
     const failure = {
       code: 'KLAB_ARTIFACT_UNAVAILABLE' as const,
       what: `cutting ${members.join(', ')} out of ${path.basename(archive)}`,
@@ -62,11 +70,8 @@ async function buildSubset(
     };
     const flag = compressionFlag(archive);
     await archiver.tar([...(flag ? [flag] : []), '-xf', archive, '-C', work, ...members], failure);
-    await archiver.tar(['-czf', `${out}.partial`, '-C', work, ...members], failure);
-    await rename(`${out}.partial`, out);
-    return out;
-  } finally {
-    await rm(work, { recursive: true, force: true });
-    await rm(`${out}.partial`, { force: true });
-  }
+    const packed = path.join(work, 'subset.tar.gz');
+    await archiver.tar(['-czf', packed, '-C', work, ...members], failure);
+    await rename(packed, out);
+  });
 }
