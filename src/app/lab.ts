@@ -155,6 +155,20 @@ function hostKubectl(ctx: StepContext, sink: EventSink): () => Promise<string | 
   };
 }
 
+/**
+ * The environment of klab's kubectl on the host: the lab's apiserver is on a libvirt network
+ * of this host, so a proxy the user set for downloads (HTTPS_PROXY, common behind slow
+ * links) must not carry its requests (Go's kubectl treats an empty variable as unset).
+ */
+export function hostKubectlEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const noProxy: Record<string, string> = {};
+  for (const name of ['HTTPS_PROXY', 'HTTP_PROXY', 'ALL_PROXY']) {
+    noProxy[name] = '';
+    noProxy[name.toLowerCase()] = '';
+  }
+  return { ...noProxy, ...extra };
+}
+
 /** kubectl on the host, answering as a command on a VM would (RemoteRunOptions, KlabError). */
 async function runHostKubectl(
   argv: readonly string[],
@@ -162,7 +176,7 @@ async function runHostKubectl(
 ): Promise<RemoteResult> {
   const result = await runProcess(argv, {
     ...(options.stdin !== undefined ? { input: options.stdin } : {}),
-    ...(options.env ? { env: options.env } : {}),
+    env: hostKubectlEnv(options.env),
     ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
   });
   const shown = argv.slice(2).join(' ');

@@ -5,6 +5,7 @@ import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { kubectl } from '../../../provision/lib/cluster.js';
 import type { StepContext } from '../../../provision/lib/step.js';
+import { hostKubectlEnv } from '../../../src/app/lab.js';
 import type { RemoteRunOptions } from '../../../src/model/remote.js';
 import {
   hostRunsGuestPrograms,
@@ -113,5 +114,15 @@ describe('kubectl as cluster admin', () => {
     expect(onMaster).toEqual([
       ['/opt/k8s/bin/kubectl', '--kubeconfig=/etc/kubernetes/admin.kubeconfig', 'get', 'nodes'],
     ]);
+  });
+});
+
+describe("klab's kubectl on the host ignores the user's download proxy", () => {
+  it('blanks every proxy variable, upper and lower case, and keeps what the call sets', () => {
+    const env = hostKubectlEnv({ KUBECTL_EXTRA: '1' });
+    for (const name of ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY']) {
+      expect(env[name]).toBe('');
+    }
+    expect(env.KUBECTL_EXTRA).toBe('1');
   });
 });
