@@ -64,6 +64,8 @@ export const DEFAULT_ROUTE_UNIT = 'klab-default-route.service';
 const SCRIPT = '/usr/local/sbin/klab-default-route';
 const UNIT = `/etc/systemd/system/${DEFAULT_ROUTE_UNIT}`;
 const ENV = '/etc/klab/default-route.env';
+/** Every file this step writes on a VM (the default-route lesson takes them away). */
+export const DEFAULT_ROUTE_FILES: readonly string[] = [SCRIPT, UNIT, ENV];
 
 async function currentRoutes(ctx: StepContext, vm: VmPlan): Promise<DefaultRoute[]> {
   const result = await ctx.host(vm.name).run(['ip', '-4', 'route', 'show', 'default']);

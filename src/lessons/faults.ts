@@ -10,6 +10,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { certFiles } from '../../provision/certs/index.js';
 import {
+  DEFAULT_ROUTE_FILES,
   DEFAULT_ROUTE_UNIT,
   defaultRouteStep,
   desiredDefaultRoute,
@@ -136,20 +137,16 @@ const defaultRouteUnset: Fault = {
   id: 'default-route-unset',
   async inject(ctx) {
     const { serviceCidr, podCidr } = ctx.spec.network;
+    const commands: string[][] = [
+      ['systemctl', 'disable', '--now', DEFAULT_ROUTE_UNIT],
+      ['rm', '-f', ...DEFAULT_ROUTE_FILES],
+      ['systemctl', 'daemon-reload'],
+      ...['default', serviceCidr, podCidr].map((route) => ['ip', '-4', 'route', 'del', route]),
+    ];
     for (const vm of ctx.spec.vms) {
-      await sh(
-        ctx,
-        vm,
-        [
-          `systemctl disable --now ${DEFAULT_ROUTE_UNIT}`,
-          `rm -f ${GUEST.units}/${DEFAULT_ROUTE_UNIT} /usr/local/sbin/klab-default-route /etc/klab/default-route.env`,
-          'systemctl daemon-reload',
-          'ip -4 route del default',
-          `ip -4 route del ${serviceCidr}`,
-          `ip -4 route del ${podCidr}`,
-          'true',
-        ].join('; '),
-      );
+      const host = ctx.host(vm.name);
+      // A route already gone is fine: each command may fail on its own.
+      for (const argv of commands) await host.run(argv, { sudo: true, allowFailure: true });
     }
   },
   async problems(ctx) {
