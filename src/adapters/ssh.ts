@@ -139,7 +139,7 @@ export class SshHost implements RemoteHost {
         let stderr = '';
         let partial = '';
         const emit = (chunk: string) => {
-          if (!this.onLine) return;
+          if (!this.onLine || options.quiet) return;
           partial += chunk;
           const parts = partial.split(/\r?\n/);
           partial = parts.pop() ?? '';
@@ -170,7 +170,7 @@ export class SshHost implements RemoteHost {
         });
         stream.on('close', (code: number | null, signal?: string) => {
           if (timer) clearTimeout(timer);
-          if (partial.trim() && this.onLine) this.onLine(partial);
+          if (partial.trim() && this.onLine && !options.quiet) this.onLine(partial);
           const exitCode = code ?? (signal ? 128 : 255);
           if (exitCode !== 0 && !options.allowFailure) {
             reject(
@@ -296,7 +296,11 @@ export class SshHost implements RemoteHost {
   }
 
   async readFile(path: string, options: { sudo?: boolean } = {}): Promise<string> {
-    const result = await this.run(['cat', '--', path], { sudo: options.sudo ?? false });
+    // Quiet: a file's contents (a kubeconfig, a key) never go to the run's log.
+    const result = await this.run(['cat', '--', path], {
+      sudo: options.sudo ?? false,
+      quiet: true,
+    });
     return result.stdout;
   }
 

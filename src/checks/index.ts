@@ -497,11 +497,12 @@ export const CHECKS: readonly Check[] = [
           stringData: { probe: 'klab' },
         })}\n`,
       });
-      const raw = await etcdctl(ctx, firstEtcdMember(ctx.spec), [
-        'get',
-        `/registry/secrets/default/${name}`,
-        '--print-value-only',
-      ]);
+      const raw = await etcdctl(
+        ctx,
+        firstEtcdMember(ctx.spec),
+        ['get', `/registry/secrets/default/${name}`, '--print-value-only'],
+        { quiet: true },
+      );
       if (!raw.stdout.startsWith('k8s:enc:aescbc:v1:'))
         fail('the Secret is stored in plain text in etcd');
       return 'stored as k8s:enc:aescbc:v1';

@@ -14,6 +14,8 @@ export interface RemoteRunOptions {
   /** Return a non-zero exit instead of throwing KLAB_STEP_FAILED. */
   allowFailure?: boolean;
   timeoutMs?: number;
+  /** Keep the output out of the run's log (file contents, keys, raw etcd values). */
+  quiet?: boolean;
 }
 
 export interface RemoteFileOptions {

@@ -158,4 +158,27 @@ describe('host preparation over SSH in systemd containers', () => {
     expect(state).toBe('active');
     expect(await routes('node1')).toEqual([{ via: '10.214.0.1', dev: 'eth0' }]);
   });
+
+  it('logs what commands print, but never a file read or a quiet command (keys stay out of the run log)', async () => {
+    const logged: string[] = [];
+    const node = nodes.master;
+    if (!node) throw new Error('no master');
+    const host = await node.connect((line) => logged.push(line));
+    try {
+      await host.writeFile('/root/klab-secret.key', 'SECRET-KEY-MATERIAL\n', {
+        sudo: true,
+        mode: 0o600,
+      });
+      expect(await host.readFile('/root/klab-secret.key', { sudo: true })).toBe(
+        'SECRET-KEY-MATERIAL\n',
+      );
+      await host.run(['cat', '/root/klab-secret.key'], { sudo: true, quiet: true });
+      await host.run(['echo', 'progress-line']);
+      expect(logged).toContain('progress-line');
+      expect(logged.join('\n')).not.toContain('SECRET-KEY-MATERIAL');
+    } finally {
+      await host.run(['rm', '-f', '/root/klab-secret.key'], { sudo: true });
+      await host.close();
+    }
+  });
 });

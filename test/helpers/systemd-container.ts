@@ -94,7 +94,8 @@ export async function attachNetwork(
 export interface SystemdNode {
   container: StartedTestContainer;
   ip: string;
-  connect(): Promise<SshHost>;
+  /** onLine: every output line of a command, as the run log receives them. */
+  connect(onLine?: (line: string) => void): Promise<SshHost>;
 }
 
 export async function startSystemdNode(
@@ -118,10 +119,10 @@ export async function startSystemdNode(
   return {
     container,
     ip,
-    connect: () =>
+    connect: (onLine) =>
       connectSsh(
         { name: hostname, host: ip, port: 22, user: 'vagrant', privateKey },
-        { timeoutMs: 90_000 },
+        { timeoutMs: 90_000, onLine },
       ),
   };
 }
