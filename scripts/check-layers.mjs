@@ -40,7 +40,7 @@ function sourceFiles(root) {
       for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
         const full = path.join(dir, entry.name);
         if (entry.isDirectory()) walk(full);
-        else if (entry.name.endsWith('.ts')) files.push(full);
+        else if (/\.tsx?$/.test(entry.name)) files.push(full);
       }
     };
     walk(path.join(root, top));

@@ -43,7 +43,7 @@ export const CLOCK_WARN_S = 2;
 export const CLOCK_FAIL_S = 60;
 
 /** The units klab installs, the step that installs each, and where they run. */
-const UNITS: readonly { unit: string; step: string }[] = [
+export const LAB_UNITS: readonly { unit: string; step: string }[] = [
   { unit: 'klab-default-route', step: 'default-route' },
   { unit: 'etcd', step: 'etcd' },
   { unit: 'flanneld', step: 'flannel' },
@@ -198,7 +198,7 @@ async function clock({ ctx, vm }: GuestContext): Promise<Found> {
 }
 
 async function units({ ctx, vm, done }: GuestContext): Promise<Found[]> {
-  const names = UNITS.filter((entry) => done(entry.step)).map((entry) => entry.unit);
+  const names = LAB_UNITS.filter((entry) => done(entry.step)).map((entry) => entry.unit);
   if (names.length === 0) return [];
   // Only the units this VM has (each step runs on some roles): the loaded ones.
   const show = await ctx

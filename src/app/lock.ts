@@ -48,6 +48,12 @@ function readHolder(file: string): LockHolder | undefined {
   }
 }
 
+/** The run changing the lab now (its lock, held by a live process), if any. */
+export function labLockHolder(klabDir: string): LockHolder | undefined {
+  const holder = readHolder(path.join(klabDir, 'lock'));
+  return holder && (holder.host !== hostname() || processAlive(holder.pid)) ? holder : undefined;
+}
+
 export interface LockOptions {
   pid?: number;
   isAlive?: (pid: number) => boolean;

@@ -15,6 +15,7 @@ import {
 } from './lab.js';
 import { lessonCommand } from './lesson.js';
 import { resetCommand, snapshotCommand } from './snapshot.js';
+import { uiCommand } from './ui.js';
 import { verifyCommand } from './verify.js';
 
 export const COMMANDS: readonly KlabCommand[] = [
@@ -29,6 +30,7 @@ export const COMMANDS: readonly KlabCommand[] = [
   snapshotCommand,
   resetCommand,
   lessonCommand,
+  uiCommand,
   doctorCommand,
   boxCommand,
   certsCommand,

@@ -46,6 +46,7 @@ export const EVENT_CODES = {
   ARTIFACT_PINNED: 'an artifact without an official checksum was pinned in klab.lock.json',
   ARTIFACT_REPINNED: 'a locally built artifact was rebuilt from changed inputs and re-pinned',
   INTERRUPT_REQUESTED: 'Ctrl-C/SIGTERM: klab stops at the next safe point',
+  UI_NOT_LOOPBACK: 'klab ui listens beyond this machine (--listen): only the token guards the page',
   // Results: what a command answers.
   LAB_INITIALIZED: 'klab init wrote (or found current) klab.yaml and the Vagrantfile',
   LAB_READY: 'klab create finished: the cluster is built and verified',
@@ -76,6 +77,9 @@ export const EVENT_CODES = {
   LESSON_SOLVED: 'klab did the lesson (its solution) and its check passed',
   ETCD_BACKED_UP: 'klab etcd backup: a checked snapshot copied to the lab directory',
   ETCD_RESTORED: 'klab etcd restore: every member rebuilt from a backup, the cluster started again',
+  UI_LISTENING: 'klab ui serves the page; the text holds its URL with the token',
+  UI_ACTION_DONE: 'an action started from the klab ui page ended (ok or failed, with its code)',
+  UI_STOPPED: 'klab ui stopped serving (Ctrl-C)',
 } as const;
 
 export type EventCode = keyof typeof EVENT_CODES;

@@ -14,14 +14,26 @@ export interface Interrupt {
   request(signal: string): void;
   /** Throws KLAB_INTERRUPTED at a safe point once a stop was requested. */
   throwIfRequested(resume: string): void;
+  /** Resolves with the signal once a stop is requested (long-running servers: klab ui). */
+  whenRequested(): Promise<string>;
   reset(): void;
 }
 
 class ProcessInterrupt implements Interrupt {
   requested: string | undefined;
+  private waiters: ((signal: string) => void)[] = [];
 
   request(signal: string): void {
     this.requested ??= signal;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake(this.requested);
+  }
+
+  whenRequested(): Promise<string> {
+    const requested = this.requested;
+    if (requested) return Promise.resolve(requested);
+    return new Promise((resolve) => this.waiters.push(resolve));
   }
 
   throwIfRequested(resume: string): void {

@@ -6,7 +6,9 @@
 import { X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, startUi, type UiProcess } from '../helpers/browser.js';
 import {
   codesOf,
   hasEvent,
@@ -157,6 +159,8 @@ describe('a 2-VM lab on real VMs', () => {
   });
 
   afterAll(async () => {
+    await browser?.close();
+    await ui?.stop();
     // Whatever happened, leave no VM running behind.
     await klab(['destroy', '--yes'], DIR);
     await removeLeftovers(PREFIX);
@@ -236,6 +240,85 @@ describe('a 2-VM lab on real VMs', () => {
     }[];
     expect(report.exitCode).toBe(findings.some((f) => f.status === 'fail') ? 3 : 0);
     return findings.filter((finding) => finding.status !== 'ok');
+  }
+
+  let ui: UiProcess | undefined;
+  let browser: Browser | undefined;
+  let page: Page | undefined;
+  const uiFigures: string[] = [];
+
+  /** `klab ui` on the lab and Chromium on its page (started once, on first use). */
+  async function uiPage(): Promise<Page> {
+    if (page) return page;
+    ui = await startUi(DIR);
+    browser = await launchChromium();
+    page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const started = Date.now();
+    await page.goto(ui.url);
+    await page.getByTestId('vm-node1').waitFor({ timeout: 120_000 });
+    uiFigures.push(`page load with the lab ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    return page;
+  }
+
+  /** Clicks Check on the page; returns the verdict it shows and how long it took. */
+  async function checkInPage(id: string): Promise<{ passed: boolean; text: string; s: number }> {
+    const view = await uiPage();
+    await view.getByTestId(`lesson-${id}`).click();
+    await view.getByTestId('lesson-text').waitFor();
+    const verdict = view.getByTestId('verdict');
+    const clicked = Date.now();
+    await view.getByTestId('lesson-check').click();
+    await verdict.waitFor({ timeout: 600_000 });
+    const s = (Date.now() - clicked) / 1000;
+    const classes = (await verdict.getAttribute('class')) ?? '';
+    return { passed: classes.includes('pass'), text: (await verdict.textContent()) ?? '', s };
+  }
+
+  async function walkLessonInPage(id: string, reason: RegExp): Promise<void> {
+    okJson(await klabJson(['lesson', 'start', id, '--here'], DIR));
+    const cli = await lessonCheck(id);
+    expect(cli.passed).toBe(false);
+    expect(cli.problems.join('\n')).toMatch(reason);
+    const before = await checkInPage(id);
+    expect(before.passed).toBe(false);
+    for (const problem of cli.problems) expect(before.text).toContain(problem);
+    uiFigures.push(`Check -> verdict (fail) ${before.s.toFixed(1)} s`);
+    okJson(await klabJson(['lesson', 'solve', id], DIR));
+    const after = await checkInPage(id);
+    expect(after.passed, after.text).toBe(true);
+    expect((await lessonCheck(id)).passed).toBe(true);
+    uiFigures.push(`Check -> verdict (pass) ${after.s.toFixed(1)} s`);
+  }
+
+  async function pageShowsLabAndVerify(): Promise<void> {
+    const view = await uiPage();
+    await view.getByRole('button', { name: 'Refresh' }).click();
+    for (const vm of ['master', 'node1']) {
+      const card = view.getByTestId(`vm-${vm}`);
+      expect(await card.getByTestId('vm-state').textContent()).toBe('running');
+      await expect
+        .poll(async () => (await card.getByTestId('component').allTextContents()).join(' '))
+        .toMatch(vm === 'master' ? /kube-apiserver/ : /kubelet/);
+      // Every component shown runs (a failed one shows its state in brackets).
+      expect((await card.getByTestId('component').allTextContents()).join(' ')).not.toMatch(/\(/);
+    }
+    const clicked = Date.now();
+    await view.getByTestId('verify').click();
+    const result = view.getByTestId('verify-result');
+    await expect
+      .poll(async () => ((await result.count()) ? await result.textContent() : ''), {
+        timeout: 900_000,
+        interval: 2000,
+      })
+      .toMatch(/Verify passed|Verify failed/);
+    expect(await result.textContent()).toContain('Verify passed');
+    expect(await view.getByTestId('verify-check').count()).toBeGreaterThanOrEqual(10);
+    uiFigures.push(`verify from the page ${((Date.now() - clicked) / 1000).toFixed(0)} s`);
+    uiFigures.push(`server memory ${(await ui?.rssMiB())?.toFixed(0)} MiB RSS`);
+    console.log(`klab ui on the lab: ${uiFigures.join(', ')}`);
+    await browser?.close();
+    browser = undefined;
+    page = undefined;
   }
 
   async function walkLesson(
@@ -607,7 +690,9 @@ describe('a 2-VM lab on real VMs', () => {
     // apiserver-cert-wrong-san is not walked here: two apiserver restarts under TCG (each
     // 2-7 min, with crash loops on its own loopback TLS timeout) do not fit CI's time; its
     // check and repair are unit-tested and it was walked on VMs on 2026-11-30.
-    await walkLesson('swap-on', /swap is on on node1/, { here: true });
+    // swap-on through klab ui's page, next to the terminal: its Check gives the verdict
+    // (and the reasons) `klab lesson check` gives, before and after the repair.
+    await walkLessonInPage('swap-on', /swap is on on node1/);
     await walkLesson('flannel-wrong-iface', /carries pod traffic over .*not the private address/, {
       here: true,
     });
@@ -658,6 +743,12 @@ describe('a 2-VM lab on real VMs', () => {
     );
     // (A stopped etcd member found by klab doctor --guests is unit-tested: an etcd restart
     // makes kube-apiserver re-list every watch cache, minutes under TCG.)
+    // The page shows every VM with its components, and the verify result it starts.
+    await pageShowsLabAndVerify();
+    const stopped = await ui?.stop();
+    ui = undefined;
+    expect(stopped?.exitCode, stopped?.stderr).toBe(0);
+    expect(stopped?.stderr).toContain('klab ui stopped');
   });
 
   it('verify says broken at once; reset to the snapshot brings every marker back, healthy, with correct clocks', async () => {

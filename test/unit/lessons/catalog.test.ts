@@ -3,7 +3,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { provisioningSteps } from '../../../provision/index.js';
-import { lessonMarkdown } from '../../../src/commands/lesson.js';
 import { lessonProblems, lessonsDir, loadLessons } from '../../../src/lessons/catalog.js';
 import { FAULTS } from '../../../src/lessons/faults.js';
 import { KlabError } from '../../../src/model/errors.js';
@@ -15,6 +14,7 @@ import {
   splitLessonText,
 } from '../../../src/model/lesson.js';
 import { packagePath } from '../../../src/model/package-root.js';
+import { lessonMarkdown } from '../../../src/ui/lesson-text.js';
 import { defaultSpec, twoVmSpec } from '../../helpers/specs.js';
 
 describe('the lessons shipped with klab', async () => {
