@@ -21,7 +21,7 @@ import type {
   UiOverview,
   UiStep,
   UiVerifyReport,
-  UiVm,
+  UiVmComponents,
 } from '../model/web-ui.js';
 import { LAB_UNITS } from './guest-doctor.js';
 import { type Lab, type LabRequest, openCreatedLab, openLab } from './lab.js';
@@ -52,11 +52,16 @@ function rolesOf(lab: Lab, vm: string): string[] {
 }
 
 /** The lab's units on each running VM: one `systemctl show` per VM. */
-async function componentsOf(
-  lab: Lab,
-  running: readonly string[],
-): Promise<Map<string, { components: UiVm['components']; error?: string }>> {
-  const found = new Map<string, { components: UiVm['components']; error?: string }>();
+async function componentsOf(lab: Lab): Promise<Record<string, UiVmComponents>> {
+  const found: Record<string, UiVmComponents> = {};
+  const names = libvirtNames(lab.spec);
+  const running: string[] = [];
+  if (existsSync(lab.paths.vagrantfile)) {
+    for (const vm of lab.spec.vms) {
+      if ((await lab.libvirt.domainState(names.domain(vm.name))) === 'running')
+        running.push(vm.name);
+    }
+  }
   if (running.length === 0) return found;
   const units = LAB_UNITS.map((entry) => entry.unit);
   const quiet: EventSink = { emit() {} };
@@ -81,14 +86,14 @@ async function componentsOf(
           const components = unitStates(show.stdout)
             .filter((entry) => entry.loaded && installed.has(entry.unit))
             .map((entry) => ({ unit: entry.unit, active: entry.active }));
-          found.set(vm, { components, ...('error' in show ? { error: show.error } : {}) });
+          found[vm] = { components, ...('error' in show ? { error: show.error } : {}) };
         }),
       );
     } finally {
       await pool.closeAll();
     }
   } catch (error) {
-    for (const vm of running) found.set(vm, { components: [], error: (error as Error).message });
+    for (const vm of running) found[vm] = { components: [], error: (error as Error).message };
   }
   return found;
 }
@@ -101,10 +106,6 @@ async function overviewOf(lab: Lab, verify: UiVerifyReport | undefined): Promise
     const state = created ? await lab.libvirt.domainState(names.domain(vm.name)) : undefined;
     states.set(vm.name, state ?? 'not created');
   }
-  const running = lab.spec.vms
-    .filter((vm) => states.get(vm.name) === 'running')
-    .map((vm) => vm.name);
-  const components = await componentsOf(lab, running);
   const steps: UiStep[] = provisioningSteps(lab.spec).map((step) => {
     const vms = (step.targets ? step.targets(lab.spec) : lab.spec.vms).map((vm) => vm.name);
     return { id: step.id, vms, doneOn: vms.filter((vm) => lab.state.steps[vm]?.[step.id]) };
@@ -123,14 +124,11 @@ async function overviewOf(lab: Lab, verify: UiVerifyReport | undefined): Promise
     dir: lab.paths.dir,
     vms: lab.spec.vms.map((vm) => {
       const mine = steps.filter((step) => step.vms.includes(vm.name));
-      const found = components.get(vm.name);
       return {
         name: vm.name,
         roles: rolesOf(lab, vm.name),
         ip: vm.ip,
         state: states.get(vm.name) ?? 'not created',
-        components: found?.components ?? [],
-        ...(found?.error ? { componentsError: found.error } : {}),
         stepsDone: mine.filter((step) => step.doneOn.includes(vm.name)).length,
         stepsTotal: mine.length,
         ssh: `klab ssh ${vm.name}`,
@@ -278,6 +276,10 @@ export function labUiBackend(request: Omit<LabRequest, 'sink'>): UiBackend {
   return {
     async overview() {
       return overviewOf(await openLab({ ...request, sink: quiet }), lastVerify);
+    },
+
+    async components() {
+      return componentsOf(await openLab({ ...request, sink: quiet }));
     },
 
     async lessons(): Promise<UiLessonItem[]> {

@@ -18,14 +18,17 @@ export interface UiVm {
   ip: string;
   /** running, shut off, paused, not created, ... */
   state: string;
-  /** The lab's units on this VM with their state; empty when the VM cannot be asked. */
-  components: UiComponent[];
-  /** Why components are unknown (VM off, SSH did not answer). */
-  componentsError?: string;
   stepsDone: number;
   stepsTotal: number;
   /** The command that opens a shell on it. */
   ssh: string;
+}
+
+/** The lab's units on a running VM with their state (asked over SSH: slower, asked apart). */
+export interface UiVmComponents {
+  components: UiComponent[];
+  /** Why they are unknown (SSH did not answer). */
+  error?: string;
 }
 
 export interface UiStep {
@@ -39,7 +42,7 @@ export interface UiCheckpoint {
   name: string;
   afterStep?: string;
   stateBytes: number;
-  /** Seconds since the epoch (0: unknown). */
+  /** Milliseconds since the epoch (0: unknown). */
   createdAt: number;
 }
 
@@ -130,7 +133,10 @@ export interface UiActionResult {
 
 /** The lab as the page needs it. The real one is src/app/ui.ts; tests pass fakes. */
 export interface UiBackend {
+  /** Quick: what the host knows (libvirt, the state file, snapshots). */
   overview(): Promise<UiOverview>;
+  /** Per running VM, the lab's units and their state. */
+  components(): Promise<Record<string, UiVmComponents>>;
   lessons(): Promise<UiLessonItem[]>;
   lesson(id: string): Promise<UiLesson>;
   /** Runs one action; events go to `sink` while it runs. Never throws: failures are results. */

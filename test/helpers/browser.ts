@@ -32,8 +32,8 @@ export interface UiProcess {
 }
 
 /** `klab ui --port 0` on a lab; resolves once it printed its URL. */
-export async function startUi(dir: string): Promise<UiProcess> {
-  const child: ResultPromise = execa('node', [CLI, '--dir', dir, 'ui', '--port', '0'], {
+export async function startUi(dir: string, cli = CLI): Promise<UiProcess> {
+  const child: ResultPromise = execa('node', [cli, '--dir', dir, 'ui', '--port', '0'], {
     reject: false,
     env: { CI: 'true' },
     stdin: 'ignore',

@@ -33,16 +33,6 @@ export async function fakeUiBackend(): Promise<FakeUiBackend> {
       roles: [vm.role, ...(spec.etcdMembers.includes(vm.name) ? ['etcd'] : [])],
       ip: vm.ip,
       state: 'running',
-      components:
-        vm.role === 'master'
-          ? [
-              { unit: 'etcd', active: 'active' },
-              { unit: 'kube-apiserver', active: 'active' },
-            ]
-          : [
-              { unit: 'docker', active: 'active' },
-              { unit: 'kubelet', active: vm.name === 'node2' ? 'failed' : 'active' },
-            ],
       stepsDone: 15,
       stepsTotal: 15,
       ssh: `klab ssh ${vm.name}`,
@@ -64,6 +54,25 @@ export async function fakeUiBackend(): Promise<FakeUiBackend> {
     verdicts: new Map(),
     async overview() {
       return overview;
+    },
+    async components() {
+      return Object.fromEntries(
+        spec.vms.map((vm) => [
+          vm.name,
+          {
+            components:
+              vm.role === 'master'
+                ? [
+                    { unit: 'etcd', active: 'active' },
+                    { unit: 'kube-apiserver', active: 'active' },
+                  ]
+                : [
+                    { unit: 'docker', active: 'active' },
+                    { unit: 'kubelet', active: vm.name === 'node2' ? 'failed' : 'active' },
+                  ],
+          },
+        ]),
+      );
     },
     async lessons(): Promise<UiLessonItem[]> {
       return lessons.map((lesson) => ({

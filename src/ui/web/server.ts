@@ -275,6 +275,8 @@ export function createWebApp(options: WebAppOptions): WebApp {
     });
   });
 
+  app.get('/api/components', async (c) => c.json(await options.backend.components()));
+
   app.get('/api/lessons', async (c) => c.json(await options.backend.lessons()));
 
   app.get('/api/lessons/:id', async (c) => {

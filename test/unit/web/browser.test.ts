@@ -96,7 +96,9 @@ describe('klab ui in Chromium', () => {
       await expect.poll(() => page.getByTestId(`vm-${vm}`).count()).toBe(1);
     }
     const node2 = page.getByTestId('vm-node2');
-    expect(await node2.getByTestId('component').allTextContents()).toContain('kubelet (failed)');
+    await expect
+      .poll(() => node2.getByTestId('component').allTextContents())
+      .toContain('kubelet (failed)');
     expect(await node2.getByTestId('command').textContent()).toBe('klab ssh node2');
     expect(await page.getByTestId('checkpoints').textContent()).toContain('after-etcd');
     // The token left the address bar once read.

@@ -19,11 +19,13 @@ interface Vm {
   roles: string[];
   ip: string;
   state: string;
-  components: Component[];
-  componentsError?: string;
   stepsDone: number;
   stepsTotal: number;
   ssh: string;
+}
+interface VmComponents {
+  components: Component[];
+  error?: string;
 }
 interface Step {
   id: string;
@@ -150,6 +152,7 @@ const WORDS = {
     unknown: 'unknown',
     running: 'running',
     terminal: 'In your terminal',
+    asking: 'asking the VM…',
   },
   'zh-CN': {
     lab: '实验环境',
@@ -194,6 +197,7 @@ const WORDS = {
     unknown: '未知',
     running: '运行中',
     terminal: '在终端中运行',
+    asking: '正在查询虚拟机…',
   },
 } as const;
 
@@ -252,9 +256,9 @@ function gib(bytes: number): string {
   return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
 }
 
-function age(seconds: number, w: Words): string {
-  if (!seconds) return w.unknown;
-  const s = Math.max(0, Date.now() / 1000 - seconds);
+function age(createdMs: number, w: Words): string {
+  if (!createdMs) return w.unknown;
+  const s = Math.max(0, (Date.now() - createdMs) / 1000);
   if (s < 120) return `${Math.round(s)} s`;
   if (s < 7200) return `${Math.round(s / 60)} min`;
   if (s < 172800) return `${Math.round(s / 3600)} h`;
@@ -281,7 +285,7 @@ function CopyCommand({ command, w }: { command: string; w: Words }) {
   );
 }
 
-function VmCard({ vm, w }: { vm: Vm; w: Words }) {
+function VmCard({ vm, found, w }: { vm: Vm; found: VmComponents | undefined; w: Words }) {
   const running = vm.state === 'running';
   return (
     <div class="vm" data-testid={`vm-${vm.name}`}>
@@ -295,7 +299,8 @@ function VmCard({ vm, w }: { vm: Vm; w: Words }) {
         {vm.roles.join(' · ')} · {vm.ip} · {w.steps_done} {vm.stepsDone}/{vm.stepsTotal}
       </div>
       <div class="chips">
-        {vm.components.map((c) => (
+        {running && !found && <span class="badge">{w.asking}</span>}
+        {found?.components.map((c) => (
           <span
             key={c.unit}
             class={`badge ${c.active === 'active' ? 'ok' : 'bad'}`}
@@ -306,7 +311,7 @@ function VmCard({ vm, w }: { vm: Vm; w: Words }) {
             {c.active === 'active' ? '' : ` (${c.active})`}
           </span>
         ))}
-        {vm.componentsError && <span class="badge warn">{vm.componentsError}</span>}
+        {found?.error && <span class="badge warn">{found.error}</span>}
       </div>
       <CopyCommand command={vm.ssh} w={w} />
     </div>
@@ -338,6 +343,7 @@ function VerifyResult({ report, w }: { report: VerifyReport | undefined; w: Word
 
 function LabPanel(props: {
   overview: Overview;
+  components: Record<string, VmComponents> | undefined;
   w: Words;
   busy: boolean;
   act: (action: Action, confirmText?: string) => Promise<ActionResult | undefined>;
@@ -357,7 +363,7 @@ function LabPanel(props: {
         )}
         <div class="vms">
           {overview.vms.map((vm) => (
-            <VmCard key={vm.name} vm={vm} w={w} />
+            <VmCard key={vm.name} vm={vm} found={props.components?.[vm.name]} w={w} />
           ))}
         </div>
       </section>
@@ -659,6 +665,7 @@ function App({ defaultLang }: { defaultLang: Lang }) {
     (localStorage.getItem('klab-ui-lang') as Lang | null) ?? defaultLang,
   );
   const [overview, setOverview] = useState<Overview | undefined>();
+  const [components, setComponents] = useState<Record<string, VmComponents> | undefined>();
   const [lessons, setLessons] = useState<LessonItem[]>([]);
   const [selected, setSelected] = useState<string | undefined>(
     location.hash ? decodeURIComponent(location.hash.slice(1)) : undefined,
@@ -676,6 +683,10 @@ function App({ defaultLang }: { defaultLang: Lang }) {
         setRunning(answer.running?.action.kind);
         setProblem(undefined);
       })
+      .catch((e: Error) => setProblem(e.message));
+    // Asked over SSH, so apart: the page shows the lab before the VMs answer.
+    getJson<Record<string, VmComponents>>('/api/components')
+      .then(setComponents)
       .catch((e: Error) => setProblem(e.message));
     getJson<LessonItem[]>('/api/lessons')
       .then((items) => {
@@ -769,7 +780,13 @@ function App({ defaultLang }: { defaultLang: Lang }) {
       <main>
         <div>
           {overview && (
-            <LabPanel overview={overview} w={w} busy={running !== undefined} act={act} />
+            <LabPanel
+              overview={overview}
+              components={components}
+              w={w}
+              busy={running !== undefined}
+              act={act}
+            />
           )}
           <Activity events={events} running={running} w={w} />
         </div>
