@@ -5,9 +5,13 @@
  * API with the certificate klab issued. Done when the node is Ready.
  * The unit: provision/kubelet/kubelet.service.ejs; its config, a KubeletConfiguration.
  */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { GUEST, KUBELET_CERT_DIR } from '../../src/model/guest-paths.js';
 import type { LabSpec, VmPlan } from '../../src/model/spec.js';
+import { firstMaster } from '../../src/model/topology.js';
 import type { InstallProfile } from '../../src/stacks/install.js';
+import { kubectl } from '../lib/cluster.js';
 import { commandOk, nodeIsReady } from '../lib/probes.js';
 import { journalHint, serviceStep } from '../lib/service-step.js';
 import type { StepContext } from '../lib/step.js';
@@ -92,8 +96,69 @@ export const kubeletStep = serviceStep({
   },
   hint: (vm) =>
     `${journalHint(vm, ['kubelet'], 80)}; and at the node requests: klab ssh master -- kubectl get csr`,
-  alive: nodeJoinedButSlow,
+  alive: async (problems, ctx, vm) =>
+    nodeJoinedButSlow(problems) ||
+    (bootstrapPending(problems) && ((await csrAwaitsApprover(ctx, vm)) ?? false)),
 });
+
+/** The only problem is that TLS bootstrap has not given the node its certificate yet. */
+export function bootstrapPending(problems: readonly string[]): boolean {
+  return (
+    problems.length > 0 &&
+    problems.every((problem) =>
+      /no client certificate from TLS bootstrap yet|^node \S+ is not registered/.test(problem),
+    )
+  );
+}
+
+/** What `kubectl get csr -o json` says of one request. */
+interface CsrItem {
+  spec?: { username?: string; signerName?: string };
+  status?: { conditions?: { type?: string }[] };
+}
+
+/**
+ * Slow, not broken: the node asked (its CSR, made with its own bootstrap token, is there and
+ * neither approved nor denied) and kube-controller-manager, which approves it, is not
+ * serving yet: it restarted (on a starved API server it exits when its requests time out,
+ * and systemd starts it again) or it runs since less than five minutes. Returns what it
+ * waits for, or undefined when the wait is for something that will not come by itself
+ * (no request at all: the token or the apiserver address is wrong; a denied request).
+ */
+export async function csrAwaitsApprover(ctx: StepContext, vm: VmPlan): Promise<string | undefined> {
+  const tokens = JSON.parse(
+    await readFile(path.join(ctx.pkiDir, 'bootstrap-tokens.json'), 'utf8'),
+  ) as { id: string; node: string }[];
+  const token = tokens.find((entry) => entry.node === vm.name);
+  if (!token) return undefined;
+  const listed = await kubectl(ctx, ['get', 'csr', '-o', 'json'], { allowFailure: true });
+  if (listed.exitCode !== 0) return undefined;
+  const items = (JSON.parse(listed.stdout) as { items?: CsrItem[] }).items ?? [];
+  const mine = items.filter((item) => item.spec?.username === `system:bootstrap:${token.id}`);
+  const pending = mine.filter((item) => (item.status?.conditions ?? []).length === 0);
+  if (pending.length === 0) return undefined;
+  const master = firstMaster(ctx.spec);
+  const shown = await ctx
+    .host(master.name)
+    .run(
+      [
+        'systemctl',
+        'show',
+        'kube-controller-manager',
+        '-p',
+        'NRestarts,ActiveState,ActiveEnterTimestampMonotonic',
+      ],
+      { allowFailure: true },
+    );
+  const field = (name: string) => new RegExp(`^${name}=(.*)$`, 'm').exec(shown.stdout)?.[1] ?? '';
+  const restarts = Number(field('NRestarts') || 0);
+  const uptime = await ctx.host(master.name).run(['cat', '/proc/uptime'], { allowFailure: true });
+  const nowS = Number(uptime.stdout.split(' ')[0] ?? 0);
+  const sinceS = nowS - Number(field('ActiveEnterTimestampMonotonic') || 0) / 1e6;
+  const state = field('ActiveState');
+  if (restarts === 0 && state === 'active' && sinceS > 300) return undefined;
+  return `its CSR waits for kube-controller-manager (${state}, ${restarts} restart(s), up ${Math.max(0, Math.round(sinceS))} s)`;
+}
 
 /**
  * The node joined (it has a client certificate and posted its status) but is not Ready

@@ -100,8 +100,14 @@ export function probeStep(definition: {
   /**
    * Whether the problems left at the deadline show the part running and still getting
    * there (slow, not broken): then verify says so and waits, once, up to twice as long again.
+   * It may look further than the problems (the cluster's CSRs, a unit's restarts); a
+   * string is "yes, because ...", said in the STEP_SLOW notice.
    */
-  alive?(problems: readonly string[]): boolean;
+  alive?(
+    problems: readonly string[],
+    ctx: StepContext,
+    vm: VmPlan,
+  ): boolean | string | Promise<boolean | string>;
 }): Step {
   return {
     id: definition.id,
@@ -153,16 +159,16 @@ export function probeStep(definition: {
       try {
         await wait(`${definition.id} on ${vm.name}`, settle);
       } catch (error) {
-        const slow =
-          error instanceof KlabError &&
-          error.code === 'KLAB_TIMEOUT' &&
-          last.length > 0 &&
-          definition.alive?.(last) === true;
-        if (!slow) throw error;
+        const verdict =
+          error instanceof KlabError && error.code === 'KLAB_TIMEOUT' && last.length > 0
+            ? await Promise.resolve(definition.alive?.(last, ctx, vm)).catch(() => false)
+            : false;
+        if (verdict === false || verdict === undefined || verdict === '') throw error;
+        const because = typeof verdict === 'string' ? `: ${verdict}` : '';
         notice(
           ctx.sink,
           'STEP_SLOW',
-          `${definition.id} on ${vm.name} is slow, not broken, after ${Math.round(settle / 1000)} s (${last.join('; ').slice(0, 200)}); klab waits up to ${Math.round((2 * settle) / 1000)} s more. A loaded host or software emulation does this; raise timeouts.health in klab.yaml to wait longer from the start.`,
+          `${definition.id} on ${vm.name} is slow, not broken, after ${Math.round(settle / 1000)} s (${last.join('; ').slice(0, 200)})${because}; klab waits up to ${Math.round((2 * settle) / 1000)} s more. A loaded host or software emulation does this; raise timeouts.health in klab.yaml to wait longer from the start.`,
         );
         await wait(
           `${definition.id} on ${vm.name} (slow: still ${last.join('; ').slice(0, 120)})`,

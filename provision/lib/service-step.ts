@@ -31,7 +31,11 @@ export interface ServiceStepDefinition {
   /** The hint of a failure; by default, the first unit's journal. */
   hint?(vm: VmPlan): string;
   /** Problems that show the units running and still getting there (see probeStep). */
-  alive?(problems: readonly string[]): boolean;
+  alive?(
+    problems: readonly string[],
+    ctx: StepContext,
+    vm: VmPlan,
+  ): boolean | string | Promise<boolean | string>;
 }
 
 export function journalHint(vm: VmPlan, units: readonly string[], lines = 50): string {

@@ -1,7 +1,14 @@
 /** A step whose part runs but is slow gets one bounded, named extension; a broken one does not. */
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { apiserverStillStarting } from '../../../provision/control-plane/index.js';
-import { nodeJoinedButSlow } from '../../../provision/kubelet/index.js';
+import {
+  bootstrapPending,
+  csrAwaitsApprover,
+  nodeJoinedButSlow,
+} from '../../../provision/kubelet/index.js';
 import { probeStep } from '../../../provision/lib/cluster.js';
 import { KlabError } from '../../../src/model/errors.js';
 import type { KlabEvent } from '../../../src/model/events.js';
@@ -100,5 +107,69 @@ describe('slow, not broken', () => {
     expect((error as KlabError).code).toBe('KLAB_TIMEOUT');
     expect(run.elapsed()).toBeLessThanOrEqual(60_000 + 3_000);
     expect(run.events.some((event) => event.code === 'STEP_SLOW')).toBe(false);
+  });
+
+  it('a node whose CSR waits while kube-controller-manager restarts is slow; no CSR, a denied one, or a settled approver is not', async () => {
+    expect(bootstrapPending(['no client certificate from TLS bootstrap yet'])).toBe(true);
+    expect(
+      bootstrapPending([
+        'no client certificate from TLS bootstrap yet',
+        'node node1 is not registered',
+      ]),
+    ).toBe(true);
+    expect(bootstrapPending(['kubelet is not running'])).toBe(false);
+    expect(bootstrapPending([])).toBe(false);
+
+    const pkiDir = await mkdtemp(path.join(os.tmpdir(), 'klab-csr-'));
+    await writeFile(
+      path.join(pkiDir, 'bootstrap-tokens.json'),
+      JSON.stringify([{ id: 'abc123', secret: 'x', node: 'node1' }]),
+    );
+    const csr = (user: string, conditions: { type: string }[] = []) => ({
+      spec: { username: user, signerName: 'kubernetes.io/kube-apiserver-client-kubelet' },
+      status: conditions.length ? { conditions } : {},
+    });
+    const judge = async (items: unknown[], controllerManager: string, uptime = '1000.0 900.0') => {
+      const spec = twoVmSpec();
+      const master = new FakeHost('master', (argv) => {
+        if (argv[0] === 'systemctl') return { stdout: controllerManager };
+        if (argv[0] === 'cat' && argv[1] === '/proc/uptime') return { stdout: uptime };
+        return undefined;
+      });
+      const ctx = testStepContext(
+        spec,
+        { master },
+        {
+          pkiDir,
+          adminKubectl: async () => ({
+            exitCode: 0,
+            stdout: JSON.stringify({ items }),
+            stderr: '',
+          }),
+        },
+      );
+      const node1 = spec.vms.find((vm) => vm.name === 'node1');
+      if (!node1) throw new Error('no node1');
+      return csrAwaitsApprover(ctx, node1);
+    };
+    // Monotonic timestamps in microseconds; the VM is up 1000 s.
+    const restarting = 'NRestarts=8\nActiveState=active\nActiveEnterTimestampMonotonic=950000000\n';
+    const settled = 'NRestarts=0\nActiveState=active\nActiveEnterTimestampMonotonic=100000000\n';
+    expect(await judge([csr('system:bootstrap:abc123')], restarting)).toBe(
+      'its CSR waits for kube-controller-manager (active, 8 restart(s), up 50 s)',
+    );
+    // Just started, no restarts yet: still coming up.
+    expect(
+      await judge(
+        [csr('system:bootstrap:abc123')],
+        'NRestarts=0\nActiveState=activating\nActiveEnterTimestampMonotonic=0\n',
+      ),
+    ).toMatch(/activating/);
+    // Never asked (another node's CSR only), denied, or an approver settled for 15 min: broken.
+    expect(await judge([csr('system:bootstrap:zzz999')], restarting)).toBeUndefined();
+    expect(
+      await judge([csr('system:bootstrap:abc123', [{ type: 'Denied' }])], restarting),
+    ).toBeUndefined();
+    expect(await judge([csr('system:bootstrap:abc123')], settled)).toBeUndefined();
   });
 });
