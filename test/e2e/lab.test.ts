@@ -266,9 +266,13 @@ describe('a 2-VM lab on real VMs', () => {
     await view.getByTestId(`lesson-${id}`).click();
     await view.getByTestId('lesson-text').waitFor();
     const verdict = view.getByTestId('verdict');
+    const seq = async () =>
+      (await verdict.count()) ? Number(await verdict.getAttribute('data-seq')) : 0;
+    const shown = await seq();
     const clicked = Date.now();
     await view.getByTestId('lesson-check').click();
-    await verdict.waitFor({ timeout: 600_000 });
+    // A new verdict, not the one shown before the click.
+    await expect.poll(seq, { timeout: 600_000, interval: 1000 }).toBeGreaterThan(shown);
     const s = (Date.now() - clicked) / 1000;
     const classes = (await verdict.getAttribute('class')) ?? '';
     return { passed: classes.includes('pass'), text: (await verdict.textContent()) ?? '', s };

@@ -142,6 +142,12 @@ describe('klab ui in Chromium', () => {
     await expect.poll(async () => (await verdict.getAttribute('class')) ?? '').toContain('fail');
     expect(await verdict.textContent()).toContain('node1: flanneld is not running');
     expect(await verdict.textContent()).toContain('not done yet');
+    // Repaired: Check again on the same lesson shows the new verdict, not the last one.
+    const before = Number(await verdict.getAttribute('data-seq'));
+    backend.verdicts.delete('flannel');
+    await page.getByTestId('lesson-check').click();
+    await expect.poll(async () => Number(await verdict.getAttribute('data-seq'))).toBe(before + 1);
+    expect(await verdict.getAttribute('class')).toContain('pass');
     // The activity shows the action's events as they came.
     expect(await page.getByTestId('activity').textContent()).toContain('fake lesson-check');
     await page.context().close();

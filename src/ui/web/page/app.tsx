@@ -479,6 +479,8 @@ function LessonsPanel(props: {
   const { lessons, lang, w, busy, selected, select, act, refreshToken } = props;
   const [view, setView] = useState<LessonView | undefined>();
   const [verdict, setVerdict] = useState<ActionResult | undefined>();
+  // Counts the verdicts shown, so a new one can be told from the last (tests wait on it).
+  const [verdicts, setVerdicts] = useState(0);
   const [error, setError] = useState<string | undefined>();
 
   useEffect(() => {
@@ -495,9 +497,12 @@ function LessonsPanel(props: {
   }, [selected, lang, refreshToken]);
 
   const run = async (action: Action, confirmText?: string) => {
+    if (action.kind !== 'lesson-hint') setVerdict(undefined);
     const result = await act(action, confirmText);
-    if (result && action.kind !== 'lesson-hint') setVerdict(result);
-    if (result && action.kind === 'lesson-hint' && !result.ok) setVerdict(result);
+    if (result && (action.kind !== 'lesson-hint' || !result.ok)) {
+      setVerdict(result);
+      setVerdicts((n) => n + 1);
+    }
   };
 
   return (
@@ -579,7 +584,11 @@ function LessonsPanel(props: {
               </button>
             </div>
             {verdict && (
-              <div class={`verdict ${verdict.ok ? 'pass' : 'fail'}`} data-testid="verdict">
+              <div
+                class={`verdict ${verdict.ok ? 'pass' : 'fail'}`}
+                data-testid="verdict"
+                data-seq={verdicts}
+              >
                 <div data-testid="verdict-message">
                   {verdict.ok ? '✓ ' : '✗ '}
                   {verdict.message}
