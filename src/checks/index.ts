@@ -14,7 +14,7 @@ import { nodeReady, unhealthyComponents } from '../../provision/lib/probes.js';
 import type { StepContext } from '../../provision/lib/step.js';
 import { httpGet } from '../adapters/http.js';
 import { KlabError } from '../model/errors.js';
-import { task } from '../model/events.js';
+import { output, task } from '../model/events.js';
 import { GUEST, KUBELET_CERT_DIR } from '../model/guest-paths.js';
 import type { VmPlan } from '../model/spec.js';
 import { etcdMembers, firstEtcdMember, firstMaster, placed } from '../model/topology.js';
@@ -264,16 +264,38 @@ export interface Deployment {
   rollout(ctx: StepContext): Promise<void>;
 }
 
+/**
+ * Answers of a starved API server or etcd that say "ask again", not "no": `kubectl rollout
+ * status` gives up at the first of them, so the wait goes on while time is left.
+ */
+export function transientApiError(output: string): boolean {
+  return /the server was unable to return a response in the time allotted|Error from server \(Timeout\)|etcdserver: (request timed out|leader changed|too many requests)|connection refused|TLS handshake timeout|i\/o timeout|unexpected EOF|http2: server sent GOAWAY|ServiceUnavailable|the server is currently unable to handle the request|context deadline exceeded/.test(
+    output,
+  );
+}
+
 async function rolloutOf(ctx: StepContext, namespace: string, what: string): Promise<void> {
   const limit = ctx.spec.timeouts.check;
-  const result = await kubectl(
-    ctx,
-    ['-n', namespace, 'rollout', 'status', what, `--timeout=${limit}s`],
-    { timeoutMs: (limit + 60) * 1000, allowFailure: true },
-  );
-  if (result.exitCode !== 0) {
+  const deadline = ctx.clock.now() + limit * 1000;
+  let retried = 0;
+  for (;;) {
+    const left = Math.max(1, Math.round((deadline - ctx.clock.now()) / 1000));
+    const result = await kubectl(
+      ctx,
+      ['-n', namespace, 'rollout', 'status', what, `--timeout=${left}s`],
+      { timeoutMs: (left + 60) * 1000, allowFailure: true },
+    );
+    if (result.exitCode === 0) return;
+    const said = (result.stderr || result.stdout).trim().split('\n').pop() ?? '';
+    if (transientApiError(said) && ctx.clock.now() + 5000 < deadline) {
+      // The API server did not answer in time (a loaded host): slow, not broken; ask again.
+      retried += 1;
+      output(ctx.sink, 'klab', `${namespace}/${what}: ${said}; asking again`);
+      await ctx.clock.sleep(5000);
+      continue;
+    }
     fail(
-      `${namespace}/${what} not rolled out within ${limit} s (timeouts.check): ${(result.stderr || result.stdout).trim().split('\n').pop()}`,
+      `${namespace}/${what} not rolled out within ${limit} s (timeouts.check)${retried ? `, after ${retried} API server timeout(s)` : ''}: ${said}`,
     );
   }
 }

@@ -2,10 +2,12 @@ import { describe, expect, it } from 'vitest';
 import type { StepContext } from '../../../provision/lib/step.js';
 import {
   CHECKS,
+  findDeployment,
   leaderChangesFromMetrics,
   readyEndpointAddresses,
   runChecks,
   stoppedUnits,
+  transientApiError,
 } from '../../../src/checks/index.js';
 import { KlabError } from '../../../src/model/errors.js';
 import { type Clock, type KlabEvent, nullSink } from '../../../src/model/events.js';
@@ -290,5 +292,70 @@ describe('checks that depend on a failed check are not run', () => {
     expect(hosts.flatMap((host) => host.commands()).some((cmd) => cmd.includes('apply'))).toBe(
       false,
     );
+  });
+});
+
+describe('a rollout wait on a starved API server', () => {
+  const TIMEOUT =
+    'Error from server (Timeout): the server was unable to return a response in the time allotted, but may still be processing the request (get deployments.apps php-apache)';
+
+  it('tells "ask again" answers from refusals', () => {
+    expect(transientApiError(TIMEOUT)).toBe(true);
+    expect(transientApiError('Error from server: etcdserver: request timed out')).toBe(true);
+    expect(
+      transientApiError(
+        'The connection to the server 192.168.213.10:6443 was refused - did you specify the right host or port?',
+      ),
+    ).toBe(false);
+    expect(transientApiError('dial tcp 192.168.213.10:6443: connect: connection refused')).toBe(
+      true,
+    );
+    expect(transientApiError('error: deployment "php-apache" exceeded its progress deadline')).toBe(
+      false,
+    );
+    expect(transientApiError('Error from server (NotFound): deployments.apps "x" not found')).toBe(
+      false,
+    );
+  });
+
+  it('asks again after a server timeout, within timeouts.check, and passes once rolled out', async () => {
+    const calls: string[][] = [];
+    const { ctx } = context(() => undefined, 300);
+    const answers = [
+      { exitCode: 1, stdout: '', stderr: TIMEOUT },
+      { exitCode: 1, stdout: '', stderr: TIMEOUT },
+      { exitCode: 0, stdout: 'deployment "php-apache" successfully rolled out', stderr: '' },
+    ];
+    ctx.adminKubectl = async (args) => {
+      calls.push([...args]);
+      return answers.shift() ?? { exitCode: 0, stdout: '', stderr: '' };
+    };
+    await findDeployment('test-app')?.rollout(ctx);
+    expect(calls).toHaveLength(3);
+    // Each try gets only the time left of timeouts.check.
+    expect(calls[0]?.at(-1)).toBe('--timeout=300s');
+    expect(calls[1]?.at(-1)).toBe('--timeout=295s');
+  });
+
+  it('fails at once on a refusal, and at the deadline after timeouts, naming them', async () => {
+    const { ctx } = context(() => undefined, 30);
+    ctx.adminKubectl = async () => ({
+      exitCode: 1,
+      stdout: '',
+      stderr: 'error: deployment "php-apache" exceeded its progress deadline',
+    });
+    await expect(findDeployment('test-app')?.rollout(ctx)).rejects.toThrow(
+      /exceeded its progress deadline/,
+    );
+    let tries = 0;
+    ctx.adminKubectl = async () => {
+      tries += 1;
+      return { exitCode: 1, stdout: '', stderr: TIMEOUT };
+    };
+    await expect(findDeployment('test-app')?.rollout(ctx)).rejects.toThrow(
+      /not rolled out within 30 s \(timeouts\.check\), after \d+ API server timeout\(s\)/,
+    );
+    expect(tries).toBeGreaterThan(1);
+    expect(tries).toBeLessThanOrEqual(7);
   });
 });
