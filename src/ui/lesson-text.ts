@@ -4,7 +4,7 @@ import { type Language, type Lesson, splitLessonText } from '../model/lesson.js'
 export const LESSON_WORDS = {
   en: {
     on: 'on',
-    ssh: 'open a shell there',
+    ssh: 'open a shell there.',
     done: 'When you are done: `klab lesson check` (stuck? `klab lesson hint`).',
     passed: 'Passed: the lab is as this lesson makes it.',
     solved: 'Solved by klab, and the check passes.',
@@ -13,7 +13,7 @@ export const LESSON_WORDS = {
   },
   'zh-CN': {
     on: '在',
-    ssh: '登录这台虚拟机',
+    ssh: '登录这台虚拟机。',
     done: '完成后运行 `klab lesson check` 检查（卡住了？运行 `klab lesson hint` 看提示）。',
     passed: '检查通过：实验环境已经是本课要求的状态。',
     solved: 'klab 已替你完成本课，检查通过。',
@@ -35,7 +35,7 @@ export function lessonMarkdown(
     const vm = lesson.steps[index]?.vm ?? 'master';
     parts.push(
       `## ${index + 1}. ${section.heading} (${words.on} ${vm})`,
-      `\`klab ssh ${vm}\`: ${words.ssh}.`,
+      `\`klab ssh ${vm}\`: ${words.ssh}`,
       section.body,
     );
   });
