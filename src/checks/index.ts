@@ -269,7 +269,7 @@ export interface Deployment {
  * status` gives up at the first of them, so the wait goes on while time is left.
  */
 export function transientApiError(output: string): boolean {
-  return /the server was unable to return a response in the time allotted|Error from server \(Timeout\)|etcdserver: (request timed out|leader changed|too many requests)|connection refused|TLS handshake timeout|i\/o timeout|unexpected EOF|http2: server sent GOAWAY|ServiceUnavailable|the server is currently unable to handle the request|context deadline exceeded/.test(
+  return /the server was unable to return a response in the time allotted|Error from server \(Timeout\)|etcdserver: (request timed out|leader changed|too many requests)|connection refused|TLS handshake timeout|i\/o timeout|unexpected EOF|http2: server sent GOAWAY|ServiceUnavailable|the server is currently unable to handle the request|context deadline exceeded|resource quota evaluation timed out/.test(
     output,
   );
 }
@@ -300,21 +300,41 @@ async function rolloutOf(ctx: StepContext, namespace: string, what: string): Pro
   }
 }
 
+/**
+ * `kubectl apply` of a manifest (idempotent), asked again while the API server answers
+ * "ask again" (a quota evaluation or a request timing out on a loaded host), up to
+ * timeouts.check.
+ */
+async function applyPatiently(ctx: StepContext, manifest: string): Promise<void> {
+  const deadline = ctx.clock.now() + ctx.spec.timeouts.check * 1000;
+  for (;;) {
+    const result = await kubectl(ctx, ['apply', '-f', '-'], {
+      stdin: manifest,
+      allowFailure: true,
+    });
+    if (result.exitCode === 0) return;
+    const said = `${result.stdout}\n${result.stderr}`.trim();
+    if (!transientApiError(said) || ctx.clock.now() + 5000 >= deadline) {
+      fail(`kubectl apply failed: ${said.split('\n').pop() ?? ''}`);
+    }
+    output(ctx.sink, 'klab', `kubectl apply: ${said.split('\n').pop() ?? ''}; asking again`);
+    await ctx.clock.sleep(5000);
+  }
+}
+
 export const DEPLOYMENTS: readonly Deployment[] = [
   {
     id: 'test-app',
     async apply(ctx) {
       const replicas = placed(ctx.spec, 'nodes').length;
-      await kubectl(ctx, ['apply', '-f', '-'], {
-        stdin: renderTestApp({ profile: ctx.profile, replicas }),
-      });
+      await applyPatiently(ctx, renderTestApp({ profile: ctx.profile, replicas }));
     },
     rollout: (ctx) => rolloutOf(ctx, VERIFY_NAMESPACE, `deployment/${TEST_APP}`),
   },
   {
     id: 'ingress',
     async apply(ctx) {
-      await kubectl(ctx, ['apply', '-f', '-'], { stdin: renderIngress(ctx.profile) });
+      await applyPatiently(ctx, renderIngress(ctx.profile));
     },
     rollout: (ctx) => rolloutOf(ctx, 'kube-system', 'daemonset/traefik-ingress'),
   },

@@ -358,4 +358,33 @@ describe('a rollout wait on a starved API server', () => {
     expect(tries).toBeGreaterThan(1);
     expect(tries).toBeLessThanOrEqual(7);
   });
+
+  it('applies the manifest again when the API server says "resource quota evaluation timed out"', async () => {
+    const { ctx } = context(() => undefined, 300);
+    const seen: string[][] = [];
+    const answers = [
+      {
+        exitCode: 1,
+        stdout: 'namespace/klab-verify created',
+        stderr:
+          'Error from server (InternalError): error when creating "STDIN": Internal error occurred: resource quota evaluation timed out',
+      },
+      { exitCode: 0, stdout: 'deployment.apps/php-apache created', stderr: '' },
+    ];
+    ctx.adminKubectl = async (args) => {
+      seen.push([...args]);
+      return answers.shift() ?? { exitCode: 0, stdout: '', stderr: '' };
+    };
+    await findDeployment('test-app')?.apply(ctx);
+    expect(seen).toEqual([
+      ['apply', '-f', '-'],
+      ['apply', '-f', '-'],
+    ]);
+    ctx.adminKubectl = async () => ({
+      exitCode: 1,
+      stdout: '',
+      stderr: 'error: error validating "STDIN": error validating data: unknown field',
+    });
+    await expect(findDeployment('test-app')?.apply(ctx)).rejects.toThrow(/unknown field/);
+  });
 });
