@@ -8,71 +8,21 @@
 import { render } from 'preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
 
-type Lang = 'en' | 'zh-CN';
+import type { Language as Lang } from '../../../model/lesson.js';
+import type {
+  UiAction as Action,
+  UiActionResult as ActionResult,
+  UiLessonItem as LessonItem,
+  UiOverview,
+  UiVerifyReport as VerifyReport,
+  UiVm as Vm,
+  UiVmComponents as VmComponents,
+} from '../../../model/web-ui.js';
+import type { PageEvent } from '../server.js';
 
-interface Component {
-  unit: string;
-  active: string;
-}
-interface Vm {
-  name: string;
-  roles: string[];
-  ip: string;
-  state: string;
-  stepsDone: number;
-  stepsTotal: number;
-  ssh: string;
-}
-interface VmComponents {
-  components: Component[];
-  error?: string;
-}
-interface Step {
-  id: string;
-  vms: string[];
-  doneOn: string[];
-}
-interface Checkpoint {
-  name: string;
-  afterStep?: string;
-  stateBytes: number;
-  createdAt: number;
-}
-interface CheckResult {
-  id: string;
-  name: string;
-  ok: boolean;
-  detail?: string;
-}
-interface VerifyReport {
-  at: string;
-  passed: boolean;
-  seconds: number;
-  checks: CheckResult[];
-  error?: string;
-}
-interface Overview {
-  name: string;
-  dir: string;
-  vms: Vm[];
-  steps: Step[];
-  checkpoints: Checkpoint[];
-  verify?: VerifyReport;
-  lockedBy?: string;
-  running: { id: string; action: Action } | null;
-}
-interface LessonItem {
-  id: string;
-  order: number;
-  kind: 'tutorial' | 'breakfix';
-  minutes: number;
-  title: Record<Lang, string>;
-  current: boolean;
-  passed: boolean;
-  solved: boolean;
-  hintsShown: number;
-  unsupported?: string;
-}
+// The page's data is the server's (type-only imports: nothing of them reaches the browser).
+type Overview = UiOverview & { running: { id: string; action: Action } | null };
+
 interface LessonView {
   id: string;
   kind: string;
@@ -83,28 +33,6 @@ interface LessonView {
   steps: { vm: string; ssh: string }[];
   hints: string[];
   hintsTotal: number;
-}
-type Action =
-  | { kind: 'lesson-check' | 'lesson-hint' | 'lesson-solve'; id: string }
-  | { kind: 'lesson-start'; id: string; here?: boolean }
-  | { kind: 'verify' }
-  | { kind: 'snapshot-save' | 'snapshot-restore'; name: string };
-interface ActionResult {
-  ok: boolean;
-  code: string;
-  message: string;
-  details?: string[];
-  hint?: string;
-  text?: Record<Lang, string>;
-  verify?: VerifyReport;
-}
-interface PageEvent {
-  code: string;
-  kind: string;
-  text: string;
-  ok?: boolean;
-  ms?: number;
-  level?: 'info' | 'warn';
 }
 
 const WORDS = {
