@@ -34,6 +34,17 @@ export function renderFlannelUnit(spec: LabSpec, vm: VmPlan): string {
   });
 }
 
+/**
+ * The network config in etcd, written when it is missing or different. flannel 0.10 keeps
+ * it (and its leases) in etcd's v2 keyspace, which a v3 snapshot does not hold: an etcd
+ * restore writes it again through this.
+ */
+export async function ensureNetworkConfig(ctx: StepContext): Promise<boolean> {
+  if ((await etcdValue(ctx, KEY)) === renderFlannelConfig(ctx.spec)) return false;
+  await writeNetworkConfig(ctx);
+  return true;
+}
+
 async function writeNetworkConfig(ctx: StepContext): Promise<void> {
   const member = firstEtcdMember(ctx.spec);
   const value = renderFlannelConfig(ctx.spec);
@@ -62,7 +73,6 @@ export const flannelStep = serviceStep({
     commandOk(['ip', 'link', 'show', 'flannel.1'], 'no flannel.1 vxlan interface'),
   ],
   async before(ctx) {
-    if ((await etcdValue(ctx, KEY)) !== renderFlannelConfig(ctx.spec))
-      await writeNetworkConfig(ctx);
+    await ensureNetworkConfig(ctx);
   },
 });

@@ -10,6 +10,7 @@
  */
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { ensureNetworkConfig } from '../../provision/flannel/index.js';
 import { etcdctl, kubectl } from '../../provision/lib/cluster.js';
 import { controlPlaneHealthy, etcdHealthy, waitProbe } from '../../provision/lib/probes.js';
 import type { StepContext } from '../../provision/lib/step.js';
@@ -169,121 +170,9 @@ export async function etcdRestore(request: LabRequest, file: string): Promise<Re
   }
   const lab = await openCreatedLab(request);
   const stamp = backupName(new Date()).replace(/^etcd-|\.db$/g, '');
-  const report = await withHosts(lab, async (pool) => {
-    const ctx = stepContext(lab, pool);
-    const members = etcdMembers(lab.spec);
-    const [first] = members;
-    if (!first) throw new KlabError('KLAB_INTERNAL', 'the lab has no etcd member');
-    await task(lab.sink, 'Copy the backup to every etcd member', () =>
-      Promise.all(
-        members.map((member) =>
-          ctx.host(member.name).uploadFile(local, REMOTE_SNAPSHOT, { sudo: true, mode: 0o600 }),
-        ),
-      ),
-    );
-    // A file that is no snapshot stops everything here, before anything is stopped.
-    const status = await snapshotStatus(ctx, first, REMOTE_SNAPSHOT);
-    if (!status) {
-      await Promise.all(
-        members.map((member) =>
-          ctx
-            .host(member.name)
-            .run(['rm', '-f', REMOTE_SNAPSHOT], { sudo: true, allowFailure: true }),
-        ),
-      );
-      throw new KlabError(
-        'KLAB_USAGE',
-        `${local} is not an etcd snapshot (etcdctl snapshot status refuses it)`,
-        {
-          hint: 'Nothing was stopped or changed. Give a file written by klab etcd backup.',
-        },
-      );
-    }
-    const keptData: Record<string, string> = {};
-    await task(lab.sink, 'Stop the kubelets, the control plane and etcd', async () => {
-      await Promise.all([
-        ...nodes(lab.spec).map((vm) =>
-          ctx
-            .host(vm.name)
-            .run(['systemctl', 'stop', 'kubelet'], { sudo: true, allowFailure: true }),
-        ),
-        ...masters(lab.spec).map((vm) =>
-          ctx
-            .host(vm.name)
-            .run(['systemctl', 'stop', ...CONTROL_PLANE], { sudo: true, allowFailure: true }),
-        ),
-      ]);
-      await Promise.all(
-        members.map((vm) => ctx.host(vm.name).run(['systemctl', 'stop', 'etcd'], { sudo: true })),
-      );
-    });
-    const kept = `${GUEST.etcdData}.before-restore-${stamp}`;
-    const failures = await task(
-      lab.sink,
-      `Rebuild every member's data from the backup (revision ${status.revision})`,
-      async () => {
-        const outcomes = await Promise.allSettled(
-          members.map(async (member) => {
-            const host = ctx.host(member.name);
-            await host.run(['mv', GUEST.etcdData, kept], { sudo: true });
-            keptData[member.name] = kept;
-            const restored = await etcdctl(
-              ctx,
-              member,
-              restoreArgs(lab.spec, member, REMOTE_SNAPSHOT, GUEST.etcdData),
-              { allowFailure: true, timeoutMs: 300_000 },
-            );
-            if (restored.exitCode !== 0) {
-              throw new KlabError(
-                'KLAB_ETCD_RESTORE_FAILED',
-                `etcdctl snapshot restore failed on ${member.name}`,
-                { vm: member.name, outputTail: restored.stderr },
-              );
-            }
-            await host.run(['chown', '-R', 'etcd:etcd', GUEST.etcdData], { sudo: true });
-            await host.run(['chmod', '0700', GUEST.etcdData], { sudo: true });
-          }),
-        );
-        return outcomes.flatMap((outcome) =>
-          outcome.status === 'rejected' ? [outcome.reason as unknown] : [],
-        );
-      },
-    );
-    await Promise.all(
-      members.map((member) =>
-        ctx
-          .host(member.name)
-          .run(['rm', '-f', REMOTE_SNAPSHOT], { sudo: true, allowFailure: true }),
-      ),
-    );
-    if (failures.length > 0) {
-      // All or nothing: members with another history would not form one cluster. Every
-      // member gets its own data back, and the cluster starts as it was.
-      await Promise.all(
-        Object.keys(keptData).map((name) =>
-          ctx
-            .host(name)
-            .run(['sh', '-c', 'rm -rf "$1" && mv "$2" "$1"', 'sh', GUEST.etcdData, kept], {
-              sudo: true,
-            }),
-        ),
-      );
-      await startAll(ctx);
-      const [first] = failures;
-      const cause = first instanceof KlabError ? first : undefined;
-      throw new KlabError(
-        'KLAB_ETCD_RESTORE_FAILED',
-        `${cause?.message ?? String(first)}; every member has its data from before the restore again, and the cluster runs as it was`,
-        {
-          ...(cause?.vm ? { vm: cause.vm } : {}),
-          ...(cause?.outputTail ? { outputTail: cause.outputTail } : {}),
-          hint: 'Check the file (klab etcd backup writes good ones) and the free space on the members, then run the restore again.',
-        },
-      );
-    }
-    await startAll(ctx);
-    return { file: local, status, keptData };
-  });
+  const report = await withHosts(lab, (pool) =>
+    restoreMembers(stepContext(lab, pool), local, stamp),
+  );
   result(
     lab.sink,
     'ETCD_RESTORED',
@@ -295,6 +184,126 @@ export async function etcdRestore(request: LabRequest, file: string): Promise<Re
     { kind: 'EtcdRestore', ...report },
   );
   return report;
+}
+
+/**
+ * Every member rebuilt from the snapshot file `local`, all or nothing: the file is checked
+ * before anything stops; a member that fails to restore puts every member's old data back.
+ * Then etcd, the control plane and the kubelets start again, each waited for.
+ */
+export async function restoreMembers(
+  ctx: StepContext,
+  local: string,
+  stamp: string,
+): Promise<RestoreReport> {
+  const members = etcdMembers(ctx.spec);
+  const [first] = members;
+  if (!first) throw new KlabError('KLAB_INTERNAL', 'the lab has no etcd member');
+  await task(ctx.sink, 'Copy the backup to every etcd member', () =>
+    Promise.all(
+      members.map((member) =>
+        ctx.host(member.name).uploadFile(local, REMOTE_SNAPSHOT, { sudo: true, mode: 0o600 }),
+      ),
+    ),
+  );
+  // A file that is no snapshot stops everything here, before anything is stopped.
+  const status = await snapshotStatus(ctx, first, REMOTE_SNAPSHOT);
+  if (!status) {
+    await Promise.all(
+      members.map((member) =>
+        ctx
+          .host(member.name)
+          .run(['rm', '-f', REMOTE_SNAPSHOT], { sudo: true, allowFailure: true }),
+      ),
+    );
+    throw new KlabError(
+      'KLAB_USAGE',
+      `${local} is not an etcd snapshot (etcdctl snapshot status refuses it)`,
+      {
+        hint: 'Nothing was stopped or changed. Give a file written by klab etcd backup.',
+      },
+    );
+  }
+  const keptData: Record<string, string> = {};
+  await task(ctx.sink, 'Stop the kubelets, the control plane and etcd', async () => {
+    await Promise.all([
+      ...nodes(ctx.spec).map((vm) =>
+        ctx.host(vm.name).run(['systemctl', 'stop', 'kubelet'], { sudo: true, allowFailure: true }),
+      ),
+      ...masters(ctx.spec).map((vm) =>
+        ctx
+          .host(vm.name)
+          .run(['systemctl', 'stop', ...CONTROL_PLANE], { sudo: true, allowFailure: true }),
+      ),
+    ]);
+    await Promise.all(
+      members.map((vm) => ctx.host(vm.name).run(['systemctl', 'stop', 'etcd'], { sudo: true })),
+    );
+  });
+  const kept = `${GUEST.etcdData}.before-restore-${stamp}`;
+  const failures = await task(
+    ctx.sink,
+    `Rebuild every member's data from the backup (revision ${status.revision})`,
+    async () => {
+      const outcomes = await Promise.allSettled(
+        members.map(async (member) => {
+          const host = ctx.host(member.name);
+          await host.run(['mv', GUEST.etcdData, kept], { sudo: true });
+          keptData[member.name] = kept;
+          const restored = await etcdctl(
+            ctx,
+            member,
+            restoreArgs(ctx.spec, member, REMOTE_SNAPSHOT, GUEST.etcdData),
+            { allowFailure: true, timeoutMs: 300_000 },
+          );
+          if (restored.exitCode !== 0) {
+            throw new KlabError(
+              'KLAB_ETCD_RESTORE_FAILED',
+              `etcdctl snapshot restore failed on ${member.name}`,
+              { vm: member.name, outputTail: restored.stderr },
+            );
+          }
+          await host.run(['chown', '-R', 'etcd:etcd', GUEST.etcdData], { sudo: true });
+          await host.run(['chmod', '0700', GUEST.etcdData], { sudo: true });
+        }),
+      );
+      return outcomes.flatMap((outcome) =>
+        outcome.status === 'rejected' ? [outcome.reason as unknown] : [],
+      );
+    },
+  );
+  await Promise.all(
+    members.map((member) =>
+      ctx.host(member.name).run(['rm', '-f', REMOTE_SNAPSHOT], { sudo: true, allowFailure: true }),
+    ),
+  );
+  if (failures.length > 0) {
+    // All or nothing: members with another history would not form one cluster. Every
+    // member gets its own data back, and the cluster starts as it was.
+    await Promise.all(
+      Object.keys(keptData).map((name) =>
+        ctx
+          .host(name)
+          .run(['sh', '-c', 'rm -rf "$1" && mv "$2" "$1"', 'sh', GUEST.etcdData, kept], {
+            sudo: true,
+          }),
+      ),
+    );
+    await startAll(ctx);
+    const [first] = failures;
+    const cause = first instanceof KlabError ? first : undefined;
+    throw new KlabError(
+      'KLAB_ETCD_RESTORE_FAILED',
+      `${cause?.message ?? String(first)}; every member has its data from before the restore again, and the cluster runs as it was`,
+      {
+        ...(cause?.vm ? { vm: cause.vm } : {}),
+        ...(cause?.outputTail ? { outputTail: cause.outputTail } : {}),
+        hint: 'Check the file (klab etcd backup writes good ones) and the free space on the members, then run the restore again.',
+      },
+    );
+  }
+  await startAll(ctx);
+  return { file: local, status, keptData };
 }
 
 /** etcd on every member (together: a member alone has no quorum), then the rest, waited for. */
@@ -317,6 +326,19 @@ async function startAll(ctx: StepContext): Promise<void> {
       );
     }
   });
+  // flannel 0.10 (the v1.11.1 stack) keeps its config and leases in the v2 keyspace, which
+  // a v3 snapshot does not hold: the config goes back in, and each flanneld leases again
+  // (it asks for the subnet it had, so Docker's bridge stays right).
+  if (ctx.profile.flannelEtcdApi === 'v2') {
+    await task(ctx.sink, "Write flannel's network config again (etcd v2 keyspace)", async () => {
+      await ensureNetworkConfig(ctx);
+      await Promise.all(
+        spec.vms.map((vm) =>
+          ctx.host(vm.name).run(['systemctl', 'restart', 'flanneld'], { sudo: true }),
+        ),
+      );
+    });
+  }
   await task(ctx.sink, 'Start the control plane and the kubelets', async () => {
     for (const vm of masters(spec)) {
       await ctx
