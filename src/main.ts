@@ -219,7 +219,7 @@ export async function main(argv: readonly string[], io: MainIo = defaultIo()): P
           kind: 'notice',
           code: 'INTERRUPT_REQUESTED',
           level: 'warn',
-          text: `${signal}: stopping at the next safe point, leaving the lab resumable (press Ctrl-C again to stop at once).`,
+          text: `${signal}: ${command.onInterrupt ?? 'stopping at the next safe point, leaving the lab resumable (press Ctrl-C again to stop at once).'}`,
         });
       };
       for (const name of STOP_SIGNALS) signals.on(name, onSignal);

@@ -28,5 +28,7 @@ export interface KlabCommand {
    * lab directory too (create), so the lock is taken even where there is no lab yet.
    */
   writesLab?: (args: Record<string, unknown>) => false | 'lab' | 'new-lab';
+  /** What the first Ctrl-C does, when it is not "stop at the next safe point". */
+  onInterrupt?: string;
   run(args: Record<string, unknown> & GlobalArgs, io: CommandIo): Promise<number>;
 }

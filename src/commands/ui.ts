@@ -26,6 +26,8 @@ export const uiCommand: KlabCommand = {
           'listen on this address instead of 127.0.0.1 (other machines can then reach the page; the token still guards it)',
       }),
   logsInLab: 'always',
+  onInterrupt:
+    'stopping klab ui (a running action first reaches its safe point; press Ctrl-C again to stop at once).',
   async run(args, io) {
     await serveUi({
       dir: args.dir,

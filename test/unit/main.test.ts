@@ -108,6 +108,24 @@ describe('main', () => {
     expect(existsSync(path.join(dir, '.klab', 'lock'))).toBe(false);
   });
 
+  it('Ctrl-C of klab ui says it stops the page, not that the lab is left resumable', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-main-'));
+    const signals = new EventEmitter();
+    const running = run(['--dir', dir, 'ui', '--port', '0'], signals);
+    const deadline = Date.now() + 20_000;
+    while (signals.listenerCount('SIGINT') === 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    // Listening takes a moment after the handler is in place.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    signals.emit('SIGINT', 'SIGINT');
+    const { code, err } = await running;
+    expect(code).toBe(0);
+    expect(err).toContain('SIGINT: stopping klab ui');
+    expect(err).not.toContain('leaving the lab resumable');
+    expect(err).toContain('klab ui stopped');
+  });
+
   it('a klab.yaml that is a directory is a clear input error (exit 2), not a crash', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-main-'));
     await mkdir(path.join(dir, 'klab.yaml'));
