@@ -39,10 +39,8 @@ export function renderFlannelUnit(spec: LabSpec, vm: VmPlan): string {
  * it (and its leases) in etcd's v2 keyspace, which a v3 snapshot does not hold: an etcd
  * restore writes it again through this.
  */
-export async function ensureNetworkConfig(ctx: StepContext): Promise<boolean> {
-  if ((await etcdValue(ctx, KEY)) === renderFlannelConfig(ctx.spec)) return false;
-  await writeNetworkConfig(ctx);
-  return true;
+export async function ensureNetworkConfig(ctx: StepContext): Promise<void> {
+  if ((await etcdValue(ctx, KEY)) !== renderFlannelConfig(ctx.spec)) await writeNetworkConfig(ctx);
 }
 
 async function writeNetworkConfig(ctx: StepContext): Promise<void> {

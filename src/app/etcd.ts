@@ -334,7 +334,8 @@ async function startAll(ctx: StepContext): Promise<void> {
       await ensureNetworkConfig(ctx);
       await Promise.all(
         spec.vms.map((vm) =>
-          ctx.host(vm.name).run(['systemctl', 'restart', 'flanneld'], { sudo: true }),
+          // try-restart: a lab restored before its flannel step has no flanneld to restart.
+          ctx.host(vm.name).run(['systemctl', 'try-restart', 'flanneld'], { sudo: true }),
         ),
       );
     });
