@@ -94,6 +94,10 @@ export const kubeletStep = serviceStep({
       .host(vm.name)
       .run(['mkdir', '-p', '/var/lib/kubelet', KUBELET_CERT_DIR], { sudo: true });
   },
+  // Under software emulation the nodes join one after the other: three kubelets bootstrapping
+  // at once (CSRs, node registration, first list and watch of everything) starved the
+  // emulated API server until the controller manager, which approves the CSRs, crash-looped.
+  oneAtATime: (ctx) => ctx.tuning.accelerator === 'tcg',
   hint: (vm) =>
     `${journalHint(vm, ['kubelet'], 80)}; and at the node requests: klab ssh master -- kubectl get csr`,
   alive: async (problems, ctx, vm) =>
@@ -131,8 +135,12 @@ export async function csrAwaitsApprover(ctx: StepContext, vm: VmPlan): Promise<s
   ) as { id: string; node: string }[];
   const token = tokens.find((entry) => entry.node === vm.name);
   if (!token) return undefined;
-  const listed = await kubectl(ctx, ['get', 'csr', '-o', 'json'], { allowFailure: true });
-  if (listed.exitCode !== 0) return undefined;
+  const listed = await kubectl(ctx, ['get', 'csr', '-o', 'json', '--request-timeout=30s'], {
+    allowFailure: true,
+  });
+  // The control plane answered at its own step; not answering now is a starved or restarting
+  // API server (the kubelets' bootstrap loads it), which comes back by itself.
+  if (listed.exitCode !== 0) return apiserverBusy(listed.stderr);
   const items = (JSON.parse(listed.stdout) as { items?: CsrItem[] }).items ?? [];
   const mine = items.filter((item) => item.spec?.username === `system:bootstrap:${token.id}`);
   const pending = mine.filter((item) => (item.status?.conditions ?? []).length === 0);
@@ -158,6 +166,15 @@ export async function csrAwaitsApprover(ctx: StepContext, vm: VmPlan): Promise<s
   const state = field('ActiveState');
   if (restarts === 0 && state === 'active' && sinceS > 300) return undefined;
   return `its CSR waits for kube-controller-manager (${state}, ${restarts} restart(s), up ${Math.max(0, Math.round(sinceS))} s)`;
+}
+
+/** Why kubectl got no answer, when it is the API server being slow (a timeout, a refused connection while it restarts). */
+export function apiserverBusy(stderr: string): string | undefined {
+  const slow =
+    /Client\.Timeout|context deadline exceeded|i\/o timeout|TLS handshake timeout|timed out|connection refused|was refused|the server is currently unable|Too many requests|EOF/i;
+  if (!slow.test(stderr)) return undefined;
+  const line = stderr.trim().split('\n').at(-1)?.slice(0, 160) ?? '';
+  return `the API server does not answer in time while the node joins (${line})`;
 }
 
 /**

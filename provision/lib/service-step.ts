@@ -28,6 +28,8 @@ export interface ServiceStepDefinition {
   /** on-change: restart only when a file changed (else start); always: restart every apply. */
   restart?: 'on-change' | 'always';
   before?(ctx: StepContext, vm: VmPlan): Promise<void>;
+  /** One VM at a time (see Step.oneAtATime). */
+  oneAtATime?(ctx: StepContext): boolean;
   /** The hint of a failure; by default, the first unit's journal. */
   hint?(vm: VmPlan): string;
   /** Problems that show the units running and still getting there (see probeStep). */
@@ -87,5 +89,9 @@ export function serviceStep(definition: ServiceStepDefinition): Step {
     diagnose: (ctx, vm) => journalTail(ctx.host(vm.name), mainUnit),
     ...(definition.alive ? { alive: definition.alive } : {}),
   });
-  return { ...step, outcome: serviceOutcome(definition) };
+  return {
+    ...step,
+    outcome: serviceOutcome(definition),
+    ...(definition.oneAtATime ? { oneAtATime: definition.oneAtATime } : {}),
+  };
 }

@@ -38,6 +38,12 @@ export interface Step {
   title: string;
   /** Which VMs it runs on; all VMs when omitted. */
   targets?(spec: LabSpec): VmPlan[];
+  /**
+   * Whether the step goes through its VMs one at a time (each applied and verified before the
+   * next starts) instead of all at once: for joins that load a shared part (three kubelets
+   * bootstrapping against one emulated API server).
+   */
+  oneAtATime?(ctx: StepContext): boolean;
   /** What is not yet as this step makes it (empty: done); probe steps have it. */
   problems?(ctx: StepContext, vm: VmPlan): Promise<string[]>;
   /**

@@ -3,7 +3,7 @@ import type { Step, StepContext } from '../../provision/lib/step.js';
 import { KlabError } from '../model/errors.js';
 import { task } from '../model/events.js';
 import { interrupt } from '../model/interrupt.js';
-import type { LabSpec } from '../model/spec.js';
+import type { LabSpec, VmPlan } from '../model/spec.js';
 import { type LabState, markStepDone } from '../model/state.js';
 
 /**
@@ -70,20 +70,21 @@ export async function runSteps(
       ctx.sink,
       step.title,
       async (update) => {
-        const settled = await Promise.allSettled(
-          vms.map(async (vm): Promise<StepOutcome> => {
-            if (await step.check(ctx, vm)) {
-              // Under software emulation a second look at a step found done costs as much as
-              // the first (a minute for the control plane): only where verify sees more.
-              if (!step.checkVerifies) await step.verify(ctx, vm);
-              return { step: step.id, vm: vm.name, result: 'already-done' };
-            }
-            update(`${vm.name}: applying`);
-            await step.apply(ctx, vm);
-            await step.verify(ctx, vm);
-            return { step: step.id, vm: vm.name, result: 'applied' };
-          }),
-        );
+        const runOne = async (vm: VmPlan): Promise<StepOutcome> => {
+          if (await step.check(ctx, vm)) {
+            // Under software emulation a second look at a step found done costs as much as
+            // the first (a minute for the control plane): only where verify sees more.
+            if (!step.checkVerifies) await step.verify(ctx, vm);
+            return { step: step.id, vm: vm.name, result: 'already-done' };
+          }
+          update(`${vm.name}: applying`);
+          await step.apply(ctx, vm);
+          await step.verify(ctx, vm);
+          return { step: step.id, vm: vm.name, result: 'applied' };
+        };
+        const settled = step.oneAtATime?.(ctx)
+          ? await inTurn(vms, runOne)
+          : await Promise.allSettled(vms.map(runOne));
         const failure = settled.find((entry) => entry.status === 'rejected');
         if (failure) throw (failure as PromiseRejectedResult).reason;
         return settled.map((entry) => (entry as PromiseFulfilledResult<StepOutcome>).value);
@@ -106,4 +107,21 @@ export async function runSteps(
     await hooks.afterStep?.(step, changedSoFar);
   }
   return outcomes;
+}
+
+/** One VM after the other; the first failure ends the turn (the later VMs are not started). */
+async function inTurn<T>(
+  vms: readonly VmPlan[],
+  run: (vm: VmPlan) => Promise<T>,
+): Promise<PromiseSettledResult<T>[]> {
+  const settled: PromiseSettledResult<T>[] = [];
+  for (const vm of vms) {
+    try {
+      settled.push({ status: 'fulfilled', value: await run(vm) });
+    } catch (reason) {
+      settled.push({ status: 'rejected', reason });
+      break;
+    }
+  }
+  return settled;
 }

@@ -52,3 +52,23 @@ export function guestCpus(vm: VmPlan, accelerator: Accelerator): number {
   if (vm.cpusSet) return vm.cpus;
   return accelerator === 'tcg' && vm.role === 'node' ? 1 : vm.cpus;
 }
+
+/** libvirt's default CPU weight of a VM (cgroup cpu.shares). */
+export const DEFAULT_CPU_SHARES = 1024;
+
+/**
+ * The CPU weight a VM gets from the host when every VM wants more than there is. Under TCG
+ * on a small host that is all the time, and equal weights leave the master (apiserver,
+ * etcd, controller manager: the work every node waits for) a quarter of the host in a
+ * 4-VM lab: measured, the master's QEMU got 88 % of one core while three nodes got 25-35 %
+ * each, and bootstrapping three kubelets at once starved it until kube-controller-manager
+ * crash-looped (docs/performance.md, the sixth run). A master weighs 3x a node under TCG:
+ * when all four are busy it gets half of the host. An idle VM gives its share away, so this
+ * costs the nodes nothing when the master waits. Under KVM there is no such shortage:
+ * libvirt's default.
+ */
+export function guestCpuShares(vm: VmPlan, accelerator: Accelerator): number {
+  return accelerator === 'tcg' && vm.role === 'master'
+    ? 3 * DEFAULT_CPU_SHARES
+    : DEFAULT_CPU_SHARES;
+}

@@ -6,7 +6,7 @@ import { consoleLogPath, libvirtNames } from '../model/lab-paths.js';
 import { netmask, parseCidr } from '../model/net.js';
 import { packagePath } from '../model/package-root.js';
 import type { LabSpec } from '../model/spec.js';
-import { guestCpus } from '../model/tuning.js';
+import { DEFAULT_CPU_SHARES, guestCpuShares, guestCpus } from '../model/tuning.js';
 import { rubyString } from './ruby.js';
 
 let template: string | undefined;
@@ -24,6 +24,7 @@ export function renderVagrantfile(
   const names = libvirtNames(spec);
   const subnet = parseCidr(spec.network.subnet);
   if (!subnet) throw new Error(`invalid subnet ${spec.network.subnet}`);
+  const accelerator = hypervisor.driver === 'qemu' ? 'tcg' : 'kvm';
   const options = {
     strict: true,
     async: false,
@@ -46,10 +47,15 @@ export function renderVagrantfile(
         managementName: names.managementNetwork,
         managementSubnet: spec.network.managementSubnet,
       },
-      vms: spec.vms.map((vm) => ({
-        ...vm,
-        cpus: guestCpus(vm, hypervisor.driver === 'qemu' ? 'tcg' : 'kvm'),
-      })),
+      vms: spec.vms.map((vm) => {
+        const shares = guestCpuShares(vm, accelerator);
+        return {
+          ...vm,
+          cpus: guestCpus(vm, accelerator),
+          // Only a weight other than libvirt's default is written.
+          ...(shares !== DEFAULT_CPU_SHARES ? { cpuShares: shares } : {}),
+        };
+      }),
       rb: rubyString,
       consoleLogPath,
     },

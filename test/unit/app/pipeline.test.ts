@@ -101,6 +101,46 @@ describe('runSteps', () => {
   });
 });
 
+describe('a step that goes one VM at a time', () => {
+  const traced = (log: string[], failOn?: string): Step => ({
+    id: 'join',
+    title: 'join',
+    oneAtATime: (context) => context.tuning.accelerator === 'tcg',
+    check: async () => false,
+    apply: async (_ctx, vm) => {
+      log.push(`apply ${vm.name}`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    },
+    verify: async (_ctx, vm) => {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      log.push(`verified ${vm.name}`);
+      if (vm.name === failOn) throw new Error(`${vm.name} did not join`);
+    },
+  });
+
+  it('verifies each VM before the next is applied, under TCG', async () => {
+    const log: string[] = [];
+    await runSteps([traced(log)], ctx, emptyState());
+    expect(log).toEqual(['apply master', 'verified master', 'apply node1', 'verified node1']);
+  });
+
+  it('runs all VMs at once when the step says so (KVM)', async () => {
+    const log: string[] = [];
+    await runSteps([traced(log)], { ...ctx, tuning: clusterTuning(spec, 'kvm') }, emptyState());
+    expect(log.slice(0, 2)).toEqual(['apply master', 'apply node1']);
+  });
+
+  it('does not start the next VM after one failed, and records nothing', async () => {
+    const log: string[] = [];
+    const state = emptyState();
+    await expect(runSteps([traced(log, 'master')], ctx, state)).rejects.toThrow(
+      'master did not join',
+    );
+    expect(log).toEqual(['apply master', 'verified master']);
+    expect(state.steps.node1?.join).toBeUndefined();
+  });
+});
+
 describe('Ctrl-C during provisioning', () => {
   it('finishes the step under way, records it, and stops before the next with exit 130 and how to resume', async () => {
     const log: string[] = [];

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseSpecText } from '../../../src/model/spec-file.js';
-import { guestCpus } from '../../../src/model/tuning.js';
+import { guestCpuShares, guestCpus } from '../../../src/model/tuning.js';
 import { defaultSpec } from '../../helpers/specs.js';
 
 describe('vCPUs per VM', () => {
@@ -21,5 +21,13 @@ describe('vCPUs per VM', () => {
       [3, true],
     ]);
     expect(spec.vms.map((vm) => guestCpus(vm, 'tcg'))).toEqual([1, 3]);
+  });
+});
+
+describe('CPU weight per VM', () => {
+  it('weighs the master 3x a node under TCG, and leaves KVM labs at the default', () => {
+    const spec = defaultSpec();
+    expect(spec.vms.map((vm) => guestCpuShares(vm, 'tcg'))).toEqual([3072, 1024, 1024, 1024]);
+    expect(spec.vms.map((vm) => guestCpuShares(vm, 'kvm'))).toEqual([1024, 1024, 1024, 1024]);
   });
 });

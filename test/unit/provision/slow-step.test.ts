@@ -5,6 +5,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { apiserverStillStarting } from '../../../provision/control-plane/index.js';
 import {
+  apiserverBusy,
   bootstrapPending,
   csrAwaitsApprover,
   nodeJoinedButSlow,
@@ -171,5 +172,22 @@ describe('slow, not broken', () => {
       await judge([csr('system:bootstrap:abc123', [{ type: 'Denied' }])], restarting),
     ).toBeUndefined();
     expect(await judge([csr('system:bootstrap:abc123')], settled)).toBeUndefined();
+  });
+
+  it('counts an API server that does not answer in time during the join as slow, and a refusal of rights as broken', () => {
+    expect(
+      apiserverBusy(
+        'Unable to connect to the server: net/http: request canceled (Client.Timeout exceeded while awaiting headers)\n',
+      ),
+    ).toMatch(/^the API server does not answer in time while the node joins \(Unable to connect/);
+    expect(
+      apiserverBusy(
+        'The connection to the server 192.168.121.10:6443 was refused - did you specify the right host or port?',
+      ),
+    ).toMatch(/does not answer in time/);
+    expect(
+      apiserverBusy('Error from server (Forbidden): certificatesigningrequests is forbidden'),
+    ).toBe(undefined);
+    expect(apiserverBusy('')).toBeUndefined();
   });
 });

@@ -84,12 +84,17 @@ describe('provisioner module templates', () => {
       renderKubeProxyUnit(),
     ]) {
       expect(text).toContain('Restart=always');
-      expect(text).toContain('RestartSec=5');
+      expect(text).toMatch(/^RestartSec=(5|10)$/m);
       expect(text).toContain('StartLimitIntervalSec=0');
       expect(text).toMatch(/After=.*network-online\.target/);
       expect(text).toContain('WantedBy=multi-user.target');
     }
     expect(renderEtcdUnit(spec, profile, master, tcg)).toContain('Type=notify');
+    // The controller manager waits, bounded, for the API server instead of crash-looping.
+    const kcm = renderControllerManagerUnit(spec, tcg);
+    expect(kcm).toMatch(/^ExecStartPre=.*get --raw=\/healthz.*-ge 10 \]; then .*exit 0/m);
+    expect(kcm).toContain('TimeoutStartSec=240');
+    expect(kcm).not.toMatch(/[^$]\$n\b/); // systemd would expand a lone $n
   });
 
   it('the apiserver has no insecure port, anonymous access or plain Secrets; flags follow the stack', () => {
