@@ -1,20 +1,25 @@
 /**
  * x02 of the tutorial: the images the cluster runs, loaded into Docker on every node from
- * the artifact cache (no registry is ever asked): the pause sandbox, the PHP test app and
- * the ingress controller (a lone static binary becomes an image with docker import). Each
- * archive is streamed over SSH straight into docker load / docker import.
+ * the artifact cache (no registry is ever asked): the pause sandbox, the PHP test app, the
+ * ingress controller and the cluster DNS (a lone static binary becomes an image with
+ * docker import). Each archive is streamed over SSH into docker load / docker import.
  */
 import type { ImageInstall } from '../../src/stacks/install.js';
 import { probeStep } from '../lib/cluster.js';
 import type { StepContext } from '../lib/step.js';
 
 function images(ctx: StepContext): ImageInstall[] {
-  return [ctx.profile.pauseImage, ctx.profile.testAppImage, ctx.profile.ingressImage];
+  return [
+    ctx.profile.pauseImage,
+    ctx.profile.testAppImage,
+    ctx.profile.ingressImage,
+    ctx.profile.dnsImage,
+  ];
 }
 
 export const imagesStep = probeStep({
   id: 'images',
-  title: 'Load the pause, test-app and ingress images into Docker (offline)',
+  title: 'Load the pause, test-app, ingress and cluster DNS images into Docker (offline)',
   on: 'nodes',
   async problems(ctx, vm) {
     const host = ctx.host(vm.name);

@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { GUEST, KUBELET_CERT_DIR } from '../../src/model/guest-paths.js';
 import type { LabSpec, VmPlan } from '../../src/model/spec.js';
-import { firstMaster } from '../../src/model/topology.js';
+import { clusterDnsIp, firstMaster } from '../../src/model/topology.js';
 import type { InstallProfile } from '../../src/stacks/install.js';
 import { kubectl } from '../lib/cluster.js';
 import { commandOk, nodeIsReady } from '../lib/probes.js';
@@ -34,6 +34,8 @@ export function renderKubeletConfig(
     },
     authorization: { mode: 'Webhook' },
     cgroupDriver: 'cgroupfs',
+    // Every pod's resolv.conf: the cluster DNS Service (klab verify deploys CoreDNS behind it).
+    clusterDNS: [clusterDnsIp(spec)],
     clusterDomain: spec.network.clusterDomain,
     readOnlyPort: 0,
     // The serving certificate klab issued (kubelet serving CSRs are never auto-approved);

@@ -17,10 +17,20 @@ import { KlabError } from '../model/errors.js';
 import { output, task } from '../model/events.js';
 import { GUEST, KUBELET_CERT_DIR } from '../model/guest-paths.js';
 import type { VmPlan } from '../model/spec.js';
-import { etcdMembers, firstEtcdMember, firstMaster, placed } from '../model/topology.js';
-import { inspectCertificate, signedBy } from '../pki/inspect.js';
 import {
+  clusterDnsIp,
+  etcdMembers,
+  firstEtcdMember,
+  firstMaster,
+  placed,
+} from '../model/topology.js';
+import { inspectCertificate, signedBy } from '../pki/inspect.js';
+import { kubernetesServiceIp } from '../pki/plan.js';
+import {
+  CLUSTER_DNS,
+  CLUSTER_DNS_SERVICE,
   INGRESS_HOST,
+  renderClusterDns,
   renderIngress,
   renderTestApp,
   TEST_APP,
@@ -225,6 +235,46 @@ async function curlFrom(ctx: StepContext, vm: string, url: string): Promise<stri
   return lines.join('\n');
 }
 
+/**
+ * Why nobody would answer at the cluster DNS address, before asking a pod (a lookup that
+ * nobody answers takes a pod's resolver many seconds per search domain): no kube-dns
+ * Service, another address than the kubelets', or no ready CoreDNS behind it.
+ */
+async function dnsServiceProblem(ctx: StepContext): Promise<string | undefined> {
+  const want = clusterDnsIp(ctx.spec);
+  const svc = await kubectl(
+    ctx,
+    [
+      '-n',
+      'kube-system',
+      'get',
+      'service',
+      CLUSTER_DNS_SERVICE,
+      '-o',
+      'jsonpath={.spec.clusterIP}',
+    ],
+    { allowFailure: true },
+  );
+  if (svc.exitCode !== 0) {
+    return /NotFound|not found/.test(svc.stderr)
+      ? `no Service kube-system/${CLUSTER_DNS_SERVICE}: the cluster DNS is not deployed (pods' resolv.conf names ${want})`
+      : svc.stderr.trim();
+  }
+  const ip = svc.stdout.trim();
+  if (ip !== want) {
+    return `Service kube-system/${CLUSTER_DNS_SERVICE} has ClusterIP ${ip}, but the kubelets give pods ${want} (clusterDNS)`;
+  }
+  const endpoints = await kubectl(
+    ctx,
+    ['-n', 'kube-system', 'get', 'endpoints', CLUSTER_DNS_SERVICE, '-o', 'json'],
+    { allowFailure: true },
+  );
+  if (endpoints.exitCode !== 0 || readyEndpointAddresses(endpoints.stdout).length === 0) {
+    return `Service kube-system/${CLUSTER_DNS_SERVICE} has no ready endpoint: no CoreDNS pod is ready behind it`;
+  }
+  return undefined;
+}
+
 /** etcd_server_leader_changes_seen_total of one member (since it started), from /metrics. */
 export function leaderChangesFromMetrics(metrics: string): number | undefined {
   const match = /^etcd_server_leader_changes_seen_total\s+(\d+)/m.exec(metrics);
@@ -337,6 +387,13 @@ export const DEPLOYMENTS: readonly Deployment[] = [
       await applyPatiently(ctx, renderIngress(ctx.profile));
     },
     rollout: (ctx) => rolloutOf(ctx, 'kube-system', 'daemonset/traefik-ingress'),
+  },
+  {
+    id: 'cluster-dns',
+    async apply(ctx) {
+      await applyPatiently(ctx, renderClusterDns(ctx.spec, ctx.profile));
+    },
+    rollout: (ctx) => rolloutOf(ctx, 'kube-system', `deployment/${CLUSTER_DNS}`),
   },
 ];
 
@@ -552,16 +609,20 @@ export const CHECKS: readonly Check[] = [
   },
   {
     id: 'rollout',
-    name: 'test app and Traefik ingress deployed and rolled out',
+    name: 'test app, Traefik ingress and cluster DNS deployed and rolled out',
     needs: ['nodes'],
     async run(ctx, waits) {
       const replicas = placed(ctx.spec, 'nodes').length;
       const started = ctx.clock.now();
-      for (const id of ['ingress', 'test-app']) await findDeployment(id)?.apply(ctx);
-      for (const id of ['test-app', 'ingress']) await findDeployment(id)?.rollout(ctx);
+      for (const id of ['cluster-dns', 'ingress', 'test-app']) {
+        await findDeployment(id)?.apply(ctx);
+      }
+      for (const id of ['test-app', 'ingress', 'cluster-dns']) {
+        await findDeployment(id)?.rollout(ctx);
+      }
       waits.waitedMs = ctx.clock.now() - started;
       await waitForEndpoints(ctx, waits, replicas);
-      return `${replicas} replica(s) of ${ctx.profile.testAppImage.image}, Traefik ${ctx.profile.ingressImage.image}`;
+      return `${replicas} replica(s) of ${ctx.profile.testAppImage.image}, Traefik ${ctx.profile.ingressImage.image}, CoreDNS ${ctx.profile.dnsImage.image}`;
     },
   },
   {
@@ -629,6 +690,51 @@ export const CHECKS: readonly Check[] = [
         ),
       );
       return `${ip}:80 from ${ctx.spec.vms.length} VMs`;
+    },
+  },
+  {
+    id: 'dns',
+    name: 'cluster DNS: a pod resolves kubernetes.default and the test app by name',
+    needs: ['rollout'],
+    async run(ctx, waits) {
+      const pods = await podsOfTestApp(ctx);
+      const pod = pods[0];
+      if (!pod) fail('no running test-app pod');
+      const svc = await kubectl(ctx, [
+        '-n',
+        VERIFY_NAMESPACE,
+        'get',
+        'service',
+        TEST_APP,
+        '-o',
+        'jsonpath={.spec.clusterIP}',
+      ]);
+      // Short names: the pod's search domains (klab-verify.svc.cluster.local, svc.cluster.local)
+      // must be there too, not only the nameserver.
+      const expected: [string, string][] = [
+        ['kubernetes.default', kubernetesServiceIp(ctx.spec)],
+        [TEST_APP, svc.stdout.trim()],
+      ];
+      const from = firstMaster(ctx.spec).name;
+      const dnsIp = clusterDnsIp(ctx.spec);
+      await waits.until(
+        `${pod.name} resolves ${expected.map(([name]) => name).join(' and ')} through ${dnsIp}`,
+        pod.node,
+        `Look at CoreDNS: klab ssh master -- kubectl -n kube-system logs deploy/${CLUSTER_DNS}; and at the pod's resolv.conf: kubectl -n ${VERIFY_NAMESPACE} exec ${pod.name} -- cat /etc/resolv.conf`,
+        async () => {
+          const server = await dnsServiceProblem(ctx);
+          if (server) return server;
+          for (const [name, ip] of expected) {
+            const body = await curlFrom(ctx, from, `http://${pod.ip}/dns.php?name=${name}`);
+            if (body instanceof Error) return body.message;
+            const answer = body.trim();
+            if (answer !== `${name} ${ip}`) return `${pod.name} resolved "${answer}", not ${ip}`;
+          }
+          return true;
+        },
+        [{ vm: pod.node, units: ['kube-proxy', 'kubelet', 'docker'] }],
+      );
+      return `${expected.map(([name, ip]) => `${name} -> ${ip}`).join(', ')} in ${pod.name} (${pod.node}), by CoreDNS at ${dnsIp}`;
     },
   },
   {

@@ -3,6 +3,7 @@
  * Every layer asks here; nobody filters spec.vms by role on its own.
  */
 import { KlabError } from './errors.js';
+import { hostAddress, parseCidr } from './net.js';
 import type { LabSpec, VmPlan } from './spec.js';
 
 /** Where a part runs: every VM, the masters, or the nodes (workers). */
@@ -57,4 +58,15 @@ export function etcdInitialCluster(spec: LabSpec): string {
   return etcdMembers(spec)
     .map((member) => `${member.name}=https://${member.ip}:2380`)
     .join(',');
+}
+
+/**
+ * The cluster DNS Service's ClusterIP: the tenth address of the service range, as kubeadm
+ * and most guides choose (the first is the `kubernetes` Service). The kubelets write it
+ * into every pod's resolv.conf.
+ */
+export function clusterDnsIp(spec: LabSpec): string {
+  const cidr = parseCidr(spec.network.serviceCidr);
+  if (!cidr) throw new Error(`invalid serviceCidr ${spec.network.serviceCidr}`);
+  return hostAddress(cidr, 10);
 }

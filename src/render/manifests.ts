@@ -1,8 +1,11 @@
 /**
- * Kubernetes objects klab applies: TLS-bootstrap tokens and RBAC, and the test app plus
- * Traefik ingress that `klab verify` deploys. Pure: data in, YAML out; golden-tested.
+ * Kubernetes objects klab applies: TLS-bootstrap tokens and RBAC, and the test app, the
+ * Traefik ingress and the cluster DNS that `klab verify` deploys. Pure: data in, YAML out;
+ * golden-tested.
  */
 import YAML from 'yaml';
+import type { LabSpec } from '../model/spec.js';
+import { clusterDnsIp } from '../model/topology.js';
 import { APISERVER_KUBELET_USER } from '../pki/plan.js';
 import type { BootstrapToken } from '../pki/secrets.js';
 import type { InstallProfile } from '../stacks/install.js';
@@ -83,6 +86,18 @@ export const TEST_PAGE = `<?php
 header("Content-Type: text/plain");
 echo "klab test app\\n";
 echo "served by: " . gethostname() . "\\n";
+`;
+
+/**
+ * A name resolved inside the pod, with the pod's own resolv.conf (the kubelet's clusterDNS
+ * and search domains): `curl http://POD_IP/dns.php?name=kubernetes.default`. The cluster DNS
+ * check asks it; a learner can too.
+ */
+export const DNS_PAGE = `<?php
+header("Content-Type: text/plain");
+$name = isset($_GET["name"]) ? $_GET["name"] : "kubernetes.default";
+$address = gethostbyname($name);
+echo $name . " " . ($address === $name ? "unresolved" : $address) . "\\n";
 `;
 
 /** The pod the forward-drop lesson reaches by its IP: the test app's image, on one node. */
@@ -174,7 +189,7 @@ export function renderTestApp(input: TestAppInput): string {
       apiVersion: 'v1',
       kind: 'ConfigMap',
       metadata: meta(`${TEST_APP}-page`),
-      data: { 'index.php': TEST_PAGE },
+      data: { 'index.php': TEST_PAGE, 'dns.php': DNS_PAGE },
     },
     {
       apiVersion: 'apps/v1',
@@ -196,6 +211,7 @@ export function renderTestApp(input: TestAppInput): string {
                 readinessProbe: { httpGet: { path: '/index.php', port: 80 }, periodSeconds: 5 },
                 volumeMounts: [
                   { name: 'page', mountPath: '/var/www/html/index.php', subPath: 'index.php' },
+                  { name: 'page', mountPath: '/var/www/html/dns.php', subPath: 'dns.php' },
                 ],
               },
             ],
@@ -298,6 +314,185 @@ export function renderIngress(profile: InstallProfile): string {
             ],
           },
         },
+      },
+    },
+  ]);
+}
+
+export const CLUSTER_DNS = 'coredns';
+/** The Service keeps kube-dns's name: pods and tools look for it by that name. */
+export const CLUSTER_DNS_SERVICE = 'kube-dns';
+
+/**
+ * The Corefile: answer for the cluster domain from the API (Services, Endpoints, pods by
+ * IP), everything else to the node's resolvers. CoreDNS 1.1.3 (kubeadm's for 1.11) has
+ * `proxy` and needs `upstream` to resolve CNAMEs outside; 1.10 has `forward`, `ready` for
+ * its readiness probe and `loop`, which stops a resolver that points back at itself.
+ */
+export function corefile(spec: LabSpec, profile: InstallProfile): string {
+  const domain = spec.network.clusterDomain;
+  const lines =
+    profile.coreDnsMinor === 1
+      ? [
+          '.:53 {',
+          '    errors',
+          '    health',
+          `    kubernetes ${domain} in-addr.arpa ip6.arpa {`,
+          '        pods insecure',
+          '        upstream',
+          '        fallthrough in-addr.arpa ip6.arpa',
+          '    }',
+          '    prometheus :9153',
+          '    proxy . /etc/resolv.conf',
+          '    cache 30',
+          '    reload',
+          '}',
+        ]
+      : [
+          '.:53 {',
+          '    errors',
+          '    health {',
+          '        lameduck 5s',
+          '    }',
+          '    ready',
+          `    kubernetes ${domain} in-addr.arpa ip6.arpa {`,
+          '        pods insecure',
+          '        fallthrough in-addr.arpa ip6.arpa',
+          '        ttl 30',
+          '    }',
+          '    prometheus :9153',
+          '    forward . /etc/resolv.conf',
+          '    cache 30',
+          '    loop',
+          '    reload',
+          '    loadbalance',
+          '}',
+        ];
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * CoreDNS as the cluster DNS add-on: its own ServiceAccount with read access to what it
+ * serves, the Corefile in a ConfigMap, one replica (a lab), and the kube-dns Service at the
+ * address every kubelet writes into pods' resolv.conf. It uses the node's resolvers
+ * (dnsPolicy Default), never itself.
+ */
+export function renderClusterDns(spec: LabSpec, profile: InstallProfile): string {
+  const namespace = 'kube-system';
+  const labels = { 'k8s-app': 'kube-dns' };
+  const v1 = profile.coreDnsMinor === 1;
+  const rules = [
+    {
+      apiGroups: [''],
+      resources: ['endpoints', 'services', 'pods', 'namespaces'],
+      verbs: ['list', 'watch'],
+    },
+    ...(v1
+      ? [{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] }]
+      : [
+          {
+            apiGroups: ['discovery.k8s.io'],
+            resources: ['endpointslices'],
+            verbs: ['list', 'watch'],
+          },
+        ]),
+  ];
+  // Generous under software emulation: a late answer must not restart the only DNS server.
+  const probe = (path: string, port: number, delay: number) => ({
+    httpGet: { path, port, scheme: 'HTTP' },
+    initialDelaySeconds: delay,
+    periodSeconds: 10,
+    timeoutSeconds: 5,
+    failureThreshold: 5,
+  });
+  return documents([
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: CLUSTER_DNS, namespace } },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRole',
+      metadata: { name: 'system:coredns', labels: { 'app.kubernetes.io/managed-by': 'klab' } },
+      rules,
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name: 'system:coredns', labels: { 'app.kubernetes.io/managed-by': 'klab' } },
+      roleRef: {
+        apiGroup: 'rbac.authorization.k8s.io',
+        kind: 'ClusterRole',
+        name: 'system:coredns',
+      },
+      subjects: [{ kind: 'ServiceAccount', name: CLUSTER_DNS, namespace }],
+    },
+    {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: CLUSTER_DNS, namespace },
+      data: { Corefile: corefile(spec, profile) },
+    },
+    {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: CLUSTER_DNS, namespace, labels },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: labels },
+        template: {
+          metadata: { labels },
+          spec: {
+            serviceAccountName: CLUSTER_DNS,
+            dnsPolicy: 'Default',
+            containers: [
+              {
+                name: CLUSTER_DNS,
+                image: profile.dnsImage.image,
+                imagePullPolicy: 'Never',
+                args: ['-conf', '/etc/coredns/Corefile'],
+                volumeMounts: [{ name: 'config', mountPath: '/etc/coredns', readOnly: true }],
+                ports: [
+                  { name: 'dns', containerPort: 53, protocol: 'UDP' },
+                  { name: 'dns-tcp', containerPort: 53, protocol: 'TCP' },
+                  { name: 'metrics', containerPort: 9153, protocol: 'TCP' },
+                ],
+                resources: {
+                  requests: { cpu: '50m', memory: '70Mi' },
+                  limits: { memory: '170Mi' },
+                },
+                securityContext: {
+                  allowPrivilegeEscalation: false,
+                  capabilities: { add: ['NET_BIND_SERVICE'], drop: ['all'] },
+                  readOnlyRootFilesystem: true,
+                },
+                livenessProbe: probe('/health', 8080, 60),
+                readinessProbe: v1 ? probe('/health', 8080, 5) : probe('/ready', 8181, 5),
+              },
+            ],
+            volumes: [
+              {
+                name: 'config',
+                configMap: { name: CLUSTER_DNS, items: [{ key: 'Corefile', path: 'Corefile' }] },
+              },
+            ],
+          },
+        },
+      },
+    },
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: {
+        name: CLUSTER_DNS_SERVICE,
+        namespace,
+        labels: { ...labels, 'kubernetes.io/name': 'CoreDNS' },
+      },
+      spec: {
+        selector: labels,
+        clusterIP: clusterDnsIp(spec),
+        ports: [
+          { name: 'dns', port: 53, protocol: 'UDP' },
+          { name: 'dns-tcp', port: 53, protocol: 'TCP' },
+          { name: 'metrics', port: 9153, protocol: 'TCP' },
+        ],
       },
     },
   ]);

@@ -16,6 +16,7 @@ import type { Artifact, Stack } from './manifest.js';
 
 export const FLANNEL_VERSION = 'v0.28.10';
 export const TRAEFIK_VERSION = 'v2.11.10';
+export const COREDNS_VERSION = 'v1.10.1';
 
 export interface DebianBuildOptions {
   mirror: string;
@@ -71,7 +72,7 @@ export async function buildDebianStack(
           command: argv,
           outputTail: result.tail,
           hint:
-            `Is ${options.mirror} reachable (and the Go module proxy, for flannel and Traefik)? ` +
+            `Is ${options.mirror} reachable (and the Go module proxy, for flannel, Traefik and CoreDNS)? ` +
             'The full output is in the log; running the same command again resumes with what is cached.',
         },
       );
@@ -132,6 +133,7 @@ export async function buildDebianStack(
       debs(['docker.io', 'containerd', 'runc', 'tini', 'apparmor', 'conntrack'], update),
     flannel: (update) => goModule('flannel.sh', FLANNEL_VERSION, update),
     traefik: (update) => goModule('traefik.sh', TRAEFIK_VERSION, update),
+    coredns: (update) => goModule('coredns.sh', COREDNS_VERSION, update),
     'pause-image': (update) => ({
       inputs: [],
       files: ['pause.sh', 'pause.c'],

@@ -19,6 +19,7 @@ export const debian: StackInput = {
     'Docker 20.10 from Debian packages instead of the 18.03 static binaries; containerd and runc come as separate packages.',
     'Traefik v2.11 instead of 1.7 (built from its Go module): the ingress uses networking.k8s.io/v1 and an IngressClass, and Traefik takes v2 flags.',
     'Docker loads its AppArmor profile for every container, so the apparmor package comes with the Docker packages; kube-proxy gets conntrack.',
+    'CoreDNS v1.10.1 (built from its Go module) instead of 1.1.3, the version kubeadm 1.11 deployed: the Corefile uses forward instead of proxy, and ready and loop, which 1.1.3 lacks.',
     'The box is Debian 12 with cgroup v1 instead of Ubuntu 18.04; no systemd-resolved stub to work around.',
   ],
   artifacts: [
@@ -86,6 +87,17 @@ export const debian: StackInput = {
       recipe: 'go build of the Traefik Go module through the Go module proxy',
       on: 'nodes',
       to: 'the ingress DaemonSet (a local image around this binary)',
+    }),
+    built({
+      id: 'coredns',
+      kind: 'archive',
+      version: 'v1.10.1',
+      description:
+        'CoreDNS cluster DNS, built from its Go module with the plugins of the lab Corefile only',
+      file: 'coredns-v1.10.1-linux-amd64.tar.gz',
+      recipe: 'go build of the CoreDNS Go module through the Go module proxy',
+      on: 'nodes',
+      to: 'the cluster DNS Deployment (a local image around this binary)',
     }),
     built({
       id: 'pause-image',

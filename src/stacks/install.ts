@@ -37,6 +37,9 @@ export interface InstallProfile {
   pauseImage: ImageInstall;
   testAppImage: ImageInstall;
   ingressImage: ImageInstall;
+  /** Cluster DNS: CoreDNS 1.1.3 (kubeadm's for 1.11: proxy, no ready or loop) or 1.10 (forward, ready, loop). */
+  dnsImage: ImageInstall;
+  coreDnsMinor: 1 | 10;
   /** Traefik 1.7 (extensions/v1beta1 Ingress, --kubernetes) or 2.x (networking.k8s.io/v1). */
   traefikMajor: 1 | 2;
 }
@@ -73,6 +76,8 @@ const PROFILES: Record<StackName, InstallProfile> = {
     pauseImage: pulled('pause-image', 'registry.k8s.io/pause:3.1'),
     testAppImage: pulled('php-apache-image', 'registry-1.docker.io/library/php:7-apache'),
     ingressImage: pulled('traefik-image', 'registry-1.docker.io/library/traefik:v1.7'),
+    dnsImage: pulled('coredns-image', 'registry.k8s.io/coredns:1.1.3'),
+    coreDnsMinor: 1,
     traefikMajor: 1,
   },
   debian: {
@@ -114,6 +119,12 @@ const PROFILES: Record<StackName, InstallProfile> = {
       image: 'klab/traefik:v2.11.10',
       from: { binary: 'traefik/traefik', entrypoint: '/traefik/traefik' },
     },
+    dnsImage: {
+      artifact: 'coredns',
+      image: 'klab/coredns:v1.10.1',
+      from: { binary: 'coredns/coredns', entrypoint: '/coredns/coredns' },
+    },
+    coreDnsMinor: 10,
     traefikMajor: 2,
   },
 };

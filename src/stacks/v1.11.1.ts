@@ -114,6 +114,15 @@ export const v1_11_1: StackInput = {
       to: 'docker load',
     }),
     registryImage({
+      id: 'coredns-image',
+      version: '1.1.3',
+      description: 'CoreDNS 1.1.3, the cluster DNS kubeadm deployed with Kubernetes 1.11',
+      file: 'coredns-1.1.3.tar',
+      reference: 'registry.k8s.io/coredns:1.1.3',
+      on: 'nodes',
+      to: 'docker load',
+    }),
+    registryImage({
       id: 'php-apache-image',
       version: '7-apache',
       description: 'Apache + PHP base for the test app',

@@ -3,14 +3,18 @@
  * binary runs and reports its version, the images load into Docker, the test app
  * serves its PHP page. Builds are cached by their inputs, so reruns take seconds.
  */
+import { Resolver } from 'node:dns/promises';
 import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseSpecText } from '../../src/model/spec-file.js';
+import { corefile } from '../../src/render/manifests.js';
 import { artifactPath } from '../../src/stacks/cache.js';
 import { loadStack } from '../../src/stacks/index.js';
+import { installProfile } from '../../src/stacks/install.js';
 import { pullImage } from '../../src/stacks/registry.js';
 import { klab, ok } from '../helpers/cli.js';
 import { startFakeRegistry } from '../helpers/fake-registry.js';
@@ -42,6 +46,7 @@ beforeAll(async () => {
   await run(['tar', '-xzf', file('kubernetes'), '-C', work]);
   await run(['tar', '-xzf', file('flannel'), '-C', work]);
   await run(['tar', '-xzf', file('traefik'), '-C', work]);
+  await run(['tar', '-xzf', file('coredns'), '-C', work]);
   await run(['mkdir', '-p', `${work}/etcd-debs`, `${work}/etcd-root`]);
   await run(['tar', '-xf', file('etcd'), '-C', `${work}/etcd-debs`]);
   for (const deb of (await readdir(`${work}/etcd-debs`)).filter((f) =>
@@ -176,6 +181,82 @@ describe('klab artifacts build --stack debian', () => {
       traefik.kill('SIGTERM');
       await traefik.catch(() => undefined);
     }
+  });
+
+  it("CoreDNS has every plugin of the lab's Corefile, and runs as the image the images step makes", async () => {
+    expect(await run([`${work}/coredns/coredns`, '-version'])).toContain('CoreDNS-1.10.1');
+    const plugins = await run([`${work}/coredns/coredns`, '-plugins']);
+    const spec = parseSpecText('', 'lab', 'klab.yaml');
+    const corefileText = corefile(spec, installProfile('debian'));
+    // The plugin names of the Corefile: the first word of each line in the server block.
+    const used = [...corefileText.matchAll(/^ {4}([a-z]+)\b/gm)].map((match) => match[1]);
+    expect(used).toContain('kubernetes');
+    for (const name of used) expect(plugins, name).toContain(`dns.${name}`);
+    // As the images step does it: the archive imported with the binary as entrypoint.
+    const image = installProfile('debian').dnsImage;
+    if (image.from === 'docker-archive') throw new Error('expected a binary image');
+    await execa(
+      'docker',
+      ['import', '--change', `ENTRYPOINT ["${image.from.entrypoint}"]`, '-', image.image],
+      {
+        inputFile: file('coredns'),
+      },
+    );
+    const conf = path.join(work, 'Corefile');
+    await writeFile(
+      conf,
+      '.:53 {\n    errors\n    health\n    ready\n    forward . 127.0.0.1:1\n}\n',
+    );
+    const id = (
+      await run([
+        'docker',
+        'run',
+        '-d',
+        '-v',
+        `${conf}:/etc/coredns/Corefile:ro`,
+        image.image,
+        '-conf',
+        '/etc/coredns/Corefile',
+      ])
+    ).trim();
+    containers.push(id);
+    const ip = (
+      await run([
+        'docker',
+        'inspect',
+        '-f',
+        '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}',
+        id,
+      ])
+    ).trim();
+    let health = '';
+    let ready = '';
+    for (let i = 0; i < 30 && !(health === 'OK' && ready === 'OK'); i += 1) {
+      health = String(
+        (
+          await execa('curl', ['-s', '--max-time', '3', `http://${ip}:8080/health`], {
+            reject: false,
+          })
+        ).stdout,
+      );
+      ready = String(
+        (
+          await execa('curl', ['-s', '--max-time', '3', `http://${ip}:8181/ready`], {
+            reject: false,
+          })
+        ).stdout,
+      );
+      if (health !== 'OK' || ready !== 'OK') await new Promise((r) => setTimeout(r, 1000));
+    }
+    expect(health).toBe('OK');
+    expect(ready).toBe('OK');
+    // It answers DNS on port 53 (here SERVFAIL: its only upstream is nowhere), not silence.
+    const resolver = new Resolver({ timeout: 3000, tries: 2 });
+    resolver.setServers([ip]);
+    const error = await resolver
+      .resolve4('example.klab.test')
+      .catch((e: NodeJS.ErrnoException) => e);
+    expect((error as NodeJS.ErrnoException).code).toMatch(/^E(SERVFAIL|REFUSED|NOTFOUND)$/);
   });
 
   it('an image pulled from a registry API (no Docker on the host side) loads and runs', async () => {

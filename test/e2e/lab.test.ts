@@ -390,7 +390,7 @@ describe('a 2-VM lab on real VMs', () => {
     expect(existsSync(`${DIR}/.klab/pki/ca.crt`)).toBe(true);
   });
 
-  it('tutorial lessons walk forward with the build: default route, create --until kernel, binaries, create --until certs, certificates, etcd, flannel, docker by lesson, create --until docker, images, control-plane, kubectl, tls-bootstrap, kube-proxy, kubelet, the test app and the ingress by lesson, create finishes', async () => {
+  it('tutorial lessons walk forward with the build: default route, create --until kernel, binaries, create --until certs, certificates, etcd, flannel, docker by lesson, create --until docker, images, control-plane, kubectl, tls-bootstrap, kube-proxy, kubelet, the test app, the ingress and the cluster DNS by lesson, create finishes', async () => {
     const list = okJson(await klabJson(['lesson', 'list'], DIR));
     const ids = (list.items as { id: string; kind: string }[])
       .filter((item) => item.kind === 'tutorial')
@@ -410,6 +410,7 @@ describe('a 2-VM lab on real VMs', () => {
       'kubelet',
       'test-app',
       'ingress',
+      'cluster-dns',
       'reboot',
     ]);
     // The killed run's binaries are half done: the first lesson goes back to the checkpoint
@@ -492,6 +493,14 @@ describe('a 2-VM lab on real VMs', () => {
     await walkLesson('test-app', /no running test-app pod/, { here: true });
     // From the host, through Traefik on node1's port 80 (the test app stays deployed).
     await walkLesson('ingress', /Traefik on node1 routes/, { here: true });
+    // Beyond the tutorial: the cluster DNS, which the kubelets already point pods at.
+    await walkLesson(
+      'cluster-dns',
+      /no Service kube-system\/kube-dns: the cluster DNS is not deployed/,
+      {
+        here: true,
+      },
+    );
 
     // create finishes: every step done already, every checkpoint there, nothing rebuilt,
     // and it ends with the cluster checks of klab verify.
@@ -509,6 +518,8 @@ describe('a 2-VM lab on real VMs', () => {
     expect(codesOf(doc, 'kubernetes')).toEqual(['ARTIFACT_CACHED']);
     expect(hasEvent(doc, 'ARTIFACT_BUILT')).toBe(false);
     expect(codesOf(doc, 'ingress')).toEqual(['CHECK_PASSED']);
+    // The cluster DNS, which the tutorial lacked: deployed by verify, resolved in a pod.
+    expect(codesOf(doc, 'dns')).toEqual(['CHECK_PASSED']);
     const progress = okJson(await klabJson(['lesson', 'list'], DIR));
     // (The reboot lesson comes later, with the power cut.)
     for (const id of ids.filter((lesson) => lesson !== 'reboot')) {
@@ -542,6 +553,45 @@ describe('a 2-VM lab on real VMs', () => {
     expect(await pageThroughIngress(0)).toBe(0);
   });
 
+  it('a pod resolves kubernetes.default through CoreDNS, with the resolv.conf the kubelet gave it', async () => {
+    const master = (...argv: string[]) => klab(['ssh', 'master', '--', ...argv], DIR);
+    const jsonpath = (what: string) =>
+      master(
+        'kubectl',
+        '-n',
+        'klab-verify',
+        'get',
+        'pods',
+        '-l',
+        'app=php-apache',
+        '-o',
+        `jsonpath=${what}`,
+      );
+    const pod = ok(await jsonpath('{.items[0].metadata.name}')).stdout.trim();
+    const ip = ok(await jsonpath('{.items[0].status.podIP}')).stdout.trim();
+    const resolv = ok(
+      await master('kubectl', '-n', 'klab-verify', 'exec', pod, '--', 'cat', '/etc/resolv.conf'),
+    );
+    expect(resolv.stdout).toMatch(/^nameserver 10\.254\.0\.10$/m);
+    expect(resolv.stdout).toMatch(
+      /^search klab-verify\.svc\.cluster\.local svc\.cluster\.local cluster\.local/m,
+    );
+    const answer = ok(
+      await master(
+        'curl',
+        '-sS',
+        '--max-time',
+        '20',
+        `http://${ip}/dns.php?name=kubernetes.default`,
+      ),
+    );
+    expect(answer.stdout.trim()).toBe('kubernetes.default 10.254.0.1');
+    const missing = ok(
+      await master('curl', '-sS', '--max-time', '20', `http://${ip}/dns.php?name=no-such-service`),
+    );
+    expect(missing.stdout.trim()).toBe('no-such-service unresolved');
+  });
+
   it('verify waits, by name and bounded, for Endpoints that come late, and fails naming the wait when they never come', async () => {
     const master = (...argv: string[]) => klab(['ssh', 'master', '--', ...argv], DIR);
     const deleteEndpoints = () =>
@@ -560,7 +610,7 @@ describe('a 2-VM lab on real VMs', () => {
       expect(check(never.doc, 'components').outcome).toBe('timed-out');
       expect(check(never.doc, 'rollout').outcome).toBe('timed-out');
       expect(check(never.doc, 'rollout').detail).toContain('Endpoints of klab-verify/php-apache');
-      for (const id of ['pod-ip', 'cluster-ip', 'ingress']) {
+      for (const id of ['pod-ip', 'cluster-ip', 'dns', 'ingress']) {
         expect(check(never.doc, id).outcome).toBe('not-run');
       }
       expect(checks(never.doc).some((entry) => entry.outcome === 'broken')).toBe(false);

@@ -175,6 +175,94 @@ describe('the ClusterIP check waits for what it depends on', () => {
   });
 });
 
+describe('the cluster DNS check', () => {
+  const pods = JSON.stringify({
+    items: [
+      {
+        metadata: { name: 'php-apache-1' },
+        spec: { nodeName: 'node1' },
+        status: { phase: 'Running', podIP: '172.30.9.2' },
+      },
+    ],
+  });
+  const deployed = {
+    service: { stdout: '10.254.0.10' },
+    endpoints: { stdout: endpoints(['172.30.9.5']) },
+  };
+  let dns: {
+    service: { stdout?: string; stderr?: string; exitCode?: number };
+    endpoints: { stdout: string };
+  } = deployed;
+  const dnsContext = (answer: (name: string, tries: number) => string, check = 60) => {
+    let tries = 0;
+    const asked: string[] = [];
+    const made = context((argv) => {
+      const line = argv.join(' ');
+      if (line.includes('get service kube-dns')) return dns.service;
+      if (line.includes('get endpoints kube-dns')) return dns.endpoints;
+      if (line.includes('jsonpath={.spec.clusterIP}')) return { stdout: '10.254.7.7' };
+      if (line.includes(`get pods -l app=${TEST_APP}`)) return { stdout: pods };
+      if (argv[0] === 'curl') {
+        const url = argv.at(-1) ?? '';
+        asked.push(url);
+        const name = new URL(url).searchParams.get('name') ?? '';
+        tries += 1;
+        return { stdout: `${answer(name, tries)}\n\n200` };
+      }
+      if (argv[0] === 'systemctl') return { stdout: 'active\nactive\nactive\n' };
+      return undefined;
+    }, check);
+    return { ...made, asked };
+  };
+
+  it('passes when a pod resolves kubernetes.default and the test app by short name to their ClusterIPs', async () => {
+    const { ctx, asked } = dnsContext((name, tries) => {
+      // CoreDNS has not synced the Services yet on the first try.
+      if (tries === 1) return `${name} unresolved`;
+      return name === 'kubernetes.default' ? `${name} 10.254.0.1` : `${name} 10.254.7.7`;
+    });
+    const [result] = await runChecks(ctx, [check('dns')]);
+    expect(result?.ok).toBe(true);
+    expect(result?.detail).toMatch(
+      /^kubernetes\.default -> 10\.254\.0\.1, php-apache -> 10\.254\.7\.7 in php-apache-1 \(node1\), by CoreDNS at 10\.254\.0\.10/,
+    );
+    expect(asked).toContain('http://172.30.9.2/dns.php?name=kubernetes.default');
+  });
+
+  it('says what is missing before asking a pod: no kube-dns Service, or no ready CoreDNS behind it', async () => {
+    try {
+      dns = {
+        service: {
+          exitCode: 1,
+          stderr: 'Error from server (NotFound): services "kube-dns" not found',
+        },
+        endpoints: { stdout: endpoints([]) },
+      };
+      const { ctx, asked } = dnsContext((name) => `${name} unresolved`, 20);
+      const missing = (await runChecks(ctx, [check('dns')]).catch((e: unknown) => e)) as KlabError;
+      expect(missing.details[0]).toContain(
+        'no Service kube-system/kube-dns: the cluster DNS is not deployed',
+      );
+      expect(asked).toEqual([]);
+      dns = { service: { stdout: '10.254.0.10' }, endpoints: { stdout: endpoints([]) } };
+      const { ctx: later } = dnsContext((name) => `${name} unresolved`, 20);
+      const empty = (await runChecks(later, [check('dns')]).catch((e: unknown) => e)) as KlabError;
+      expect(empty.details[0]).toContain('has no ready endpoint: no CoreDNS pod is ready');
+    } finally {
+      dns = deployed;
+    }
+  });
+
+  it('fails naming the wrong answer: a name resolved to another address is no pass', async () => {
+    const { ctx } = dnsContext((name) => `${name} 93.184.216.34`, 20);
+    const failure = (await runChecks(ctx, [check('dns')]).catch((e: unknown) => e)) as KlabError;
+    expect(failure.code).toBe('KLAB_VERIFY_FAILED');
+    expect(failure.details[0]).toContain(
+      'php-apache-1 resolved "kubernetes.default 93.184.216.34", not 10.254.0.1',
+    );
+  });
+});
+
 describe('the kubelet-api check', () => {
   it('a kubelet that keeps refusing the apiserver past its 30 s cache fails it, naming the lesson', async () => {
     let polls = 0;
@@ -286,7 +374,7 @@ describe('checks that depend on a failed check are not run', () => {
     expect(failure.message).toBe('1 of 3 cluster checks failed (2 more not run)');
     expect(failure.details[1]).toBe('every node is Ready: not run: needs apiserver, which failed');
     expect(failure.details[2]).toBe(
-      'test app and Traefik ingress deployed and rolled out: not run: needs nodes, which failed',
+      'test app, Traefik ingress and cluster DNS deployed and rolled out: not run: needs nodes, which failed',
     );
     // Nothing was applied to a cluster whose apiserver is down.
     expect(hosts.flatMap((host) => host.commands()).some((cmd) => cmd.includes('apply'))).toBe(

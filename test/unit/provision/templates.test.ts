@@ -12,7 +12,12 @@ import { renderFlannelConfig, renderFlannelUnit } from '../../../provision/flann
 import { renderKubeProxyConfig, renderKubeProxyUnit } from '../../../provision/kube-proxy/index.js';
 import { renderKubeletConfig, renderKubeletUnit } from '../../../provision/kubelet/index.js';
 import { clusterTuning } from '../../../src/model/tuning.js';
-import { renderIngress, renderTestApp, renderTlsBootstrap } from '../../../src/render/manifests.js';
+import {
+  renderClusterDns,
+  renderIngress,
+  renderTestApp,
+  renderTlsBootstrap,
+} from '../../../src/render/manifests.js';
 import { installProfile } from '../../../src/stacks/install.js';
 import { expectGolden } from '../../helpers/golden.js';
 import { defaultSpec } from '../../helpers/specs.js';
@@ -150,6 +155,48 @@ describe('provisioner module templates', () => {
     expect(renderEtcdUnit(spec, installProfile('debian'), master, tcg)).toContain(
       `--initial-advertise-peer-urls=https://${master.ip}:2380`,
     );
+  });
+
+  it('render the cluster DNS add-on of each stack (golden): CoreDNS 1.10 on debian, 1.1.3 as kubeadm 1.11 had it', () => {
+    for (const stack of ['debian', 'v1.11.1'] as const) {
+      expectGolden(`cluster-dns-${stack}.txt`, renderClusterDns(spec, installProfile(stack)));
+    }
+    const docs = (stack: 'debian' | 'v1.11.1') =>
+      YAML.parseAllDocuments(renderClusterDns(spec, installProfile(stack))).map((doc) =>
+        doc.toJSON(),
+      );
+    const service = docs('debian').find((doc) => doc.kind === 'Service');
+    // The address every kubelet writes into pods' resolv.conf: the tenth of the service range.
+    expect(service.spec.clusterIP).toBe('10.254.0.10');
+    expect(service.metadata.name).toBe('kube-dns');
+    const kubelet = YAML.parse(
+      renderKubeletConfig(spec, node1, { resolvConf: '/etc/resolv.conf' }),
+    );
+    expect(kubelet.clusterDNS).toEqual([service.spec.clusterIP]);
+    expect(kubelet.clusterDomain).toBe('cluster.local');
+    const corefile = (stack: 'debian' | 'v1.11.1') =>
+      docs(stack).find((doc) => doc.kind === 'ConfigMap').data.Corefile as string;
+    expect(corefile('debian')).toMatch(/kubernetes cluster\.local in-addr\.arpa ip6\.arpa/);
+    expect(corefile('debian')).toMatch(/^\s+forward \. \/etc\/resolv\.conf$/m);
+    expect(corefile('debian')).toMatch(/^\s+ready$/m);
+    // 1.1.3 has neither forward nor ready: proxy, and readiness from /health.
+    expect(corefile('v1.11.1')).toMatch(/^\s+proxy \. \/etc\/resolv\.conf$/m);
+    expect(corefile('v1.11.1')).not.toMatch(/ready|forward|loop/);
+    const container = (stack: 'debian' | 'v1.11.1') =>
+      docs(stack).find((doc) => doc.kind === 'Deployment').spec.template.spec.containers[0];
+    expect(container('debian').image).toBe('klab/coredns:v1.10.1');
+    expect(container('debian').readinessProbe.httpGet).toMatchObject({
+      path: '/ready',
+      port: 8181,
+    });
+    expect(container('v1.11.1').image).toBe('registry.k8s.io/coredns:1.1.3');
+    expect(container('v1.11.1').readinessProbe.httpGet).toMatchObject({ path: '/health' });
+    // Never its own resolver: the node's.
+    expect(
+      docs('debian').find((doc) => doc.kind === 'Deployment').spec.template.spec.dnsPolicy,
+    ).toBe('Default');
+    const role = docs('debian').find((doc) => doc.kind === 'ClusterRole');
+    expect(JSON.stringify(role.rules)).toContain('endpointslices');
   });
 
   it('the kubelet config parses, and the manifests are valid YAML documents', () => {
