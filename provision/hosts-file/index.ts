@@ -53,6 +53,7 @@ export function renderHostsFile(current: string, entries: readonly HostsEntry[])
 export const hostsFileStep: Step = {
   id: 'hosts-file',
   title: '/etc/hosts entries for every lab VM',
+  coversLab: true,
 
   async check(ctx, vm) {
     const current = await ctx.host(vm.name).readFile('/etc/hosts');

@@ -44,6 +44,12 @@ export interface Step {
    * bootstrapping against one emulated API server).
    */
   oneAtATime?(ctx: StepContext): boolean;
+  /**
+   * Whether what the step makes on its VMs depends on every VM of the lab (/etc/hosts names
+   * them all; the master holds every node's bootstrap token): when a VM joins or leaves
+   * (`klab node add/remove`), such a step runs again on all its VMs, not only on the new one.
+   */
+  coversLab?: boolean;
   /** What is not yet as this step makes it (empty: done); probe steps have it. */
   problems?(ctx: StepContext, vm: VmPlan): Promise<string[]>;
   /**

@@ -19,7 +19,7 @@ import { APISERVER_KUBELET_USER } from '../../src/pki/plan.js';
 import type { BootstrapToken } from '../../src/pki/secrets.js';
 import { renderTlsBootstrap } from '../../src/render/manifests.js';
 import { kubectl, probeStep } from '../lib/cluster.js';
-import type { StepContext } from '../lib/step.js';
+import type { Step, StepContext } from '../lib/step.js';
 
 async function tokensOf(ctx: StepContext): Promise<BootstrapToken[]> {
   return JSON.parse(
@@ -164,27 +164,31 @@ async function denied(ctx: StepContext, questions: readonly AccessQuestion[]): P
   return questions.filter((_, i) => answers[i]?.trim() !== 'true').map((q) => q.ifDenied);
 }
 
-export const tlsBootstrapStep = probeStep({
-  id: 'tls-bootstrap',
-  title:
-    "TLS bootstrap: node tokens, RBAC and automatic approval of node CSRs; the apiserver's access to kubelets",
-  on: (spec) => [firstMaster(spec)],
-  async problems(ctx) {
-    const tokens = await tokensOf(ctx);
-    const nodeVms = nodes(ctx.spec);
-    const questions = bootstrapQuestions(
-      tokens,
-      nodeVms.map((node) => node.name),
-    );
-    const [perNode, grants] = await Promise.all([
-      Promise.all(nodeVms.map((node) => tokenAccepted(ctx, node))),
-      denied(ctx, questions),
-    ]);
-    return [...perNode.flat(), ...grants];
-  },
-  async apply(ctx) {
-    await kubectl(ctx, ['apply', '-f', '-'], { stdin: renderTlsBootstrap(await tokensOf(ctx)) });
-  },
-  hint: (vm) =>
-    `See what exists: klab ssh ${vm.name} -- kubectl -n kube-system get secrets; kubectl get clusterrolebindings`,
-});
+export const tlsBootstrapStep: Step = {
+  // The master holds a bootstrap token for every node: a node added later needs its own.
+  coversLab: true,
+  ...probeStep({
+    id: 'tls-bootstrap',
+    title:
+      "TLS bootstrap: node tokens, RBAC and automatic approval of node CSRs; the apiserver's access to kubelets",
+    on: (spec) => [firstMaster(spec)],
+    async problems(ctx) {
+      const tokens = await tokensOf(ctx);
+      const nodeVms = nodes(ctx.spec);
+      const questions = bootstrapQuestions(
+        tokens,
+        nodeVms.map((node) => node.name),
+      );
+      const [perNode, grants] = await Promise.all([
+        Promise.all(nodeVms.map((node) => tokenAccepted(ctx, node))),
+        denied(ctx, questions),
+      ]);
+      return [...perNode.flat(), ...grants];
+    },
+    async apply(ctx) {
+      await kubectl(ctx, ['apply', '-f', '-'], { stdin: renderTlsBootstrap(await tokensOf(ctx)) });
+    },
+    hint: (vm) =>
+      `See what exists: klab ssh ${vm.name} -- kubectl -n kube-system get secrets; kubectl get clusterrolebindings`,
+  }),
+};

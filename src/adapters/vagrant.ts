@@ -202,8 +202,8 @@ export class Vagrant implements Machines {
     await this.mustRun(['halt', ...vms], 'vagrant halt');
   }
 
-  async destroy(): Promise<void> {
-    await this.mustRun(['destroy', '--force'], 'vagrant destroy');
+  async destroy(vms: readonly string[] = []): Promise<void> {
+    await this.mustRun(['destroy', '--force', ...vms], `vagrant destroy ${vms.join(' ')}`.trim());
   }
 
   async boxList(): Promise<BoxEntry[]> {

@@ -196,14 +196,14 @@ async function runHostKubectl(
   return { exitCode: result.exitCode, stdout: result.stdout, stderr: result.stderr };
 }
 
-export async function withHosts<T>(lab: Lab, fn: (pool: HostPool) => Promise<T>): Promise<T> {
+/** SSH sessions into the lab's VMs (or only the named ones), closed when fn ends. */
+export async function withHosts<T>(
+  lab: Lab,
+  fn: (pool: HostPool) => Promise<T>,
+  vms: readonly string[] = lab.spec.vms.map((vm) => vm.name),
+): Promise<T> {
   const pool = await task(lab.sink, 'Connect to every VM over SSH', () =>
-    connectAll(
-      lab.vagrant,
-      lab.spec.vms.map((vm) => vm.name),
-      lab.sink,
-      lab.spec.timeouts.ssh * 1000,
-    ),
+    connectAll(lab.vagrant, vms, lab.sink, lab.spec.timeouts.ssh * 1000),
   );
   try {
     return await fn(pool);

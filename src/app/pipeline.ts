@@ -50,11 +50,22 @@ export interface StepOutcome {
   result: 'applied' | 'already-done';
 }
 
+/**
+ * The VMs a step runs on: its targets, or, when the run is about some VMs only (`only`: a VM
+ * joining the lab), those of its targets, unless what the step makes covers the whole lab.
+ */
+export function stepVms(step: Step, spec: LabSpec, only?: ReadonlySet<string>): VmPlan[] {
+  const vms = step.targets ? step.targets(spec) : spec.vms;
+  if (!only || step.coversLab) return vms;
+  return vms.filter((vm) => only.has(vm.name));
+}
+
 export async function runSteps(
   steps: readonly Step[],
   ctx: StepContext,
   state: LabState,
   hooks: PipelineHooks = {},
+  only?: ReadonlySet<string>,
 ): Promise<StepOutcome[]> {
   const outcomes: StepOutcome[] = [];
   // Once a step changed something, every later checkpoint is stale too (it holds the old
@@ -65,7 +76,8 @@ export async function runSteps(
     interrupt.throwIfRequested(
       `Run "klab create" again to resume at "${step.id}"; the steps done so far are kept.`,
     );
-    const vms = step.targets ? step.targets(ctx.spec) : ctx.spec.vms;
+    const vms = stepVms(step, ctx.spec, only);
+    if (only && vms.length === 0) continue;
     const results = await task(
       ctx.sink,
       step.title,

@@ -60,9 +60,9 @@ export function rememberSshConfig(
       await forget();
       await machines.halt(vms);
     },
-    async destroy() {
+    async destroy(vms) {
       await forget();
-      await machines.destroy();
+      await machines.destroy(vms);
     },
     boxList: () => machines.boxList(),
     boxAdd: (name, source, timeoutMs) => machines.boxAdd(name, source, timeoutMs),

@@ -14,6 +14,7 @@ import {
   upCommand,
 } from './lab.js';
 import { lessonCommand } from './lesson.js';
+import { nodeCommand } from './node.js';
 import { resetCommand, snapshotCommand } from './snapshot.js';
 import { uiCommand } from './ui.js';
 import { verifyCommand } from './verify.js';
@@ -35,5 +36,6 @@ export const COMMANDS: readonly KlabCommand[] = [
   boxCommand,
   certsCommand,
   etcdCommand,
+  nodeCommand,
   artifactsCommand,
 ];

@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   KLAB_NO_LAB: 'user',
   KLAB_VM_UNKNOWN: 'user',
   KLAB_VM_NOT_RUNNING: 'user',
+  KLAB_NODE_REFUSED: 'user',
   KLAB_ABORTED: 'user',
   KLAB_INTERRUPTED: 'user',
   KLAB_SUBNET_COLLISION: 'user',

@@ -42,6 +42,9 @@ export const EVENT_CODES = {
   DRIFT_AFTER_RESTART: 'after a restart, a provisioned part is not as it was',
   STEP_SLOW:
     'a step hit timeouts.health while its part runs and is still getting there: klab waits longer',
+  NODE_RESUMED: 'klab node add found the VM in klab.yaml already: it finishes the join',
+  SPEC_UPDATED: 'klab changed klab.yaml (a node added or removed)',
+  DRAIN_INCOMPLETE: 'kubectl drain did not finish; the pods go with the Node object',
   SNAPSHOT_HALTED_LAB: 'the snapshot reset to holds a halted lab',
   ARTIFACT_PINNED: 'an artifact without an official checksum was pinned in klab.lock.json',
   ARTIFACT_REPINNED: 'a locally built artifact was rebuilt from changed inputs and re-pinned',
@@ -75,6 +78,8 @@ export const EVENT_CODES = {
   LESSON_HINT: "a lesson's next hint",
   LESSON_PASSED: "a lesson's check passed on the live lab",
   LESSON_SOLVED: 'klab did the lesson (its solution) and its check passed',
+  NODE_ADDED: 'klab node add: the VM joined, its node is Ready and ran a test pod',
+  NODE_REMOVED: 'klab node remove: the VM and every trace of it are gone',
   ETCD_BACKED_UP: 'klab etcd backup: a checked snapshot copied to the lab directory',
   ETCD_RESTORED: 'klab etcd restore: every member rebuilt from a backup, the cluster started again',
   UI_LISTENING: 'klab ui serves the page; the text holds its URL with the token',

@@ -40,7 +40,8 @@ export interface Machines {
   sshConfig(vm: string, request?: { fresh?: boolean }): Promise<SshConfig>;
   up(vms: readonly string[], parallel: boolean, timeoutMs: number): Promise<void>;
   halt(vms?: readonly string[]): Promise<void>;
-  destroy(): Promise<void>;
+  /** Destroy these VMs (all of the lab's when none are named). */
+  destroy(vms?: readonly string[]): Promise<void>;
   boxList(): Promise<BoxEntry[]>;
   /** Add a box from a file or a registry name; the failure is returned, not thrown. */
   boxAdd(name: string, source: string, timeoutMs: number): Promise<ProcessResult>;

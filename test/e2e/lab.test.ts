@@ -25,6 +25,7 @@ const PREFIX = `klab-${LAB}`;
 const DIR = `/var/tmp/klab-e2e-lab`;
 const MASTER_IP = '192.168.213.10';
 const NODE1_IP = '192.168.213.11';
+const NODE2_IP = '192.168.213.12';
 const MGMT_GW = '192.168.214.1';
 
 const SPEC = `name: ${LAB}
@@ -1032,6 +1033,127 @@ describe('a 2-VM lab on real VMs', () => {
     expect(verified.code).toBe('VERIFY_PASSED');
     console.log(
       `etcd backup ${backupSeconds} s, restore ${restoreSeconds} s, verify after it ${verifySeconds} s`,
+    );
+  });
+
+  it('node add: node2 joins the running lab (klab.yaml, /etc/hosts on every VM, TLS bootstrapping), is Ready and runs pods; node remove leaves nothing of it, and verify passes', async () => {
+    const kubectl = (...args: string[]) => klab(['ssh', 'master', '--', 'kubectl', ...args], DIR);
+    const specFile = `${DIR}/klab.yaml`;
+    const specBefore = await readFile(specFile, 'utf8');
+    // Refused before anything changes: the master, as a new node or as one to remove.
+    for (const args of [
+      ['node', 'add', 'master'],
+      ['node', 'remove', 'master', '--yes'],
+    ]) {
+      const refused = await klabJson(args, DIR);
+      expect(refused.exitCode).toBe(2);
+      expect(refused.doc.error?.code).toBe('KLAB_NODE_REFUSED');
+    }
+    expect(await readFile(specFile, 'utf8')).toBe(specBefore);
+
+    const addStarted = Date.now();
+    const added = okJson(await klabJson(['node', 'add', 'node2', '--memory', '1024'], DIR));
+    const addSeconds = Math.round((Date.now() - addStarted) / 1000);
+    expect(added.code).toBe('NODE_ADDED');
+    expect(added.ip).toBe(NODE2_IP);
+    const spec = await readFile(specFile, 'utf8');
+    expect(spec).toMatch(/name: node2/);
+    expect(spec).toContain(NODE2_IP);
+    // The user's settings stay; the one etcd member is written out (three VMs would make
+    // the default "the first three").
+    expect(spec).toContain('managementSubnet: 192.168.214.0/24');
+    expect(spec).toMatch(/members:\n\s+- master\n/);
+    const ready = ok(
+      await kubectl(
+        'get',
+        'node',
+        'node2',
+        '-o',
+        'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+      ),
+    );
+    expect(ready.stdout.trim()).toBe('True');
+    for (const vm of ['master', 'node1', 'node2']) {
+      const resolved = ok(await klab(['ssh', vm, '--', 'getent', 'ahostsv4', 'node2'], DIR));
+      expect(resolved.stdout.split(/\s+/)[0]).toBe(NODE2_IP);
+    }
+    // Its kubelet asked for its certificate (TLS bootstrapping), and DaemonSets reach it:
+    // Traefik's pod runs there by itself.
+    const tokens = JSON.parse(await readFile(`${DIR}/.klab/pki/bootstrap-tokens.json`, 'utf8')) as {
+      id: string;
+      node: string;
+    }[];
+    const token = tokens.find((entry) => entry.node === 'node2');
+    expect(token).toBeDefined();
+    const csr = ok(await kubectl('get', 'csr'));
+    expect(csr.stdout).toMatch(new RegExp(`system:bootstrap:${token?.id}\\s+Approved,Issued`));
+    const deadline = Date.now() + 600_000;
+    let traefik = '';
+    while (Date.now() < deadline) {
+      traefik = ok(
+        await kubectl(
+          'get',
+          'pods',
+          '-A',
+          '--field-selector=spec.nodeName=node2,status.phase=Running',
+          '-o',
+          'name',
+        ),
+      ).stdout;
+      if (/traefik/.test(traefik)) break;
+      await new Promise((resolve) => setTimeout(resolve, 10_000));
+    }
+    expect(traefik).toMatch(/traefik/);
+    const subnetEnv = ok(
+      await klab(['ssh', 'node2', '--', 'cat', '/run/flannel/subnet.env'], DIR),
+    ).stdout;
+    const subnet = /FLANNEL_SUBNET=(\d+\.\d+\.\d+)\.\d+\/(\d+)/.exec(subnetEnv);
+    expect(subnet).not.toBeNull();
+    const leaseKey = `/coreos.com/network/subnets/${subnet?.[1]}.0-${subnet?.[2]}`;
+    const leases = async () =>
+      ok(
+        await klab(
+          [
+            'ssh',
+            'master',
+            '--',
+            'sudo',
+            'ETCDCTL_API=3',
+            'etcdctl',
+            `--endpoints=https://${MASTER_IP}:2379`,
+            '--cacert=/etc/etcd/pki/etcd-ca.crt',
+            '--cert=/etc/etcd/pki/etcd-server-master.crt',
+            '--key=/etc/etcd/pki/etcd-server-master.key',
+            'get',
+            '--prefix',
+            '--keys-only',
+            '/coreos.com/network/subnets',
+          ],
+          DIR,
+        ),
+      ).stdout;
+    expect(await leases()).toContain(leaseKey);
+
+    const removeStarted = Date.now();
+    const removed = okJson(await klabJson(['node', 'remove', 'node2', '--yes'], DIR));
+    const removeSeconds = Math.round((Date.now() - removeStarted) / 1000);
+    expect(removed.code).toBe('NODE_REMOVED');
+    // Nothing of it remains: Node, lease, VM (domain and disks), /etc/hosts lines, spec entry.
+    expect((await kubectl('get', 'node', 'node2')).exitCode).not.toBe(0);
+    expect(await leases()).not.toContain(leaseKey);
+    expect((await libvirtObjects(PREFIX)).some((entry) => entry.includes('node2'))).toBe(false);
+    for (const vm of ['master', 'node1']) {
+      const hosts = ok(await klab(['ssh', vm, '--', 'cat', '/etc/hosts'], DIR)).stdout;
+      expect(hosts).not.toMatch(/node2/);
+    }
+    expect(await readFile(specFile, 'utf8')).not.toMatch(/node2/);
+    const status = okJson(await klabJson(['status'], DIR));
+    expect((status.vms as VmRow[]).map((row) => row.name)).toEqual(['master', 'node1']);
+    const verifyStarted = Date.now();
+    const verified = okJson(await klabJson(['verify'], DIR));
+    expect(verified.code).toBe('VERIFY_PASSED');
+    console.log(
+      `node add ${addSeconds} s, node remove ${removeSeconds} s, verify after it ${Math.round((Date.now() - verifyStarted) / 1000)} s`,
     );
   });
 
