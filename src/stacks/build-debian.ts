@@ -34,12 +34,20 @@ export interface DebianBuildDeps {
   ensureBox(): Promise<{ box: string; rootfsTar: string; key: string }>;
 }
 
+type BoxFiles = { box: string; rootfsTar: string; key: string };
+
 interface Recipe {
   /** What goes into the cache key besides the recipe files. */
   inputs: string[];
   files: string[];
-  build(ctx: { out: string; work: string; box: { box: string; rootfsTar: string } }): Promise<void>;
+  build(ctx: { out: string; work: string }): Promise<void>;
 }
+
+/**
+ * Artifacts whose recipe needs nothing of the box: they build while the box is made
+ * (debootstrap waits on the network and the disk; the Kubernetes compile on the CPU).
+ */
+export const BOXLESS_ARTIFACTS: ReadonlySet<string> = new Set(['kubernetes']);
 
 function script(name: string): string {
   return packagePath('builders', 'debian', name);
@@ -61,7 +69,11 @@ export async function buildDebianStack(
     );
   }
   const root = options.root ?? artifactsRoot();
-  const box = await deps.ensureBox();
+  let made: BoxFiles | undefined;
+  const needBox = (): BoxFiles => {
+    if (!made) throw new KlabError('KLAB_INTERNAL', 'a recipe that needs the box ran before it');
+    return made;
+  };
   const runScript = async (argv: string[], update: (text: string) => void) => {
     const result = await deps.run(argv, scriptLines(deps.sink, 'build', update));
     if (result.exitCode !== 0) {
@@ -82,15 +94,15 @@ export async function buildDebianStack(
 
   /** Debian packages plus what the box lacks of their dependencies. */
   const debs = (packages: string[], update: (t: string) => void): Recipe => ({
-    inputs: [...common, box.key, packages.join(' ')],
+    inputs: [...common, needBox().key, packages.join(' ')],
     files: ['debs.sh'],
-    build: ({ out, work, box: b }) =>
+    build: ({ out, work }) =>
       runScript(
         [
           'bash',
           script('debs.sh'),
           '--rootfs-tar',
-          b.rootfsTar,
+          needBox().rootfsTar,
           ...common,
           '--work',
           work,
@@ -112,11 +124,11 @@ export async function buildDebianStack(
 
   const recipes: Record<string, (update: (t: string) => void) => Recipe> = {
     box: () => ({
-      inputs: [box.key],
+      inputs: [needBox().key],
       files: [],
       build: async ({ out }) => {
         await rm(out, { force: true });
-        await link(box.box, out);
+        await link(needBox().box, out);
       },
     }),
     kubernetes: (update) => ({
@@ -156,16 +168,16 @@ export async function buildDebianStack(
       },
     }),
     'php-apache-image': (update) => ({
-      inputs: [...common, box.key],
+      inputs: [...common, needBox().key],
       files: ['php-apache.sh'],
-      build: async ({ out, work, box: b }) => {
+      build: async ({ out, work }) => {
         const rootDir = path.join(work, 'root');
         await runScript(
           [
             'bash',
             script('php-apache.sh'),
             '--rootfs-tar',
-            b.rootfsTar,
+            needBox().rootfsTar,
             ...common,
             '--work',
             work,
@@ -214,9 +226,9 @@ export async function buildDebianStack(
       `no build recipe for ${unknown.map((a) => a.id).join(', ')}`,
     );
   }
-  for (const artifact of stack.artifacts) {
+  const buildOne = async (artifact: Artifact): Promise<'built' | 'cached'> => {
     const recipeFor = recipes[artifact.id] as (update: (t: string) => void) => Recipe;
-    await task(
+    return task(
       deps.sink,
       `${stack.name} stack: ${artifact.id} (${artifact.description})`,
       async (update) => {
@@ -233,7 +245,6 @@ export async function buildDebianStack(
         if (!options.force && existsSync(out) && record.inputs === inputs && record.sha256) {
           if ((await sha256File(out)) === record.sha256) {
             pin(lock, key, record.sha256, inputs, deps.sink, artifact.id);
-            result.reused.push(artifact.id);
             return 'cached';
           }
         }
@@ -241,11 +252,10 @@ export async function buildDebianStack(
         await mkdir(work, { recursive: true });
         await mkdir(path.dirname(out), { recursive: true });
         await rm(recordFile, { force: true });
-        await recipe.build({ out, work, box });
+        await recipe.build({ out, work });
         const sha = await sha256File(out);
         await writeFile(recordFile, `${JSON.stringify({ inputs, sha256: sha })}\n`);
         pin(lock, key, sha, inputs, deps.sink, artifact.id);
-        result.built.push(artifact.id);
         return 'built';
       },
       {
@@ -254,6 +264,23 @@ export async function buildDebianStack(
         subject: artifact.id,
       },
     );
+  };
+
+  // The box and the boxless artifacts at once; every other artifact needs the box.
+  const early = stack.artifacts.filter((artifact) => BOXLESS_ARTIFACTS.has(artifact.id));
+  const earlyJobs = new Map(early.map((artifact) => [artifact.id, buildOne(artifact)]));
+  const [boxOutcome, ...earlyOutcomes] = await Promise.allSettled([
+    deps.ensureBox(),
+    ...earlyJobs.values(),
+  ]);
+  // Both run to their end before a failure is reported: no recipe is left running.
+  for (const outcome of [boxOutcome, ...earlyOutcomes]) {
+    if (outcome?.status === 'rejected') throw outcome.reason;
+  }
+  made = (boxOutcome as PromiseFulfilledResult<BoxFiles>).value;
+  for (const artifact of stack.artifacts) {
+    const state = await (earlyJobs.get(artifact.id) ?? buildOne(artifact));
+    (state === 'built' ? result.built : result.reused).push(artifact.id);
   }
   return result;
 }

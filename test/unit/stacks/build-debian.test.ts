@@ -73,6 +73,67 @@ describe('buildDebianStack', () => {
     expect(third).toEqual({ built: ['etcd'], reused: ['flannel'] });
   });
 
+  it('compiles Kubernetes while the box is made; the artifacts that need the box wait for it', async () => {
+    const subset = {
+      ...stack,
+      artifacts: stack.artifacts.filter((a) => ['box', 'kubernetes', 'etcd'].includes(a.id)),
+    };
+    const order: string[] = [];
+    let kubernetesStarted: () => void = () => {};
+    const started = new Promise<void>((resolve) => {
+      kubernetesStarted = resolve;
+    });
+    const boxFile = path.join(await root(), 'klab.box');
+    await writeFile(boxFile, 'a box');
+    const result = await buildDebianStack(
+      subset,
+      { version: 1, pins: {} },
+      { mirror: 'http://m', suite: 'bookworm', root: await root() },
+      deps({
+        // The box is done only once the Kubernetes recipe runs: built one after the other,
+        // this would never end.
+        ensureBox: async () => {
+          await started;
+          order.push('box made');
+          return { box: boxFile, rootfsTar: '/nonexistent.tar', key: 'k1' };
+        },
+        run: async (argv) => {
+          const name = path.basename(argv[1] ?? '');
+          order.push(`${name} runs`);
+          if (name === 'kubernetes.sh') kubernetesStarted();
+          await writeFile(argv[argv.indexOf('--out') + 1] ?? '', `built by ${name}`);
+          return { exitCode: 0, tail: '' };
+        },
+      }),
+    );
+    expect(order).toEqual(['kubernetes.sh runs', 'box made', 'debs.sh runs']);
+    // Reported in the stack's order all the same.
+    expect(result.built).toEqual(['box', 'kubernetes', 'etcd']);
+  });
+
+  it('a box that fails is reported after the Kubernetes compile ends, not while it runs', async () => {
+    const order: string[] = [];
+    const error = await buildDebianStack(
+      { ...stack, artifacts: stack.artifacts.filter((a) => a.id === 'kubernetes') },
+      { version: 1, pins: {} },
+      { mirror: 'http://m', suite: 'bookworm', root: await root() },
+      deps({
+        ensureBox: async () => {
+          order.push('box failed');
+          throw new Error('debootstrap failed');
+        },
+        run: async (argv) => {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          order.push('kubernetes done');
+          await writeFile(argv[argv.indexOf('--out') + 1] ?? '', 'k8s');
+          return { exitCode: 0, tail: '' };
+        },
+      }),
+    ).catch((e: unknown) => e);
+    expect((error as Error).message).toBe('debootstrap failed');
+    expect(order).toEqual(['box failed', 'kubernetes done']);
+  });
+
   it('names the failing recipe and shows its output', async () => {
     const error = await buildDebianStack(
       nonBox,
