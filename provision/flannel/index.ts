@@ -14,6 +14,15 @@ import type { StepContext } from '../lib/step.js';
 import { renderTemplate } from '../lib/template.js';
 
 export const FLANNEL_PREFIX = '/coreos.com/network';
+
+/** The address a flannel lease carries pod traffic over ('' when the value is no lease). */
+export function leasePublicIp(lease: string): string {
+  try {
+    return (JSON.parse(lease) as { PublicIP?: string }).PublicIP ?? '';
+  } catch {
+    return '';
+  }
+}
 const KEY = `${FLANNEL_PREFIX}/config`;
 
 /** The network config flanneld reads from etcd. */

@@ -6,6 +6,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { leasePublicIp } from '../../provision/flannel/index.js';
 import { provisioningSteps } from '../../provision/index.js';
 import { etcdctl, kubectl } from '../../provision/lib/cluster.js';
 import { waitFor } from '../../provision/lib/guest.js';
@@ -277,7 +278,7 @@ async function flannelLeases(ctx: StepContext): Promise<Map<string, string>> {
     const lines = listed.stdout.split('\n');
     for (let i = 0; i + 1 < lines.length; i += 2) {
       const key = lines[i]?.trim();
-      if (key?.startsWith(FLANNEL_SUBNETS)) leases.set(key, publicIpOf(lines[i + 1] ?? ''));
+      if (key?.startsWith(FLANNEL_SUBNETS)) leases.set(key, leasePublicIp(lines[i + 1] ?? ''));
     }
     return leases;
   }
@@ -288,17 +289,9 @@ async function flannelLeases(ctx: StepContext): Promise<Map<string, string>> {
   for (const key of listed.stdout.split('\n').map((line) => line.trim())) {
     if (!key.startsWith(FLANNEL_SUBNETS)) continue;
     const value = await etcdctl(ctx, member, ['get', key], { allowFailure: true, api: 'v2' });
-    leases.set(key, publicIpOf(value.stdout));
+    leases.set(key, leasePublicIp(value.stdout));
   }
   return leases;
-}
-
-export function publicIpOf(lease: string): string {
-  try {
-    return (JSON.parse(lease) as { PublicIP?: string }).PublicIP ?? '';
-  } catch {
-    return '';
-  }
 }
 
 async function removeLeases(ctx: StepContext, vm: VmPlan): Promise<string[]> {

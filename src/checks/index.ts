@@ -222,6 +222,20 @@ async function waitForEndpoints(ctx: StepContext, waits: CheckWaits, want: numbe
   return addresses;
 }
 
+/** The test app Service's ClusterIP. */
+async function testAppClusterIp(ctx: StepContext): Promise<string> {
+  const svc = await kubectl(ctx, [
+    '-n',
+    VERIFY_NAMESPACE,
+    'get',
+    'service',
+    TEST_APP,
+    '-o',
+    'jsonpath={.spec.clusterIP}',
+  ]);
+  return svc.stdout.trim();
+}
+
 /** curl from a VM; returns the body, or a reason string that a wait can show. */
 async function curlFrom(ctx: StepContext, vm: string, url: string): Promise<string | Error> {
   const result = await ctx
@@ -660,16 +674,7 @@ export const CHECKS: readonly Check[] = [
     name: 'test app by ClusterIP from every VM',
     needs: ['rollout'],
     async run(ctx, waits) {
-      const svc = await kubectl(ctx, [
-        '-n',
-        VERIFY_NAMESPACE,
-        'get',
-        'service',
-        TEST_APP,
-        '-o',
-        'jsonpath={.spec.clusterIP}',
-      ]);
-      const ip = svc.stdout.trim();
+      const ip = await testAppClusterIp(ctx);
       await waitForEndpoints(ctx, waits, placed(ctx.spec, 'nodes').length);
       // kube-proxy on each VM turns the Endpoints into iptables rules on its own schedule.
       await Promise.all(
@@ -700,20 +705,12 @@ export const CHECKS: readonly Check[] = [
       const pods = await podsOfTestApp(ctx);
       const pod = pods[0];
       if (!pod) fail('no running test-app pod');
-      const svc = await kubectl(ctx, [
-        '-n',
-        VERIFY_NAMESPACE,
-        'get',
-        'service',
-        TEST_APP,
-        '-o',
-        'jsonpath={.spec.clusterIP}',
-      ]);
+      const testAppIp = await testAppClusterIp(ctx);
       // Short names: the pod's search domains (klab-verify.svc.cluster.local, svc.cluster.local)
       // must be there too, not only the nameserver.
       const expected: [string, string][] = [
         ['kubernetes.default', kubernetesServiceIp(ctx.spec)],
-        [TEST_APP, svc.stdout.trim()],
+        [TEST_APP, testAppIp],
       ];
       const from = firstMaster(ctx.spec).name;
       const dnsIp = clusterDnsIp(ctx.spec);

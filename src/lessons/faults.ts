@@ -20,7 +20,7 @@ import {
   routeIsRight,
 } from '../../provision/default-route/index.js';
 import { renderDockerDropIn } from '../../provision/docker/index.js';
-import { FLANNEL_PREFIX } from '../../provision/flannel/index.js';
+import { FLANNEL_PREFIX, leasePublicIp } from '../../provision/flannel/index.js';
 import { kubectl } from '../../provision/lib/cluster.js';
 import { putFiles, waitFor } from '../../provision/lib/guest.js';
 import {
@@ -492,12 +492,8 @@ const flannelWrongIface: Fault = {
     const key = flannelLeaseKey(env.stdout);
     if (!key) return [`flanneld on ${vm.name} has no subnet lease (/run/flannel/subnet.env)`];
     const lease = await etcdValue(ctx, key);
-    let publicIp = '';
-    try {
-      publicIp = (JSON.parse(lease) as { PublicIP?: string }).PublicIP ?? '';
-    } catch {
-      return [`the flannel lease ${key} of ${vm.name} is missing in etcd`];
-    }
+    const publicIp = leasePublicIp(lease);
+    if (!publicIp) return [`the flannel lease ${key} of ${vm.name} is missing in etcd`];
     return publicIp === vm.ip
       ? []
       : [

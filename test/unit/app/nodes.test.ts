@@ -1,7 +1,8 @@
 /** klab node add / remove: the refusals, and what leaving the cluster does, in order. */
 import { describe, expect, it } from 'vitest';
+import { leasePublicIp } from '../../../provision/flannel/index.js';
 import { provisioningSteps } from '../../../provision/index.js';
-import { addRefusal, leaveCluster, publicIpOf, removalRefusal } from '../../../src/app/nodes.js';
+import { addRefusal, leaveCluster, removalRefusal } from '../../../src/app/nodes.js';
 import { stepVms } from '../../../src/app/pipeline.js';
 import { parseSpecText } from '../../../src/model/spec-file.js';
 import { installProfile } from '../../../src/stacks/install.js';
@@ -146,7 +147,7 @@ describe('leaving the cluster', () => {
   });
 
   it('reads the PublicIP of a lease, and nothing from junk', () => {
-    expect(publicIpOf(lease('10.0.0.1'))).toBe('10.0.0.1');
-    expect(publicIpOf('Error: 100: Key not found')).toBe('');
+    expect(leasePublicIp(lease('10.0.0.1'))).toBe('10.0.0.1');
+    expect(leasePublicIp('Error: 100: Key not found')).toBe('');
   });
 });
