@@ -7,7 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { launchChromium, startUi, type UiProcess } from '../helpers/browser.js';
 import {
   codesOf,
@@ -157,6 +157,19 @@ describe('a 2-VM lab on real VMs', () => {
     await rm(DIR, { recursive: true, force: true });
     await mkdir(DIR, { recursive: true });
     await writeFile(`${DIR}/klab.yaml`, SPEC);
+  });
+
+  // Each test's time and the tier's so far, printed as the tier goes: a run that CI cuts
+  // off still shows where its time went.
+  const tierStarted = Date.now();
+  let testStarted = Date.now();
+  beforeEach(() => {
+    testStarted = Date.now();
+  });
+  afterEach(({ task }) => {
+    const s = Math.round((Date.now() - testStarted) / 1000);
+    const total = ((Date.now() - tierStarted) / 60_000).toFixed(1);
+    console.log(`e2e time: ${s} s, tier ${total} min: ${task.name.slice(0, 70)}`);
   });
 
   afterAll(async () => {
