@@ -5,11 +5,10 @@
  * API with the certificate klab issued. Done when the node is Ready.
  * The unit: provision/kubelet/kubelet.service.ejs; its config, a KubeletConfiguration.
  */
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { GUEST, KUBELET_CERT_DIR } from '../../src/model/guest-paths.js';
 import type { LabSpec, VmPlan } from '../../src/model/spec.js';
 import { clusterDnsIp, firstMaster } from '../../src/model/topology.js';
+import { readBootstrapTokens } from '../../src/pki/generate.js';
 import type { InstallProfile } from '../../src/stacks/install.js';
 import { kubectl } from '../lib/cluster.js';
 import { commandOk, nodeIsReady } from '../lib/probes.js';
@@ -132,10 +131,7 @@ interface CsrItem {
  * (no request at all: the token or the apiserver address is wrong; a denied request).
  */
 export async function csrAwaitsApprover(ctx: StepContext, vm: VmPlan): Promise<string | undefined> {
-  const tokens = JSON.parse(
-    await readFile(path.join(ctx.pkiDir, 'bootstrap-tokens.json'), 'utf8'),
-  ) as { id: string; node: string }[];
-  const token = tokens.find((entry) => entry.node === vm.name);
+  const token = (await readBootstrapTokens(ctx.pkiDir)).find((entry) => entry.node === vm.name);
   if (!token) return undefined;
   const listed = await kubectl(ctx, ['get', 'csr', '-o', 'json', '--request-timeout=30s'], {
     allowFailure: true,

@@ -10,21 +10,18 @@
  * approve it and the renewals; the apiserver may use the kubelets' API. A learner who
  * builds it by hand with other names passes.
  */
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { GUEST } from '../../src/model/guest-paths.js';
 import type { VmPlan } from '../../src/model/spec.js';
 import { firstMaster, nodes } from '../../src/model/topology.js';
+import { readBootstrapTokens } from '../../src/pki/generate.js';
 import { APISERVER_KUBELET_USER } from '../../src/pki/plan.js';
 import type { BootstrapToken } from '../../src/pki/secrets.js';
 import { renderTlsBootstrap } from '../../src/render/manifests.js';
 import { kubectl, probeStep } from '../lib/cluster.js';
 import type { Step, StepContext } from '../lib/step.js';
 
-async function tokensOf(ctx: StepContext): Promise<BootstrapToken[]> {
-  return JSON.parse(
-    await readFile(path.join(ctx.pkiDir, 'bootstrap-tokens.json'), 'utf8'),
-  ) as BootstrapToken[];
+function tokensOf(ctx: StepContext): Promise<BootstrapToken[]> {
+  return readBootstrapTokens(ctx.pkiDir);
 }
 
 /** Where each node's kubelet finds its bootstrap token (see provision/certs). */

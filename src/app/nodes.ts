@@ -5,7 +5,6 @@
  * Both are resumable: each part looks at what is there before it acts.
  */
 import { readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { leasePublicIp } from '../../provision/flannel/index.js';
 import { provisioningSteps } from '../../provision/index.js';
 import { etcdctl, kubectl } from '../../provision/lib/cluster.js';
@@ -20,7 +19,7 @@ import { type NewNode, withNodeAdded, withNodeRemoved } from '../model/spec-edit
 import { parseSpecText } from '../model/spec-file.js';
 import { saveState } from '../model/state.js';
 import { firstEtcdMember, firstMaster, isEtcdMember } from '../model/topology.js';
-import { generatePki } from '../pki/generate.js';
+import { generatePki, readBootstrapTokens } from '../pki/generate.js';
 import type { BootstrapToken } from '../pki/secrets.js';
 import { chooseLabHypervisor, renderLabVagrantfile } from './create.js';
 import {
@@ -306,8 +305,7 @@ async function removeLeases(ctx: StepContext, vm: VmPlan): Promise<string[]> {
 
 /** The bootstrap token klab issued for a node (undefined: none, or no PKI file). */
 async function tokenOf(pkiDir: string, node: string): Promise<BootstrapToken | undefined> {
-  const text = await readFile(path.join(pkiDir, 'bootstrap-tokens.json'), 'utf8').catch(() => '[]');
-  return (JSON.parse(text) as BootstrapToken[]).find((entry) => entry.node === node);
+  return (await readBootstrapTokens(pkiDir)).find((entry) => entry.node === node);
 }
 
 /**

@@ -289,6 +289,14 @@ function parseManifest(text: string | undefined, dir: string): Manifest {
 const TOKEN_ID = /^[a-z0-9]{6}$/;
 const TOKEN_SECRET = /^[a-z0-9]{16}$/;
 
+/**
+ * The bootstrap tokens klab issued, one per node, from the lab's PKI directory (none yet:
+ * an empty list). The one reader of bootstrap-tokens.json: every entry is checked.
+ */
+export async function readBootstrapTokens(dir: string): Promise<BootstrapToken[]> {
+  return parseTokens(await readText(path.join(dir, 'bootstrap-tokens.json')), dir);
+}
+
 /** bootstrap-tokens.json, each entry checked: a malformed token must never reach a kubeconfig. */
 function parseTokens(text: string | undefined, dir: string): BootstrapToken[] {
   if (text === undefined) return [];

@@ -11,7 +11,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { validateSpec } from '../../../src/model/spec-file.js';
 import { checkPki } from '../../../src/pki/check.js';
-import { generatePki, type PkiResult, pkiFiles } from '../../../src/pki/generate.js';
+import {
+  generatePki,
+  type PkiResult,
+  pkiFiles,
+  readBootstrapTokens,
+} from '../../../src/pki/generate.js';
 import { inspectCertificate } from '../../../src/pki/inspect.js';
 import { renderEncryptionConfig } from '../../../src/pki/secrets.js';
 import { sequentialSerials } from '../../../src/pki/x509.js';
@@ -466,6 +471,11 @@ describe('re-running generation', () => {
         /bootstrap-tokens\.json is corrupt: entry 0 is not a bootstrap token/,
       ),
     });
+    // The one reader every other part uses checks the same way; no file yet is no token.
+    await expect(readBootstrapTokens(fresh)).rejects.toMatchObject({ code: 'KLAB_CERTS_INVALID' });
+    expect(await readBootstrapTokens(await mkdtemp(path.join(os.tmpdir(), 'klab-pki-')))).toEqual(
+      [],
+    );
 
     const third = await mkdtemp(path.join(os.tmpdir(), 'klab-pki-'));
     await generateInto(third);

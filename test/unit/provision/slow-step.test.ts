@@ -124,7 +124,7 @@ describe('slow, not broken', () => {
     const pkiDir = await mkdtemp(path.join(os.tmpdir(), 'klab-csr-'));
     await writeFile(
       path.join(pkiDir, 'bootstrap-tokens.json'),
-      JSON.stringify([{ id: 'abc123', secret: 'x', node: 'node1' }]),
+      JSON.stringify([{ id: 'abc123', secret: '0123456789abcdef', node: 'node1' }]),
     );
     const csr = (user: string, conditions: { type: string }[] = []) => ({
       spec: { username: user, signerName: 'kubernetes.io/kube-apiserver-client-kubelet' },
