@@ -45,9 +45,16 @@ interface Recipe {
 
 /**
  * Artifacts whose recipe needs nothing of the box: they build while the box is made
- * (debootstrap waits on the network and the disk; the Kubernetes compile on the CPU).
+ * (debootstrap waits on the network and the disk; the Kubernetes compile on the CPU, and
+ * not on all of it: code generation and each link use one core).
  */
-export const BOXLESS_ARTIFACTS: ReadonlySet<string> = new Set(['kubernetes']);
+export const BOXLESS_ARTIFACTS: ReadonlySet<string> = new Set([
+  'kubernetes',
+  'flannel',
+  'traefik',
+  'coredns',
+  'pause-image',
+]);
 
 function script(name: string): string {
   return packagePath('builders', 'debian', name);
@@ -266,9 +273,20 @@ export async function buildDebianStack(
     );
   };
 
-  // The box and the boxless artifacts at once; every other artifact needs the box.
-  const early = stack.artifacts.filter((artifact) => BOXLESS_ARTIFACTS.has(artifact.id));
-  const earlyJobs = new Map(early.map((artifact) => [artifact.id, buildOne(artifact)]));
+  // Three lanes at once: the box, the Kubernetes compile, and the other boxless artifacts
+  // one after another (their module downloads wait on the network while Kubernetes
+  // compiles). Every other artifact needs the box.
+  const earlyJobs = new Map<string, Promise<'built' | 'cached'>>();
+  let lane: Promise<unknown> = Promise.resolve();
+  for (const artifact of stack.artifacts.filter((a) => BOXLESS_ARTIFACTS.has(a.id))) {
+    if (artifact.id === 'kubernetes') {
+      earlyJobs.set(artifact.id, buildOne(artifact));
+      continue;
+    }
+    const job = lane.then(() => buildOne(artifact));
+    lane = job.catch(() => undefined);
+    earlyJobs.set(artifact.id, job);
+  }
   const [boxOutcome, ...earlyOutcomes] = await Promise.allSettled([
     deps.ensureBox(),
     ...earlyJobs.values(),

@@ -62,7 +62,8 @@ describe('buildDebianStack', () => {
     const shas = (l: LockFile) =>
       Object.fromEntries(Object.entries(l.pins).map(([k, v]) => [k, v.sha256]));
     expect(shas(fresh)).toEqual(shas(lock));
-    expect(runs).toEqual(['debs.sh', 'flannel.sh']);
+    // flannel needs nothing of the box: it builds before the box is there.
+    expect(runs).toEqual(['flannel.sh', 'debs.sh']);
     // Another mirror is another input for the package sets, not for flannel.
     const third = await buildDebianStack(
       nonBox,
@@ -73,15 +74,18 @@ describe('buildDebianStack', () => {
     expect(third).toEqual({ built: ['etcd'], reused: ['flannel'] });
   });
 
-  it('compiles Kubernetes while the box is made; the artifacts that need the box wait for it', async () => {
+  it('compiles Kubernetes and builds the Go modules while the box is made; the artifacts that need the box wait for it', async () => {
     const subset = {
       ...stack,
-      artifacts: stack.artifacts.filter((a) => ['box', 'kubernetes', 'etcd'].includes(a.id)),
+      artifacts: stack.artifacts.filter((a) =>
+        ['box', 'kubernetes', 'etcd', 'flannel', 'coredns'].includes(a.id),
+      ),
     };
     const order: string[] = [];
-    let kubernetesStarted: () => void = () => {};
+    const startedRecipes = new Set<string>();
+    let allStarted: () => void = () => {};
     const started = new Promise<void>((resolve) => {
-      kubernetesStarted = resolve;
+      allStarted = resolve;
     });
     const boxFile = path.join(await root(), 'klab.box');
     await writeFile(boxFile, 'a box');
@@ -90,8 +94,8 @@ describe('buildDebianStack', () => {
       { version: 1, pins: {} },
       { mirror: 'http://m', suite: 'bookworm', root: await root() },
       deps({
-        // The box is done only once the Kubernetes recipe runs: built one after the other,
-        // this would never end.
+        // The box is done only once Kubernetes, flannel and CoreDNS have been built or are
+        // building: built one after the other, this would never end.
         ensureBox: async () => {
           await started;
           order.push('box made');
@@ -100,15 +104,25 @@ describe('buildDebianStack', () => {
         run: async (argv) => {
           const name = path.basename(argv[1] ?? '');
           order.push(`${name} runs`);
-          if (name === 'kubernetes.sh') kubernetesStarted();
+          startedRecipes.add(name);
+          if (['kubernetes.sh', 'flannel.sh', 'coredns.sh'].every((n) => startedRecipes.has(n))) {
+            allStarted();
+          }
           await writeFile(argv[argv.indexOf('--out') + 1] ?? '', `built by ${name}`);
           return { exitCode: 0, tail: '' };
         },
       }),
     );
-    expect(order).toEqual(['kubernetes.sh runs', 'box made', 'debs.sh runs']);
+    expect(order.slice(0, 3).sort()).toEqual([
+      'coredns.sh runs',
+      'flannel.sh runs',
+      'kubernetes.sh runs',
+    ]);
+    // The Go modules share one lane, in the stack's order.
+    expect(order.indexOf('flannel.sh runs')).toBeLessThan(order.indexOf('coredns.sh runs'));
+    expect(order.slice(3)).toEqual(['box made', 'debs.sh runs']);
     // Reported in the stack's order all the same.
-    expect(result.built).toEqual(['box', 'kubernetes', 'etcd']);
+    expect(result.built).toEqual(subset.artifacts.map((a) => a.id));
   });
 
   it('a box that fails is reported after the Kubernetes compile ends, not while it runs', async () => {
@@ -136,7 +150,7 @@ describe('buildDebianStack', () => {
 
   it('names the failing recipe and shows its output', async () => {
     const error = await buildDebianStack(
-      nonBox,
+      { ...stack, artifacts: stack.artifacts.filter((a) => a.id === 'etcd') },
       { version: 1, pins: {} },
       { mirror: 'http://m', suite: 'bookworm', root: await root() },
       deps({ run: async () => ({ exitCode: 2, tail: 'E: unable to locate package etcd-server' }) }),
