@@ -45,11 +45,13 @@ nodes:
 const CLI = new URL('../../dist/src/cli.js', import.meta.url).pathname;
 
 /**
- * The extended tests (`npm run test:e2e:full`, KLAB_E2E_FULL=1): they run on the same lab,
- * in the same order, but CI leaves them out. A cold CI run has 90 minutes for set-up, the
- * box and the debian stack (about 25 of them) and this tier; these three cost 35-45 min
- * more under TCG (node add alone 15-30 min). Each was walked on VMs; docs/performance.md
- * keeps the dates and the figures.
+ * The extended tests (`npm run test:e2e:full`, KLAB_E2E_FULL=1) run on the same lab, in the
+ * same order; CI leaves them out. A cold CI run has 90 minutes for set-up (2.5), the box
+ * and the debian stack (18) and this tier, whose core took 50-66 min under TCG on
+ * 2026-12-01/02 (the same tests run up to 1.6x slower from one day to the next). Extended:
+ * verify with late Endpoints, four of the seven break/fix lessons, the power-cut reboot
+ * lesson, the etcd restore, node add and remove: 40-50 min more. docs/performance.md keeps
+ * each one's figures.
  */
 const FULL = process.env.KLAB_E2E_FULL === '1';
 const itFull = it.runIf(FULL);
@@ -762,22 +764,32 @@ describe('a 2-VM lab on real VMs', () => {
         },
       },
     );
-    await walkLesson('kube-proxy-stopped', /kube-proxy is not running on node1/, { here: true });
-    await walkLesson('kubelet-wrong-ca', /trusts \/etc\/kubernetes\/pki\/other-ca\.crt/, {
-      here: true,
-    });
-    await walkLesson('kubelet-api-forbidden', /Forbidden \(user=kube-apiserver-kubelet-client/, {
-      here: true,
-    });
+    // Four of them only in the extended tier (1-1.5 min each under TCG): CI walks the
+    // tutorial's own warning (the route), one through the page, and a network fault.
+    if (FULL) {
+      await walkLesson('kube-proxy-stopped', /kube-proxy is not running on node1/, { here: true });
+      await walkLesson('kubelet-wrong-ca', /trusts \/etc\/kubernetes\/pki\/other-ca\.crt/, {
+        here: true,
+      });
+      await walkLesson('kubelet-api-forbidden', /Forbidden \(user=kube-apiserver-kubelet-client/, {
+        here: true,
+      });
+    }
     // apiserver-cert-wrong-san is not walked here: two apiserver restarts under TCG (each
     // 2-7 min, with crash loops on its own loopback TLS timeout) do not fit CI's time; its
     // check and repair are unit-tested and it was walked on VMs on 2026-11-30.
     // swap-on through klab ui's page, next to the terminal: its Check gives the verdict
     // (and the reasons) `klab lesson check` gives, before and after the repair.
     await walkLessonInPage('swap-on', /swap is on on node1/);
-    await walkLesson('flannel-wrong-iface', /carries pod traffic over .*not the private address/, {
-      here: true,
-    });
+    if (FULL) {
+      await walkLesson(
+        'flannel-wrong-iface',
+        /carries pod traffic over .*not the private address/,
+        {
+          here: true,
+        },
+      );
+    }
     await walkLesson(
       'forward-drop',
       /master cannot reach the pod forward-probe on node1 by its IP/,
@@ -796,7 +808,8 @@ describe('a 2-VM lab on real VMs', () => {
     expect(refused.exitCode).toBe(2);
     expect(refused.doc.error?.code).toBe('KLAB_USAGE');
     expect(hasEvent(refused.doc, 'VMS_REVERTED')).toBe(false);
-    // The break/fix lessons this lab can run: all walked above but apiserver-cert-wrong-san.
+    // The break/fix lessons this lab can run: all walked above (the extended tier) but
+    // apiserver-cert-wrong-san.
     expect(
       items.filter((item) => item.kind === 'break-fix' && !item.unsupported).map((item) => item.id),
     ).toEqual([
@@ -814,7 +827,7 @@ describe('a 2-VM lab on real VMs', () => {
     expect(first).toMatchObject({ code: 'LESSON_HINT', number: 1 });
     expect(String(first.text)).toMatch(/kubelet/);
     console.log(`lesson start -> ready: ${lessonTimes.join(', ')}`);
-    // The late checkpoint plus seven repairs is a working cluster: the PHP page by pod IP,
+    // The late checkpoint plus the repairs is a working cluster: the PHP page by pod IP,
     // ClusterIP and ingress.
     const verified = okJson(await klabJson(['verify'], DIR));
     expect(checks(verified).every((entry) => entry.outcome === 'passed')).toBe(true);
@@ -1007,15 +1020,19 @@ describe('a 2-VM lab on real VMs', () => {
     expect(await onHost()).toBe(renewedSerial);
   });
 
-  it('etcd backup writes a checked snapshot; restore refuses a file that is no backup before anything stops; doctor --guests names a stopped member; a namespace deleted after the backup is back after the restore, and verify passes', async () => {
+  // The backup the restore test below goes back to, and a namespace it holds.
+  const PROBE = 'klab-restore-probe';
+  let backupFile = '';
+
+  it('etcd backup writes a checked snapshot; restore refuses a file that is no backup before anything stops', async () => {
     const kubectl = (...args: string[]) => klab(['ssh', 'master', '--', 'kubectl', ...args], DIR);
-    const PROBE = 'klab-restore-probe';
     ok(await kubectl('create', 'namespace', PROBE));
     const started = Date.now();
     const backup = okJson(await klabJson(['etcd', 'backup'], DIR));
     const backupSeconds = Math.round((Date.now() - started) / 1000);
     expect(backup.code).toBe('ETCD_BACKED_UP');
     const file = String(backup.file);
+    backupFile = file;
     expect(file).toMatch(/\/\.klab\/backups\/etcd-\d{8}-\d{6}\.db$/);
     expect(existsSync(file)).toBe(true);
     expect((backup.status as { totalKey: number }).totalKey).toBeGreaterThan(100);
@@ -1032,39 +1049,48 @@ describe('a 2-VM lab on real VMs', () => {
     ok(
       await klab(['ssh', 'master', '--', 'systemctl', 'is-active', 'kube-apiserver', 'etcd'], DIR),
     );
-
-    // Deleted after the backup (and waited for: the namespace controller empties it first).
-    ok(await kubectl('delete', 'namespace', PROBE, '--wait=true', '--timeout=300s'));
-    expect((await kubectl('get', 'namespace', PROBE)).exitCode).not.toBe(0);
-    // A stopped etcd member, seen from inside the VM with its fix (the restore below stops
-    // and starts etcd anyway: no extra restart of the control plane for this).
-    ok(await klab(['ssh', 'master', '--', 'sudo', 'systemctl', 'stop', 'etcd'], DIR));
-    expect(await guestProblems()).toContainEqual(
-      expect.objectContaining({
-        vm: 'master',
-        check: 'etcd',
-        status: 'fail',
-        fix: expect.stringContaining('sudo systemctl start etcd'),
-      }),
-    );
-    const restoreStarted = Date.now();
-    const restored = okJson(await klabJson(['etcd', 'restore', file, '--yes'], DIR));
-    const restoreSeconds = Math.round((Date.now() - restoreStarted) / 1000);
-    expect(restored.code).toBe('ETCD_RESTORED');
-    expect(Object.keys(restored.keptData as Record<string, string>)).toEqual(['master']);
-    const back = ok(await kubectl('get', 'namespace', PROBE, '-o', 'jsonpath={.status.phase}'));
-    expect(back.stdout.trim()).toBe('Active');
-    // The member's data from before the restore is kept, as the message says.
-    const kept = (restored.keptData as Record<string, string>).master ?? '';
-    ok(await klab(['ssh', 'master', '--', 'sudo', 'test', '-d', `${kept}/member`], DIR));
-    const verifyStarted = Date.now();
-    const verified = okJson(await klabJson(['verify'], DIR));
-    const verifySeconds = Math.round((Date.now() - verifyStarted) / 1000);
-    expect(verified.code).toBe('VERIFY_PASSED');
-    console.log(
-      `etcd backup ${backupSeconds} s, restore ${restoreSeconds} s, verify after it ${verifySeconds} s`,
-    );
+    console.log(`etcd backup ${backupSeconds} s`);
   });
+
+  // Extended tier: the restore stops and starts the control plane and the kubelets, 3-5 min
+  // under TCG with the verify after it.
+  itFull(
+    'doctor --guests names a stopped etcd member; a namespace deleted after the backup is back after the restore, and verify passes',
+    async () => {
+      const kubectl = (...args: string[]) => klab(['ssh', 'master', '--', 'kubectl', ...args], DIR);
+      const file = backupFile;
+      expect(file).not.toBe('');
+      // Deleted after the backup (and waited for: the namespace controller empties it first).
+      ok(await kubectl('delete', 'namespace', PROBE, '--wait=true', '--timeout=300s'));
+      expect((await kubectl('get', 'namespace', PROBE)).exitCode).not.toBe(0);
+      // A stopped etcd member, seen from inside the VM with its fix (the restore below stops
+      // and starts etcd anyway: no extra restart of the control plane for this).
+      ok(await klab(['ssh', 'master', '--', 'sudo', 'systemctl', 'stop', 'etcd'], DIR));
+      expect(await guestProblems()).toContainEqual(
+        expect.objectContaining({
+          vm: 'master',
+          check: 'etcd',
+          status: 'fail',
+          fix: expect.stringContaining('sudo systemctl start etcd'),
+        }),
+      );
+      const restoreStarted = Date.now();
+      const restored = okJson(await klabJson(['etcd', 'restore', file, '--yes'], DIR));
+      const restoreSeconds = Math.round((Date.now() - restoreStarted) / 1000);
+      expect(restored.code).toBe('ETCD_RESTORED');
+      expect(Object.keys(restored.keptData as Record<string, string>)).toEqual(['master']);
+      const back = ok(await kubectl('get', 'namespace', PROBE, '-o', 'jsonpath={.status.phase}'));
+      expect(back.stdout.trim()).toBe('Active');
+      // The member's data from before the restore is kept, as the message says.
+      const kept = (restored.keptData as Record<string, string>).master ?? '';
+      ok(await klab(['ssh', 'master', '--', 'sudo', 'test', '-d', `${kept}/member`], DIR));
+      const verifyStarted = Date.now();
+      const verified = okJson(await klabJson(['verify'], DIR));
+      const verifySeconds = Math.round((Date.now() - verifyStarted) / 1000);
+      expect(verified.code).toBe('VERIFY_PASSED');
+      console.log(`etcd restore ${restoreSeconds} s, verify after it ${verifySeconds} s`);
+    },
+  );
 
   itFull(
     'node add: node2 joins the running lab (klab.yaml, /etc/hosts on every VM, TLS bootstrapping), is Ready and runs pods; node remove leaves nothing of it, and verify passes',
