@@ -3,7 +3,8 @@
  * probes that say it is healthy. serviceStep turns that into check/apply/verify:
  *   problems = files that differ + units not running + (once they run) the first probe
  *              that reports something;
- *   apply    = `before` (data dirs, a key in etcd) + write what differs + start or restart;
+ *   apply    = `before` (data dirs, a key in etcd) + write what differs + start or restart
+ *              + `after`;
  *   verify   = wait (timeouts.health) until there are no problems, then say which are left.
  */
 
@@ -28,6 +29,8 @@ export interface ServiceStepDefinition {
   /** on-change: restart only when a file changed (else start); always: restart every apply. */
   restart?: 'on-change' | 'always';
   before?(ctx: StepContext, vm: VmPlan): Promise<void>;
+  /** After the units started (what only a running unit makes possible). */
+  after?(ctx: StepContext, vm: VmPlan): Promise<void>;
   /** One VM at a time (see Step.oneAtATime). */
   oneAtATime?(ctx: StepContext): boolean;
   /** The hint of a failure; by default, the first unit's journal. */
@@ -83,6 +86,7 @@ export function serviceStep(definition: ServiceStepDefinition): Step {
       const written = await putFiles(ctx.host(vm.name), await definition.files(ctx, vm));
       const restart = definition.restart === 'always' || written.length > 0;
       await startUnits(ctx.host(vm.name), definition.units, restart);
+      await definition.after?.(ctx, vm);
     },
     waits: true,
     hint: definition.hint ?? ((vm) => journalHint(vm, definition.units)),

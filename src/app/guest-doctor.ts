@@ -12,6 +12,7 @@ import {
   parseDefaultRoutes,
   routeIsRight,
 } from '../../provision/default-route/index.js';
+import { ownPodsOnBridge } from '../../provision/flannel/index.js';
 import { KERNEL_MODULES, modulesAndSysctls } from '../../provision/kernel/index.js';
 import { etcdctl } from '../../provision/lib/cluster.js';
 import { unitStates } from '../../provision/lib/probes.js';
@@ -302,6 +303,17 @@ async function flannel({ ctx, vm, done }: GuestContext): Promise<Found[]> {
         status: 'fail',
         detail: `flannel.1 ${link.exitCode !== 0 ? 'is missing' : `sends vxlan from ${local ?? 'no address'}, not the private address ${vm.ip}`}`,
         fix,
+      },
+    ];
+  }
+  const [taken] = await ownPodsOnBridge(ctx, vm);
+  if (taken) {
+    return [
+      {
+        check: 'flannel',
+        status: 'fail',
+        detail: taken,
+        fix: `run the "ip route replace" above with sudo on ${vm.name} (klab ssh ${vm.name}), or klab create: its flannel step puts the route back (lesson: flannel-wrong-iface)`,
       },
     ];
   }

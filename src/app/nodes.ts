@@ -5,9 +5,9 @@
  * Both are resumable: each part looks at what is there before it acts.
  */
 import { readFile, writeFile } from 'node:fs/promises';
-import { leasePublicIp } from '../../provision/flannel/index.js';
+import { deleteLease, flannelLeases } from '../../provision/flannel/index.js';
 import { provisioningSteps } from '../../provision/index.js';
-import { etcdctl, kubectl } from '../../provision/lib/cluster.js';
+import { kubectl } from '../../provision/lib/cluster.js';
 import { waitFor } from '../../provision/lib/guest.js';
 import type { StepContext } from '../../provision/lib/step.js';
 import { KlabError } from '../model/errors.js';
@@ -18,7 +18,7 @@ import type { LabSpec, VmPlan } from '../model/spec.js';
 import { type NewNode, withNodeAdded, withNodeRemoved } from '../model/spec-edit.js';
 import { parseSpecText } from '../model/spec-file.js';
 import { saveState } from '../model/state.js';
-import { firstEtcdMember, firstMaster, isEtcdMember } from '../model/topology.js';
+import { firstMaster, isEtcdMember } from '../model/topology.js';
 import { generatePki, readBootstrapTokens } from '../pki/generate.js';
 import type { BootstrapToken } from '../pki/secrets.js';
 import { chooseLabHypervisor, renderLabVagrantfile } from './create.js';
@@ -31,8 +31,6 @@ import {
   withHosts,
 } from './lab.js';
 import { runSteps } from './pipeline.js';
-
-const FLANNEL_SUBNETS = '/coreos.com/network/subnets';
 
 /** Why a VM may not leave the lab (undefined: it may). */
 export function removalRefusal(spec: LabSpec, name: string): string | undefined {
@@ -266,40 +264,9 @@ export async function addNode(request: LabRequest, node: NewNode): Promise<NodeA
   return { name: vm.name, ip: vm.ip, seconds, resumed };
 }
 
-/** Flannel's leases (key -> PublicIP) in etcd, in the API the stack's flannel uses. */
-async function flannelLeases(ctx: StepContext): Promise<Map<string, string>> {
-  const member = firstEtcdMember(ctx.spec);
-  const leases = new Map<string, string>();
-  if (ctx.profile.flannelEtcdApi === 'v3') {
-    const listed = await etcdctl(ctx, member, ['get', '--prefix', FLANNEL_SUBNETS], {
-      allowFailure: true,
-    });
-    const lines = listed.stdout.split('\n');
-    for (let i = 0; i + 1 < lines.length; i += 2) {
-      const key = lines[i]?.trim();
-      if (key?.startsWith(FLANNEL_SUBNETS)) leases.set(key, leasePublicIp(lines[i + 1] ?? ''));
-    }
-    return leases;
-  }
-  const listed = await etcdctl(ctx, member, ['ls', FLANNEL_SUBNETS], {
-    allowFailure: true,
-    api: 'v2',
-  });
-  for (const key of listed.stdout.split('\n').map((line) => line.trim())) {
-    if (!key.startsWith(FLANNEL_SUBNETS)) continue;
-    const value = await etcdctl(ctx, member, ['get', key], { allowFailure: true, api: 'v2' });
-    leases.set(key, leasePublicIp(value.stdout));
-  }
-  return leases;
-}
-
 async function removeLeases(ctx: StepContext, vm: VmPlan): Promise<string[]> {
-  const member = firstEtcdMember(ctx.spec);
   const keys = [...(await flannelLeases(ctx))].filter(([, ip]) => ip === vm.ip).map(([key]) => key);
-  for (const key of keys) {
-    if (ctx.profile.flannelEtcdApi === 'v3') await etcdctl(ctx, member, ['del', key]);
-    else await etcdctl(ctx, member, ['rm', key], { api: 'v2' });
-  }
+  for (const key of keys) await deleteLease(ctx, key);
   return keys;
 }
 

@@ -20,13 +20,18 @@ import {
   routeIsRight,
 } from '../../provision/default-route/index.js';
 import { renderDockerDropIn } from '../../provision/docker/index.js';
-import { FLANNEL_PREFIX, leasePublicIp } from '../../provision/flannel/index.js';
+import {
+  deleteLease,
+  FLANNEL_PREFIX,
+  flannelLeases,
+  ownPodsOnBridge,
+  restoreOwnPodRoute,
+} from '../../provision/flannel/index.js';
 import { kubectl } from '../../provision/lib/cluster.js';
 import { putFiles, waitFor } from '../../provision/lib/guest.js';
 import {
   controlPlaneHealthy,
   etcdHealthy,
-  etcdValue,
   nodeIsReady,
   nodeReadyByCurrentKubelet,
   unitsActive,
@@ -466,6 +471,15 @@ export function flannelLeaseKey(subnetEnv: string): string | undefined {
   return match ? `${FLANNEL_PREFIX}/subnets/${match[1]}.0-${match[2]}` : undefined;
 }
 
+/** Leases whose PublicIP is no VM's private address (a flanneld once started on eth0). */
+export function foreignLeases(
+  leases: ReadonlyMap<string, string>,
+  spec: LabSpec,
+): { key: string; ip: string }[] {
+  const privateIps = new Set(spec.vms.map((vm) => vm.ip));
+  return [...leases].filter(([, ip]) => !privateIps.has(ip)).map(([key, ip]) => ({ key, ip }));
+}
+
 const flannelWrongIface: Fault = {
   id: 'flannel-wrong-iface',
   async inject(ctx) {
@@ -491,14 +505,23 @@ const flannelWrongIface: Fault = {
       .run(['cat', '/run/flannel/subnet.env'], { allowFailure: true });
     const key = flannelLeaseKey(env.stdout);
     if (!key) return [`flanneld on ${vm.name} has no subnet lease (/run/flannel/subnet.env)`];
-    const lease = await etcdValue(ctx, key);
-    const publicIp = leasePublicIp(lease);
-    if (!publicIp) return [`the flannel lease ${key} of ${vm.name} is missing in etcd`];
-    return publicIp === vm.ip
-      ? []
-      : [
-          `the flannel lease of ${vm.name} (${key}) carries pod traffic over ${publicIp || 'no address'}, not the private address ${vm.ip}: see -iface in ${FLANNEL_UNIT}`,
-        ];
+    const leases = await flannelLeases(ctx);
+    const publicIp = leases.get(key);
+    if (publicIp === undefined)
+      return [`the flannel lease ${key} of ${vm.name} is missing in etcd`];
+    const problems: string[] = [];
+    if (publicIp !== vm.ip) {
+      problems.push(
+        `the flannel lease of ${vm.name} (${key}) carries pod traffic over ${publicIp || 'no address'}, not the private address ${vm.ip}: see -iface in ${FLANNEL_UNIT}`,
+      );
+    }
+    problems.push(...(await ownPodsOnBridge(ctx, vm)).map((problem) => `${vm.name}: ${problem}`));
+    for (const stale of foreignLeases(leases, ctx.spec)) {
+      problems.push(
+        `the lease ${stale.key} names ${stale.ip}, an address outside the lab's private network: every VM still routes that subnet there (delete it in etcd)`,
+      );
+    }
+    return problems;
   },
   async repair(ctx) {
     const vm = firstNode(ctx);
@@ -507,6 +530,10 @@ const flannelWrongIface: Fault = {
       vm,
       `sed -i "s#-iface=[0-9.]*#-iface=${vm.ip}#" ${FLANNEL_UNIT} && systemctl daemon-reload && systemctl restart flanneld`,
     );
+    await restoreOwnPodRoute(ctx, vm);
+    for (const stale of foreignLeases(await flannelLeases(ctx), ctx.spec)) {
+      await deleteLease(ctx, stale.key);
+    }
   },
 };
 

@@ -90,9 +90,7 @@ describe('leaving the cluster', () => {
       }
       if (api === 'v3' && line.includes('get --prefix /coreos.com/network/subnets')) {
         return {
-          stdout: Object.entries(leases)
-            .flatMap(([key, value]) => [key, value])
-            .join('\n'),
+          stdout: Object.entries(leases).flat().join('\n'),
         };
       }
       if (api === 'v2' && line.includes(' ls /coreos.com/network/subnets')) {

@@ -533,19 +533,50 @@ describe('etcd-member-stopped and etcd-quorum-lost', () => {
 
 describe('flannel-wrong-iface', () => {
   const LEASE_KEY = '/coreos.com/network/subnets/172.30.12.0-24';
+  const STALE_KEY = '/coreos.com/network/subnets/172.30.35.0-24';
+  const MGMT_IP = '192.168.121.57';
   const node1Ip = spec.vms[1]?.ip ?? '';
-  const node = (): Handler => (argv) => {
-    if (argv[0] === 'systemctl') return { stdout: 'active' };
-    if (argv[0] === 'cat')
-      return { stdout: 'FLANNEL_NETWORK=172.30.0.0/16\nFLANNEL_SUBNET=172.30.12.1/24\n' };
-    return undefined;
-  };
-  const etcd =
-    (publicIp: string): Handler =>
-    (argv) =>
-      argv.includes(LEASE_KEY)
-        ? { stdout: JSON.stringify({ PublicIP: publicIp, BackendType: 'vxlan' }) }
-        : undefined;
+  const ENV = 'FLANNEL_NETWORK=172.30.0.0/16\nFLANNEL_SUBNET=172.30.12.1/24\n';
+  const OWN_ROUTE = '172.30.12.0/24 dev docker0 proto kernel scope link src 172.30.12.1';
+  const TAKEN_ROUTE = '172.30.12.0/24 via 172.30.12.0 dev flannel.1 onlink';
+
+  /** node1 and etcd (on the master), as the fault and its repair leave them. */
+  function world(state: { routes: string; leases: Map<string, string> }) {
+    const node: Handler = (argv) => {
+      const line = argv.join(' ');
+      if (argv[0] === 'systemctl') return { stdout: 'active' };
+      if (argv[0] === 'cat') return { stdout: ENV };
+      if (line.startsWith('sh -c cat /run/flannel/subnet.env'))
+        return {
+          stdout: `${ENV}---\n5: docker0    inet 172.30.12.1/24 brd 172.30.12.255\n---\n${state.routes}\n`,
+        };
+      if (line.startsWith('ip route replace 172.30.12.0/24 dev docker0')) {
+        state.routes = OWN_ROUTE;
+        return {};
+      }
+      if (line.includes('-iface=')) {
+        // the repair: flanneld back on the private address takes its old lease again
+        state.leases.set(LEASE_KEY, node1Ip);
+        return {};
+      }
+      return undefined;
+    };
+    const etcd: Handler = (argv) => {
+      const key = argv.at(-1) ?? '';
+      if (argv.includes('--prefix'))
+        return {
+          stdout: [...state.leases]
+            .flatMap(([k, ip]) => [k, JSON.stringify({ PublicIP: ip, BackendType: 'vxlan' })])
+            .join('\n'),
+        };
+      if (argv.includes('del')) {
+        state.leases.delete(key);
+        return {};
+      }
+      return undefined;
+    };
+    return lab(node, etcd);
+  }
 
   it('finds the lease key from subnet.env', async () => {
     const { flannelLeaseKey } = await import('../../../src/lessons/faults.js');
@@ -554,12 +585,37 @@ describe('flannel-wrong-iface', () => {
   });
 
   it('fails while the lease names the management address, passes with the private one', async () => {
-    const wrong = lab(node(), etcd('192.168.121.57'));
+    const wrong = world({ routes: OWN_ROUTE, leases: new Map([[LEASE_KEY, MGMT_IP]]) });
     expect((await fault('flannel-wrong-iface').problems(wrong.ctx))[0]).toContain(
-      `over 192.168.121.57, not the private address ${node1Ip}`,
+      `over ${MGMT_IP}, not the private address ${node1Ip}`,
     );
-    const right = lab(node(), etcd(node1Ip));
+    const right = world({ routes: OWN_ROUTE, leases: new Map([[LEASE_KEY, node1Ip]]) });
     expect(await fault('flannel-wrong-iface').problems(right.ctx)).toEqual([]);
+  });
+
+  it("also wants node1's own pods routed to docker0 and the stale lease gone; the repair does all three", async () => {
+    // flanneld is back on the private address, but what the fault did is still there
+    const state = {
+      routes: TAKEN_ROUTE,
+      leases: new Map([
+        [LEASE_KEY, MGMT_IP],
+        [STALE_KEY, MGMT_IP],
+      ]),
+    };
+    state.leases.set(LEASE_KEY, node1Ip);
+    const { ctx } = world(state);
+    const problems = await fault('flannel-wrong-iface').problems(ctx);
+    expect(problems).toEqual([
+      expect.stringMatching(
+        /^node1: this VM's own pod subnet 172\.30\.12\.0\/24 is routed "172\.30\.12\.0\/24 via 172\.30\.12\.0 dev flannel\.1 onlink"/,
+      ),
+      `the lease ${STALE_KEY} names ${MGMT_IP}, an address outside the lab's private network: every VM still routes that subnet there (delete it in etcd)`,
+    ]);
+
+    await fault('flannel-wrong-iface').repair(ctx);
+    expect(state.routes).toBe(OWN_ROUTE);
+    expect([...state.leases.keys()]).toEqual([LEASE_KEY]);
+    expect(await fault('flannel-wrong-iface').problems(ctx)).toEqual([]);
   });
 });
 
