@@ -4,7 +4,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { copyFile, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -57,10 +57,25 @@ async function manifest(target: string, result: PkiResult) {
   );
 }
 
+let pristine: string;
+
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'klab-pki-'));
   first = await generateInto(dir);
+  pristine = await mkdtemp(path.join(os.tmpdir(), 'klab-pki-'));
+  await cp(dir, pristine, { recursive: true });
 });
+
+/**
+ * A new directory holding the default lab's PKI as its first generation left it: what
+ * `generateInto` of a new directory gives, without issuing some 20 RSA keys again (minutes
+ * for a test file on a host that compiles Go beside the unit tier).
+ */
+async function generatedCopy(): Promise<string> {
+  const target = await mkdtemp(path.join(os.tmpdir(), 'klab-pki-'));
+  await cp(pristine, target, { recursive: true });
+  return target;
+}
 
 describe('the default lab PKI', () => {
   it('issues every certificate the lab needs', () => {
@@ -339,8 +354,7 @@ describe('re-running generation', () => {
   });
 
   it('re-issues exactly the certificates a changed node IP affects', async () => {
-    const copy = await mkdtemp(path.join(os.tmpdir(), 'klab-pki-'));
-    await generateInto(copy);
+    const copy = await generatedCopy();
     const moved = validateSpec(
       {
         nodes: [
@@ -369,8 +383,7 @@ describe('re-running generation', () => {
   });
 
   it('renew NAME re-issues only that certificate; a new node gets its cert, kubeconfigs and token', async () => {
-    const copy = await mkdtemp(path.join(os.tmpdir(), 'klab-pki-'));
-    await generateInto(copy);
+    const copy = await generatedCopy();
     expect((await generateInto(copy, spec, ['kube-proxy'])).issued).toEqual(['kube-proxy']);
     const bigger = validateSpec(
       {
@@ -395,8 +408,7 @@ describe('re-running generation', () => {
   });
 
   it('re-issues a certificate whose file was tampered with, and check catches it first', async () => {
-    const copy = await mkdtemp(path.join(os.tmpdir(), 'klab-pki-'));
-    await generateInto(copy);
+    const copy = await generatedCopy();
     await copyFile(pkiFiles(copy, 'kubelet-node2').crt, pkiFiles(copy, 'kubelet-node1').crt);
     const findings = await checkPki(spec, copy, CLOCK);
     const bad = findings.find((f) => f.name === 'kubelet-node1');
@@ -414,8 +426,7 @@ describe('re-running generation', () => {
   });
 
   it('reports a corrupt certificate as a finding instead of crashing', async () => {
-    const copy = await mkdtemp(path.join(os.tmpdir(), 'klab-pki-'));
-    await generateInto(copy);
+    const copy = await generatedCopy();
     await writeFile(
       pkiFiles(copy, 'apiserver').crt,
       '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n',
@@ -430,8 +441,7 @@ describe('re-running generation', () => {
   });
 
   it('fails a kubeconfig whose embedded client key does not match its certificate', async () => {
-    const copy = await mkdtemp(path.join(os.tmpdir(), 'klab-pki-'));
-    await generateInto(copy);
+    const copy = await generatedCopy();
     const file = path.join(copy, 'kubeconfigs', 'admin.kubeconfig');
     const doc = YAML.parse(await readFile(file, 'utf8')) as {
       users: { user: Record<string, string> }[];
@@ -449,8 +459,7 @@ describe('re-running generation', () => {
   });
 
   it('refuses a corrupt manifest, tokens file or encryption config instead of re-issuing around it', async () => {
-    const copy = await mkdtemp(path.join(os.tmpdir(), 'klab-pki-'));
-    await generateInto(copy);
+    const copy = await generatedCopy();
     const caBefore = await readFile(pkiFiles(copy, 'ca').crt, 'utf8');
     await writeFile(path.join(copy, 'manifest.json'), '{"inputs": ');
     await expect(generateInto(copy)).rejects.toMatchObject({
@@ -459,8 +468,7 @@ describe('re-running generation', () => {
     });
     expect(await readFile(pkiFiles(copy, 'ca').crt, 'utf8')).toBe(caBefore);
 
-    const fresh = await mkdtemp(path.join(os.tmpdir(), 'klab-pki-'));
-    await generateInto(fresh);
+    const fresh = await generatedCopy();
     await writeFile(
       path.join(fresh, 'bootstrap-tokens.json'),
       JSON.stringify([{ id: 'ABC', secret: 'x; rm -rf /', node: 'node1' }]),
@@ -477,8 +485,7 @@ describe('re-running generation', () => {
       [],
     );
 
-    const third = await mkdtemp(path.join(os.tmpdir(), 'klab-pki-'));
-    await generateInto(third);
+    const third = await generatedCopy();
     await writeFile(path.join(third, 'encryption-config.yaml'), 'kind: [');
     await expect(generateInto(third)).rejects.toMatchObject({
       message: expect.stringMatching(/encryption-config\.yaml is corrupt: it holds no aescbc key/),
