@@ -97,9 +97,16 @@ describe('provisioner module templates', () => {
     expect(renderEtcdUnit(spec, profile, master, tcg)).toContain('Type=notify');
     // The controller manager waits, bounded, for the API server instead of crash-looping.
     const kcm = renderControllerManagerUnit(spec, tcg);
-    expect(kcm).toMatch(/^ExecStartPre=.*get --raw=\/healthz.*-ge 10 \]; then .*exit 0/m);
-    expect(kcm).toContain('TimeoutStartSec=240');
-    expect(kcm).not.toMatch(/[^$]\$n\b/); // systemd would expand a lone $n
+    // Bounded by the clock, well inside the start timeout, however slow each kubectl is
+    // (a bound by tries outlasted the timeout on a loaded host and failed the start job).
+    const pre = /^ExecStartPre=.*get --raw=\/healthz.*$/m.exec(kcm)?.[0] ?? '';
+    const waitS = Number(/\+ (\d+)\)\); until /.exec(pre)?.[1]);
+    const startS = Number(/^TimeoutStartSec=(\d+)$/m.exec(kcm)?.[1]);
+    expect(pre).toMatch(/-ge \$\$end \]; then .*exit 0/);
+    expect(pre).toContain('--request-timeout=10s');
+    expect(waitS + 10 + 30).toBeLessThan(startS); // the last try: its timeout and a slow start
+    expect(pre).not.toMatch(/[^$]\$[a-z(]/); // systemd would expand a lone $end or $(...)
+    expect(pre).not.toMatch(/[^%]%s/); // nor a lone %s (a unit specifier)
   });
 
   it('the apiserver has no insecure port, anonymous access or plain Secrets; flags follow the stack', () => {
