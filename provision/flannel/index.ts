@@ -5,7 +5,7 @@
  * The unit: provision/flannel/flanneld.service.ejs.
  */
 import { GUEST } from '../../src/model/guest-paths.js';
-import { intToIp, ipToInt, isIpv4 } from '../../src/model/net.js';
+import { cidrOfAddress, isIpv4 } from '../../src/model/net.js';
 import type { LabSpec, VmPlan } from '../../src/model/spec.js';
 import { etcdEndpoints, firstEtcdMember } from '../../src/model/topology.js';
 import { etcdctl } from '../lib/cluster.js';
@@ -68,11 +68,8 @@ export async function deleteLease(ctx: StepContext, key: string): Promise<void> 
 export function bridgeRoute(subnetEnv: string): { net: string; src: string } | undefined {
   const match = /^FLANNEL_SUBNET=([\d.]+)\/(\d{1,2})$/m.exec(subnetEnv);
   if (!match?.[1] || !match[2] || !isIpv4(match[1])) return undefined;
-  const prefix = Number(match[2]);
-  if (prefix < 8 || prefix > 30) return undefined;
-  const size = 2 ** (32 - prefix);
-  const network = Math.floor(ipToInt(match[1]) / size) * size;
-  return { net: `${intToIp(network)}/${prefix}`, src: match[1] };
+  const net = cidrOfAddress(match[1], Number(match[2]));
+  return net ? { net, src: match[1] } : undefined;
 }
 
 /** What the VM says about its own pods' route: subnet.env, docker0's address, the routes. */

@@ -21,8 +21,9 @@ import {
 } from '../../provision/default-route/index.js';
 import { renderDockerDropIn } from '../../provision/docker/index.js';
 import {
+  bridgeRoute,
   deleteLease,
-  FLANNEL_PREFIX,
+  FLANNEL_SUBNETS,
   flannelLeases,
   ownPodsOnBridge,
   restoreOwnPodRoute,
@@ -467,8 +468,8 @@ const FLANNEL_UNIT = `${GUEST.units}/flanneld.service`;
 
 /** The lease key of a subnet.env: FLANNEL_SUBNET=172.30.12.1/24 -> <prefix>/subnets/172.30.12.0-24. */
 export function flannelLeaseKey(subnetEnv: string): string | undefined {
-  const match = /^FLANNEL_SUBNET=(\d+\.\d+\.\d+)\.\d+\/(\d+)/m.exec(subnetEnv);
-  return match ? `${FLANNEL_PREFIX}/subnets/${match[1]}.0-${match[2]}` : undefined;
+  const net = bridgeRoute(subnetEnv)?.net;
+  return net ? `${FLANNEL_SUBNETS}/${net.replace('/', '-')}` : undefined;
 }
 
 /** Leases whose PublicIP is no VM's private address (a flanneld once started on eth0). */

@@ -31,6 +31,13 @@ export function parseCidr(text: string): Cidr | undefined {
   return { network: ip, prefix };
 }
 
+/** The network an interface address is on: 172.30.8.1, 24 -> 172.30.8.0/24 (/8../30). */
+export function cidrOfAddress(ip: string, prefix: number): string | undefined {
+  if (!isIpv4(ip) || !Number.isInteger(prefix) || prefix < 8 || prefix > 30) return undefined;
+  const size = 2 ** (32 - prefix);
+  return `${intToIp(Math.floor(ipToInt(ip) / size) * size)}/${prefix}`;
+}
+
 export function cidrSize(cidr: Cidr): number {
   return 2 ** (32 - cidr.prefix);
 }

@@ -581,6 +581,9 @@ describe('flannel-wrong-iface', () => {
   it('finds the lease key from subnet.env', async () => {
     const { flannelLeaseKey } = await import('../../../src/lessons/faults.js');
     expect(flannelLeaseKey('FLANNEL_SUBNET=172.30.12.1/24\n')).toBe(LEASE_KEY);
+    expect(flannelLeaseKey('FLANNEL_SUBNET=10.244.3.129/25\n')).toBe(
+      '/coreos.com/network/subnets/10.244.3.128-25',
+    );
     expect(flannelLeaseKey('')).toBeUndefined();
   });
 
