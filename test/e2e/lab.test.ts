@@ -595,9 +595,27 @@ describe('a 2-VM lab on real VMs', () => {
       );
     const pod = ok(await jsonpath('{.items[0].metadata.name}')).stdout.trim();
     const ip = ok(await jsonpath('{.items[0].status.podIP}')).stdout.trim();
-    const resolv = ok(
-      await master('kubectl', '-n', 'klab-verify', 'exec', pod, '--', 'cat', '/etc/resolv.conf'),
-    );
+    // The test-app image holds only what Apache and mod_php load (no cat, no shell): the
+    // file the pod sees is read on its node, where Docker keeps it (the sandbox's
+    // resolv.conf, which the kubelet wrote and every container of the pod mounts).
+    const nodeName = ok(await jsonpath('{.items[0].spec.nodeName}')).stdout.trim();
+    const onNode = (...argv: string[]) => klab(['ssh', nodeName, '--', 'sudo', ...argv], DIR);
+    const container = ok(
+      await onNode(
+        'docker',
+        'ps',
+        '-q',
+        '--filter',
+        `label=io.kubernetes.pod.name=${pod}`,
+        '--filter',
+        'label=io.kubernetes.docker.type=container',
+      ),
+    ).stdout.trim();
+    expect(container).toMatch(/^[0-9a-f]+$/);
+    const resolvPath = ok(
+      await onNode('docker', 'inspect', '--format', '{{.ResolvConfPath}}', container),
+    ).stdout.trim();
+    const resolv = ok(await onNode('cat', resolvPath));
     expect(resolv.stdout).toMatch(/^nameserver 10\.254\.0\.10$/m);
     expect(resolv.stdout).toMatch(
       /^search klab-verify\.svc\.cluster\.local svc\.cluster\.local cluster\.local/m,
