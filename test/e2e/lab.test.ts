@@ -47,8 +47,9 @@ const CLI = new URL('../../dist/src/cli.js', import.meta.url).pathname;
 /**
  * The extended tests (`npm run test:e2e:full`, KLAB_E2E_FULL=1) run on the same lab, in the
  * same order; CI leaves them out. A cold CI run has 90 minutes for set-up (2.5), the box
- * and the debian stack (18) and this tier, whose core took 50-66 min under TCG on
- * 2026-12-01/02 (the same tests run up to 1.6x slower from one day to the next). Extended:
+ * and the debian stack (18-35) and this tier, whose core took 50-66 min under TCG on
+ * 2026-12-01/02 and about 55 min once klab's box read the clock from the TSC (2026-12-02
+ * evening; the same tests run up to 1.6x slower from one day to the next). Extended:
  * verify with late Endpoints, four of the seven break/fix lessons, the power-cut reboot
  * lesson, the etcd restore, node add and remove: 40-50 min more. docs/performance.md keeps
  * each one's figures.
