@@ -133,7 +133,8 @@ export async function destroyLab(request: LabRequest): Promise<string[]> {
       }
     }
   });
-  if (existsSync(lab.paths.vagrantfile)) {
+  const created = existsSync(lab.paths.vagrantfile);
+  if (created) {
     await task(sink, 'Destroy the VMs', () => lab.vagrant.destroy());
   }
   await task(sink, 'Remove what is left in libvirt', async () => {
@@ -153,12 +154,29 @@ export async function destroyLab(request: LabRequest): Promise<string[]> {
       }
     }
   });
+  const vagrantDir = path.join(lab.paths.dir, '.vagrant');
+  const found =
+    created ||
+    domains.length > 0 ||
+    removed.length > 0 ||
+    existsSync(lab.paths.stateFile) ||
+    existsSync(vagrantDir);
   await rm(lab.paths.stateFile, { force: true });
-  await rm(path.join(lab.paths.dir, '.vagrant'), { recursive: true, force: true });
+  await rm(vagrantDir, { recursive: true, force: true });
+  if (!found) {
+    // A mistyped --dir must not read as if a lab had gone.
+    sink.emit({
+      kind: 'result',
+      code: 'LAB_NOTHING_TO_DESTROY',
+      text: `Nothing of a lab "${lab.spec.name}" was found in ${lab.paths.dir} or in libvirt: nothing to destroy.`,
+    });
+    return removed;
+  }
+  const kept = existsSync(lab.paths.specFile) ? 'klab.yaml and logs are kept' : 'logs are kept';
   sink.emit({
     kind: 'result',
     code: 'LAB_DESTROYED',
-    text: `Lab "${lab.spec.name}" destroyed; klab.yaml and logs are kept.`,
+    text: `Lab "${lab.spec.name}" destroyed; ${kept}.`,
   });
   return removed;
 }

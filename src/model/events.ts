@@ -57,6 +57,8 @@ export const EVENT_CODES = {
   LAB_UP: 'klab up finished',
   LAB_HALTED: 'klab halt finished',
   LAB_DESTROYED: "klab destroy removed the lab's VMs, disks, networks and snapshots",
+  LAB_NOTHING_TO_DESTROY:
+    'klab destroy found no lab there (no Vagrantfile, state or libvirt domain): nothing was removed',
   LAB_RESET: 'klab reset put every VM back to a snapshot',
   LAB_STATUS: 'klab status: one row per VM',
   VERIFY_PASSED: 'every cluster check passed',

@@ -78,6 +78,38 @@ describe('destroy leaves nothing of the lab behind, and nothing else is touched'
     expect(machines.calls).toEqual([]);
     expect(await virt.domains()).toEqual([]);
   });
+
+  it('a directory with no lab in it (a mistyped --dir): says nothing was there, touches nothing', async () => {
+    const dir = path.join(await mkdtemp(path.join(os.tmpdir(), 'klab-life-')), 'no-such-lab');
+    const virt = new FakeVirt(['klab-duo_master', 'other_vm']);
+    virt.nets.add('default');
+    const machines = new FakeMachines();
+    const events = sink();
+    const removed = await destroyLab({ dir, sink: events, ports: { machines, virt } });
+    expect(removed).toEqual([]);
+    expect(machines.calls).toEqual([]);
+    expect(await virt.domains()).toEqual(['klab-duo_master', 'other_vm']);
+    const results = events.events.filter((e) => e.kind === 'result');
+    expect(results.map((e) => e.code)).toEqual(['LAB_NOTHING_TO_DESTROY']);
+    expect(results[0] && 'text' in results[0] ? results[0].text : '').toMatch(
+      /^Nothing of a lab "no-such-lab" was found in .*no-such-lab or in libvirt: nothing to destroy\.$/,
+    );
+  });
+
+  it('a lab whose VMs are already gone, its state still there: destroyed, said once', async () => {
+    const dir = await labDir(DUO);
+    const events = sink();
+    await destroyLab({
+      dir,
+      sink: events,
+      ports: { machines: new FakeMachines(), virt: new FakeVirt() },
+    });
+    const results = events.events.filter((e) => e.kind === 'result');
+    expect(results.map((e) => e.code)).toEqual(['LAB_DESTROYED']);
+    expect(results[0] && 'text' in results[0] ? results[0].text : '').toBe(
+      'Lab "duo" destroyed; klab.yaml and logs are kept.',
+    );
+  });
 });
 
 describe('status', () => {
