@@ -104,15 +104,28 @@ export function controlPlaneHealthy(): Probe {
     const ready = await kubectl(ctx, [...here, 'get', '--raw', '/healthz'], {
       allowFailure: true,
     });
-    if (ready.stdout.trim() !== 'ok') {
-      return [`kube-apiserver /healthz: ${(ready.stdout + ready.stderr).trim() || 'no answer'}`];
-    }
+    if (ready.stdout.trim() !== 'ok') return [healthzProblem(ready.stdout + ready.stderr)];
     const cs = await kubectl(ctx, [...here, 'get', 'componentstatuses', '-o', 'json'], {
       allowFailure: true,
     });
     if (cs.exitCode !== 0) return [`componentstatuses: ${cs.stderr.trim()}`];
     return unhealthyComponents(cs.stdout);
   };
+}
+
+/**
+ * kube-apiserver's /healthz (or /readyz) answer as a problem, cut down to what fails:
+ * kubectl prints every check of a failing /healthz on one line ("[+]ping ok\n...
+ * [-]poststarthook/... failed: reason withheld\n..."), twenty of them in 1.20, and the one
+ * that matters comes late. `label` names the endpoint.
+ */
+export function healthzProblem(output: string, label = 'kube-apiserver /healthz'): string {
+  const text = output.trim();
+  const checks = [...text.matchAll(/\[([+-])\]([^\s\\"]+) (ok|failed)/g)];
+  const failing = checks.filter((check) => check[1] === '-').map((check) => `[-]${check[2]}`);
+  if (failing.length === 0) return `${label}: ${text || 'no answer'}`;
+  const ok = checks.length - failing.length;
+  return `${label}: ${failing.join(', ')} failing (${ok} of ${checks.length} checks ok)`;
 }
 
 /** The Ready condition of a node from `kubectl get node -o json`. */

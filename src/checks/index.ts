@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { etcdctl, kubectl } from '../../provision/lib/cluster.js';
 import { waitFor } from '../../provision/lib/guest.js';
-import { nodeReady, unhealthyComponents } from '../../provision/lib/probes.js';
+import { healthzProblem, nodeReady, unhealthyComponents } from '../../provision/lib/probes.js';
 import type { StepContext } from '../../provision/lib/step.js';
 import { httpGet } from '../adapters/http.js';
 import { KlabError } from '../model/errors.js';
@@ -471,7 +471,7 @@ export const CHECKS: readonly Check[] = [
           const result = await kubectl(ctx, ['get', '--raw', path], { allowFailure: true });
           return result.stdout.trim() === 'ok'
             ? true
-            : `${path}: ${(result.stdout + result.stderr).trim()}`;
+            : healthzProblem(result.stdout + result.stderr, path);
         },
         [{ vm: firstMaster(ctx.spec).name, units: ['kube-apiserver'] }],
       );

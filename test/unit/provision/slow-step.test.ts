@@ -11,6 +11,7 @@ import {
   nodeJoinedButSlow,
 } from '../../../provision/kubelet/index.js';
 import { probeStep } from '../../../provision/lib/cluster.js';
+import { healthzProblem } from '../../../provision/lib/probes.js';
 import { KlabError } from '../../../src/model/errors.js';
 import type { KlabEvent } from '../../../src/model/events.js';
 import { FakeHost } from '../../helpers/fake-host.js';
@@ -60,6 +61,32 @@ describe('slow, not broken', () => {
     expect(apiserverStillStarting(['kube-apiserver is not running'])).toBe(false);
     expect(apiserverStillStarting(['kube-apiserver /healthz: no answer'])).toBe(false);
     expect(apiserverStillStarting([])).toBe(false);
+  });
+
+  it("/healthz's answer is cut down to the failing checks, and still tells starting from broken", () => {
+    const raw = `Error from server (InternalError): an error on the server ("${[
+      '[+]ping ok',
+      '[+]log ok',
+      '[+]etcd ok',
+      '[+]poststarthook/start-kube-apiserver-admission-initializer ok',
+      '[+]poststarthook/generic-apiserver-start-informers ok',
+      '[-]poststarthook/rbac/bootstrap-roles failed: reason withheld',
+      '[-]poststarthook/scheduling/bootstrap-system-priority-classes failed: reason withheld',
+      '[+]autoregister-completion ok',
+      'healthz check failed',
+    ].join('\\n')}") has prevented the request from succeeding`;
+    const problem = healthzProblem(raw);
+    expect(problem).toBe(
+      'kube-apiserver /healthz: [-]poststarthook/rbac/bootstrap-roles, [-]poststarthook/scheduling/bootstrap-system-priority-classes failing (6 of 8 checks ok)',
+    );
+    expect(apiserverStillStarting([problem])).toBe(true);
+    expect(
+      apiserverStillStarting([healthzProblem(raw.replace('[+]etcd ok', '[-]etcd failed'))]),
+    ).toBe(false);
+    expect(healthzProblem('Unable to connect to the server: net/http: TLS handshake timeout')).toBe(
+      'kube-apiserver /healthz: Unable to connect to the server: net/http: TLS handshake timeout',
+    );
+    expect(healthzProblem('')).toBe('kube-apiserver /healthz: no answer');
   });
 
   it('a joined node whose status reports do not get through is alive; one that never joined is not', () => {
