@@ -55,15 +55,14 @@ function connectOnce(target: SshTarget): Promise<Ssh2Client> {
   });
 }
 
-export async function connectSsh(target: SshTarget, options: SshConnectOptions): Promise<SshHost> {
-  const clock = options.clock ?? systemClock;
-  const deadline = clock.now() + options.timeoutMs;
+/** Dials until a connection is up or timeoutMs have passed (a VM still booting). */
+async function dial(target: SshTarget, timeoutMs: number, clock: Clock): Promise<Ssh2Client> {
+  const deadline = clock.now() + timeoutMs;
   let lastError: unknown;
   let delay = 500;
   for (;;) {
     try {
-      const client = await connectOnce(target);
-      return new SshHost(target.name, client, options.onLine);
+      return await connectOnce(target);
     } catch (error) {
       lastError = error;
       const level = (error as { level?: string }).level;
@@ -83,6 +82,17 @@ export async function connectSsh(target: SshTarget, options: SshConnectOptions):
       cause: lastError,
       hint: 'Check that the VM is running ("klab status"); under software emulation a boot can take minutes.',
     },
+  );
+}
+
+/** How long a lost connection is dialled again before a command gives up. */
+const REDIAL_MS = 180_000;
+
+export async function connectSsh(target: SshTarget, options: SshConnectOptions): Promise<SshHost> {
+  const clock = options.clock ?? systemClock;
+  const client = await dial(target, options.timeoutMs, clock);
+  return new SshHost(target.name, client, options.onLine, () =>
+    dial(target, Math.min(options.timeoutMs, REDIAL_MS), clock),
   );
 }
 
@@ -113,19 +123,93 @@ export async function targetFromSshConfig(
   };
 }
 
+/** ssh2 throws this (synchronously) from exec/sftp on a connection that has closed. */
+function notConnected(error: unknown): boolean {
+  return error instanceof Error && /not connected/i.test(error.message);
+}
+
 export class SshHost implements RemoteHost {
   private sftpSession: Promise<Sftp> | undefined;
+  private client: Ssh2Client;
+  /** The connection closed without close() (the guest starved or paused for minutes, sshd restarted). */
+  private lost = false;
+  private closed = false;
+  private redialling: Promise<Ssh2Client> | undefined;
 
   constructor(
     readonly name: string,
-    private readonly client: Ssh2Client,
+    client: Ssh2Client,
     private readonly onLine?: (line: string) => void,
-  ) {}
+    /** Opens a new connection to the same VM; without it a lost connection stays lost. */
+    private readonly redial?: () => Promise<Ssh2Client>,
+  ) {
+    this.client = client;
+    this.watch(client);
+  }
 
-  run(argv: readonly string[], options: RemoteRunOptions = {}): Promise<RemoteResult> {
+  private watch(client: Ssh2Client): void {
+    client.on('close', () => {
+      if (client === this.client) this.lost = true;
+    });
+  }
+
+  /** The connection, dialled again first if it was lost: the next command works once the VM answers. */
+  private live(): Promise<Ssh2Client> {
+    if (!this.lost) return Promise.resolve(this.client);
+    const redial = this.redial;
+    if (this.closed || !redial) {
+      return Promise.reject(
+        new KlabError('KLAB_SSH_FAILED', `the SSH connection to ${this.name} is closed`, {
+          vm: this.name,
+        }),
+      );
+    }
+    this.redialling ??= (async () => {
+      this.onLine?.(
+        `[klab] the SSH connection to ${this.name} was lost (a starved or paused VM?); connecting again`,
+      );
+      const client = await redial();
+      this.client = client;
+      this.sftpSession = undefined;
+      this.lost = false;
+      this.watch(client);
+      return client;
+    })().finally(() => {
+      this.redialling = undefined;
+    });
+    return this.redialling;
+  }
+
+  async run(argv: readonly string[], options: RemoteRunOptions = {}): Promise<RemoteResult> {
+    try {
+      return await this.exec(await this.live(), argv, options);
+    } catch (error) {
+      // Closed between our last look and the exec: dial again, once.
+      if (!notConnected(error) || !this.redial || this.closed) throw this.wrapped(error, argv);
+      this.lost = true;
+      return this.exec(await this.live(), argv, options).catch((again) => {
+        throw this.wrapped(again, argv);
+      });
+    }
+  }
+
+  private wrapped(error: unknown, argv: readonly string[]): unknown {
+    if (error instanceof KlabError) return error;
+    return new KlabError(
+      'KLAB_SSH_FAILED',
+      `SSH exec on ${this.name} failed: ${(error as Error).message}`,
+      { vm: this.name, command: argv, cause: error },
+    );
+  }
+
+  private exec(
+    client: Ssh2Client,
+    argv: readonly string[],
+    options: RemoteRunOptions,
+  ): Promise<RemoteResult> {
     const line = commandLine(argv, { sudo: options.sudo ?? false, env: options.env ?? {} });
     return new Promise((resolve, reject) => {
-      this.client.exec(line, (error, stream) => {
+      const started = (error: Error | undefined, stream: ssh2.ClientChannel) => {
         if (error) {
           reject(
             new KlabError('KLAB_SSH_FAILED', `SSH exec on ${this.name} failed: ${error.message}`, {
@@ -202,15 +286,30 @@ export class SshHost implements RemoteHost {
           source.pipe(stream);
         } else if (options.stdin !== undefined) stream.end(options.stdin);
         else stream.end();
-      });
+      };
+      try {
+        client.exec(line, started);
+      } catch (error) {
+        reject(error);
+      }
     });
   }
 
-  private sftp(): Promise<Sftp> {
+  private async sftp(): Promise<Sftp> {
+    const client = await this.live();
     this.sftpSession ??= new Promise((resolve, reject) => {
-      this.client.sftp((error, sftp) => (error ? reject(error) : resolve(sftp)));
+      try {
+        client.sftp((error, sftp) => (error ? reject(error) : resolve(sftp)));
+      } catch (error) {
+        reject(error);
+      }
     });
-    return this.sftpSession;
+    const session = this.sftpSession;
+    // A failed session is not kept: the next call opens one again.
+    session.catch(() => {
+      if (this.sftpSession === session) this.sftpSession = undefined;
+    });
+    return session;
   }
 
   private async upload(path: string, content: string | Buffer, mode: number): Promise<void> {
@@ -305,6 +404,7 @@ export class SshHost implements RemoteHost {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.client.end();
   }
 }

@@ -181,4 +181,24 @@ describe('host preparation over SSH in systemd containers', () => {
       await host.close();
     }
   });
+  it('a lost connection (a guest starved for minutes, sshd gone) is dialled again for the next command', async () => {
+    const logged: string[] = [];
+    const node = nodes.node1;
+    if (!node) throw new Error('no node1');
+    const host = await node.connect((line) => logged.push(line));
+    try {
+      expect((await host.run(['echo', 'before'])).stdout.trim()).toBe('before');
+      // Every sshd process serving a session of ours dies: the client sees the connection close.
+      await node.container.exec(['pkill', '-KILL', '-f', 'sshd: vagrant']);
+      await new Promise((r) => setTimeout(r, 1000));
+      expect((await host.run(['echo', 'after'])).stdout.trim()).toBe('after');
+      await host.writeFile('/tmp/klab-redial', 'over SFTP again\n');
+      expect(await host.readFile('/tmp/klab-redial')).toBe('over SFTP again\n');
+      expect(logged.join('\n')).toMatch(/the SSH connection to node1 was lost .*connecting again/);
+    } finally {
+      await host.close();
+    }
+    // Closed on purpose: no dialling again.
+    await expect(host.run(['true'])).rejects.toMatchObject({ code: 'KLAB_SSH_FAILED' });
+  });
 });
