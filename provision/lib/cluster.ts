@@ -74,6 +74,19 @@ export function etcdctl(
   });
 }
 
+/**
+ * `etcdctl endpoint health` with a commit deadline fit for the lab: etcdctl's default 5 s is
+ * short for three members on a loaded TCG host, where one commit takes 1-3 s and sometimes
+ * more; a member that needs longer than an election timeout is not healthy anyway.
+ */
+export function etcdHealthArgs(ctx: StepContext): string[] {
+  return [
+    `--command-timeout=${Math.max(5, Math.ceil(ctx.tuning.etcdElectionMs / 1000))}s`,
+    'endpoint',
+    'health',
+  ];
+}
+
 /** Step.targets for a placement (absent for every VM). */
 export function targetsOf(
   on: Placement | ((spec: LabSpec) => VmPlan[]) | undefined,

@@ -4,7 +4,7 @@
  */
 import type { VmPlan } from '../../src/model/spec.js';
 import { firstEtcdMember } from '../../src/model/topology.js';
-import { etcdctl, kubectl } from './cluster.js';
+import { etcdctl, etcdHealthArgs, kubectl } from './cluster.js';
 import { waitFor } from './guest.js';
 import type { StepContext } from './step.js';
 
@@ -52,7 +52,7 @@ export function commandOk(
 /** This etcd member answers `etcdctl endpoint health`. */
 export function etcdHealthy(): Probe {
   return async (ctx, vm) => {
-    const health = await etcdctl(ctx, vm, ['endpoint', 'health'], { allowFailure: true });
+    const health = await etcdctl(ctx, vm, etcdHealthArgs(ctx), { allowFailure: true });
     return health.exitCode === 0
       ? []
       : [`etcd is not healthy: ${(health.stderr || health.stdout).trim()}`];

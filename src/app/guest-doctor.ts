@@ -14,7 +14,7 @@ import {
 } from '../../provision/default-route/index.js';
 import { ownPodsOnBridge } from '../../provision/flannel/index.js';
 import { KERNEL_MODULES, modulesAndSysctls } from '../../provision/kernel/index.js';
-import { etcdctl } from '../../provision/lib/cluster.js';
+import { etcdctl, etcdHealthArgs } from '../../provision/lib/cluster.js';
 import { unitStates } from '../../provision/lib/probes.js';
 import type { StepContext } from '../../provision/lib/step.js';
 import {
@@ -243,7 +243,7 @@ async function certificates({ ctx, vm, done }: GuestContext): Promise<Found[]> {
 
 async function etcd({ ctx, vm, done }: GuestContext): Promise<Found[]> {
   if (!done('etcd') || !isEtcdMember(ctx.spec, vm)) return [];
-  const health = await etcdctl(ctx, vm, ['endpoint', 'health'], {
+  const health = await etcdctl(ctx, vm, etcdHealthArgs(ctx), {
     allowFailure: true,
     timeoutMs: 30_000,
   });

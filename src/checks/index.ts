@@ -8,7 +8,7 @@
 
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { etcdctl, kubectl } from '../../provision/lib/cluster.js';
+import { etcdctl, etcdHealthArgs, kubectl } from '../../provision/lib/cluster.js';
 import { waitFor } from '../../provision/lib/guest.js';
 import { healthzProblem, nodeReady, unhealthyComponents } from '../../provision/lib/probes.js';
 import type { StepContext } from '../../provision/lib/step.js';
@@ -435,8 +435,7 @@ export const CHECKS: readonly Check[] = [
             firstEtcdMember(ctx.spec),
             [
               `--endpoints=${members.map((vm) => `https://${vm.ip}:2379`).join(',')}`,
-              'endpoint',
-              'health',
+              ...etcdHealthArgs(ctx),
             ],
             { allowFailure: true },
           );

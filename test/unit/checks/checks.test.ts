@@ -357,6 +357,10 @@ describe('the etcd check', () => {
       'curl -sS --max-time 10 "$@" | grep "^etcd_server_leader_changes_seen_total "',
       'sh',
     ]);
+    // A commit may take longer than etcdctl's default 5 s on a loaded TCG host: one election
+    // timeout (10 s under TCG) before a member counts as unhealthy.
+    const health = hosts[0]?.calls.find((entry) => entry.argv.includes('health'));
+    expect(health?.argv).toContain('--command-timeout=10s');
   });
 });
 
