@@ -111,7 +111,9 @@ export function bootstrapPending(problems: readonly string[]): boolean {
   return (
     problems.length > 0 &&
     problems.every((problem) =>
-      /no client certificate from TLS bootstrap yet|^node \S+ is not registered/.test(problem),
+      /no client certificate from TLS bootstrap yet|^node \S+ is not registered|^the API server did not answer about node /.test(
+        problem,
+      ),
     )
   );
 }

@@ -176,7 +176,7 @@ export function nodeReadyByCurrentKubelet(): Probe {
     const node = await kubectl(ctx, ['get', 'node', vm.name, '-o', 'json'], {
       allowFailure: true,
     });
-    if (node.exitCode !== 0) return [`node ${vm.name} is not registered`];
+    if (node.exitCode !== 0) return [nodeLookupProblem(vm.name, node.stderr)];
     const ready = nodeReady(node.stdout);
     if (!ready.ready) return [`node ${vm.name} is not Ready: ${ready.reason}`];
     if (Number.isFinite(startedMs) && ready.heartbeatMs < startedMs) {
@@ -188,13 +188,23 @@ export function nodeReadyByCurrentKubelet(): Probe {
   };
 }
 
+/**
+ * What a failed `kubectl get node NAME` means: the node is not registered (NotFound), or
+ * the API server gave no answer (a timeout on a starved host), which says nothing of the node.
+ */
+export function nodeLookupProblem(name: string, stderr: string): string {
+  if (/NotFound|not found/.test(stderr)) return `node ${name} is not registered`;
+  const line = stderr.trim().split('\n').at(-1)?.slice(0, 160) || 'no answer';
+  return `the API server did not answer about node ${name}: ${line}`;
+}
+
 /** The VM is a registered, Ready node (asked on the master). */
 export function nodeIsReady(): Probe {
   return async (ctx, vm) => {
     const node = await kubectl(ctx, ['get', 'node', vm.name, '-o', 'json'], {
       allowFailure: true,
     });
-    if (node.exitCode !== 0) return [`node ${vm.name} is not registered`];
+    if (node.exitCode !== 0) return [nodeLookupProblem(vm.name, node.stderr)];
     const ready = nodeReady(node.stdout);
     return ready.ready ? [] : [`node ${vm.name} is not Ready: ${ready.reason}`];
   };

@@ -11,7 +11,7 @@ import {
   nodeJoinedButSlow,
 } from '../../../provision/kubelet/index.js';
 import { probeStep } from '../../../provision/lib/cluster.js';
-import { healthzProblem } from '../../../provision/lib/probes.js';
+import { healthzProblem, nodeLookupProblem } from '../../../provision/lib/probes.js';
 import { KlabError } from '../../../src/model/errors.js';
 import type { KlabEvent } from '../../../src/model/events.js';
 import { FakeHost } from '../../helpers/fake-host.js';
@@ -87,6 +87,23 @@ describe('slow, not broken', () => {
       'kube-apiserver /healthz: Unable to connect to the server: net/http: TLS handshake timeout',
     );
     expect(healthzProblem('')).toBe('kube-apiserver /healthz: no answer');
+  });
+
+  it('a node lookup the API server did not answer is not "not registered", and still waits for the approver', () => {
+    expect(
+      nodeLookupProblem('node1', 'Error from server (NotFound): nodes "node1" not found\n'),
+    ).toBe('node node1 is not registered');
+    const timeout = nodeLookupProblem(
+      'node1',
+      'Unable to connect to the server: net/http: request canceled (Client.Timeout exceeded while awaiting headers)\n',
+    );
+    expect(timeout).toBe(
+      'the API server did not answer about node node1: Unable to connect to the server: net/http: request canceled (Client.Timeout exceeded while awaiting headers)',
+    );
+    expect(bootstrapPending([timeout])).toBe(true);
+    expect(nodeLookupProblem('node1', '')).toBe(
+      'the API server did not answer about node node1: no answer',
+    );
   });
 
   it('a joined node whose status reports do not get through is alive; one that never joined is not', () => {
