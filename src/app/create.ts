@@ -21,6 +21,7 @@ import { bootVms, resumeLeftPaused } from './lifecycle.js';
 import { stepsThrough } from './pipeline.js';
 import {
   assertNoFailures,
+  checkLabName,
   checkLibvirt,
   checkResources,
   checkSubnets,
@@ -66,7 +67,9 @@ async function preflight(lab: Lab): Promise<void> {
     const tools = await checkTools();
     const results = [...tools];
     if (tools.every((finding) => finding.status === 'ok')) {
-      results.push(await checkVagrantLibvirt(), await checkLibvirt());
+      const reachable = await checkLibvirt();
+      results.push(await checkVagrantLibvirt(), reachable);
+      if (reachable.status === 'ok') results.push(await checkLabName(lab.spec, lab.paths.dir));
     }
     results.push(await checkSubnets(lab.spec), ...(await checkResources(lab.spec)));
     return results;

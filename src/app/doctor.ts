@@ -8,6 +8,7 @@ import { loadSpec } from '../model/spec-file.js';
 import { boxBuildPaths, LOCAL_BOXES, localRecipe } from './box.js';
 import { detectHypervisor } from './hypervisor-detect.js';
 import {
+  checkLabName,
   checkLibvirt,
   checkResources,
   checkSubnets,
@@ -21,7 +22,8 @@ export async function runDoctor(dir: string, sink: EventSink): Promise<Finding[]
   const tools = await checkTools();
   findings.push(...tools);
   const toolsOk = tools.every((finding) => finding.status === 'ok');
-  if (toolsOk) findings.push(await checkVagrantLibvirt(), await checkLibvirt());
+  const libvirtFinding = toolsOk ? await checkLibvirt() : undefined;
+  if (libvirtFinding) findings.push(await checkVagrantLibvirt(), libvirtFinding);
 
   let spec: LabSpec | undefined;
   try {
@@ -61,6 +63,9 @@ export async function runDoctor(dir: string, sink: EventSink): Promise<Finding[]
 
   if (spec) {
     findings.push(await checkSubnets(spec), ...(await checkResources(spec)));
+    if (libvirtFinding?.status === 'ok') {
+      findings.push(await checkLabName(spec, labPaths(dir).dir));
+    }
     if (toolsOk) {
       const boxes = await new Vagrant(labPaths(dir).dir).boxList().catch(() => []);
       const present = boxes.some((box) => box.name === spec.box && box.provider === 'libvirt');

@@ -1,6 +1,8 @@
 /** Host checks shared by `klab doctor` and `klab create`: each finding says how to fix it. */
+import { existsSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import os from 'node:os';
+import path from 'node:path';
 import { libvirt } from '../adapters/libvirt.js';
 import { findExecutable, runProcess } from '../adapters/process.js';
 import { type ErrorCode, KlabError } from '../model/errors.js';
@@ -105,6 +107,46 @@ export async function checkSubnets(spec: LabSpec): Promise<Finding> {
   };
 }
 
+/**
+ * Whether libvirt already has VMs under this lab's name that this directory did not make:
+ * a lab of the same name in another directory, or one whose directory was deleted with its
+ * VMs still defined. Vagrant would stop half-way ("name of domain about to create is already
+ * taken"); this says it before anything is touched, and how to get out.
+ * `madeHere`: the directory has Vagrant's machine records (.vagrant/machines).
+ */
+export function labNameFinding(
+  spec: Pick<LabSpec, 'name'>,
+  domains: readonly string[],
+  madeHere: boolean,
+): Finding {
+  const prefix = libvirtNames(spec).domainPrefix;
+  const taken = domains.filter((domain) => domain.startsWith(prefix));
+  if (taken.length === 0 || madeHere) {
+    return {
+      check: 'lab name',
+      status: 'ok',
+      detail:
+        taken.length === 0
+          ? `no VMs named ${prefix}* in libvirt yet`
+          : `${taken.length} VM(s) of this lab in libvirt, made from this directory`,
+    };
+  }
+  return {
+    check: 'lab name',
+    status: 'fail',
+    detail: `libvirt already has VMs named ${prefix}* (${taken.join(', ')}) that this directory did not make: a lab "${spec.name}" in another directory, or one whose directory was deleted`,
+    fix: `Give this lab another name (name: in klab.yaml); or, if that lab's directory still exists, work there; if it is gone, "klab destroy --yes" here removes its VMs, snapshots and networks by name.`,
+  };
+}
+
+export async function checkLabName(spec: LabSpec, dir: string): Promise<Finding> {
+  return labNameFinding(
+    spec,
+    await libvirt.domains(),
+    existsSync(path.join(dir, '.vagrant', 'machines')),
+  );
+}
+
 /** GB free where libvirt keeps its images. */
 export async function freeDiskGb(): Promise<number> {
   const disk = await statfs('/var/lib/libvirt').catch(() => statfs('/'));
@@ -163,6 +205,7 @@ export async function checkResources(spec: LabSpec): Promise<Finding[]> {
 
 /** Which error a blocking finding makes, most specific first; the headline names that finding. */
 const FINDING_CODES: readonly { code: ErrorCode; matches: (finding: Finding) => boolean }[] = [
+  { code: 'KLAB_LAB_NAME_TAKEN', matches: (f) => f.check === 'lab name' },
   { code: 'KLAB_SUBNET_COLLISION', matches: (f) => f.check === 'lab subnets' },
   { code: 'KLAB_LIBVIRT_UNREACHABLE', matches: (f) => f.check === 'libvirtd' },
   { code: 'KLAB_NOT_ENOUGH_RESOURCES', matches: (f) => f.check === 'memory' || f.check === 'disk' },

@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   KLAB_ABORTED: 'user',
   KLAB_INTERRUPTED: 'user',
   KLAB_SUBNET_COLLISION: 'user',
+  KLAB_LAB_NAME_TAKEN: 'user',
   KLAB_NOT_ENOUGH_RESOURCES: 'user',
   KLAB_SNAPSHOT_MISSING: 'user',
   KLAB_LESSON_UNKNOWN: 'user',

@@ -713,6 +713,25 @@ describe('a 2-VM lab on real VMs', () => {
     expect(unknown.stderr).toContain('error[KLAB_VM_UNKNOWN]');
   });
 
+  it("a second directory with the lab's name is refused before it touches anything", async () => {
+    // The lab of a deleted directory, or a copy of klab.yaml elsewhere: Vagrant would stop
+    // half-way on the taken domain names; klab says so first and the lab keeps running.
+    const twin = '/var/tmp/klab-e2e-twin';
+    await rm(twin, { recursive: true, force: true });
+    await mkdir(twin, { recursive: true });
+    try {
+      await writeFile(`${twin}/klab.yaml`, SPEC);
+      const refused = await klabJson(['create'], twin);
+      expect(refused.exitCode).toBe(2);
+      expect(refused.doc.error?.code).toBe('KLAB_LAB_NAME_TAKEN');
+      expect(refused.doc.error?.details?.join('\n')).toContain(`${PREFIX}_master`);
+      expect(existsSync(`${twin}/Vagrantfile`)).toBe(false);
+      expect((await statusOf('node1')).state).toBe('running');
+    } finally {
+      await rm(twin, { recursive: true, force: true });
+    }
+  });
+
   it('the VMs have distinct machine-ids', async () => {
     const ids = await Promise.all(
       ['master', 'node1'].map(async (vm) =>

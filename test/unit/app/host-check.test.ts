@@ -6,7 +6,7 @@ import {
   resourceNeeds,
 } from '../../../src/app/host-check.js';
 import { bootOrder } from '../../../src/app/lifecycle.js';
-import { assertNoFailures, type Finding } from '../../../src/app/preflight.js';
+import { assertNoFailures, type Finding, labNameFinding } from '../../../src/app/preflight.js';
 import type { KlabError } from '../../../src/model/errors.js';
 import { defaultSpec } from '../../helpers/specs.js';
 
@@ -95,5 +95,26 @@ describe('blocking findings', () => {
     expect(() =>
       assertNoFailures([{ check: 'disk', status: 'warn', detail: 'tight' }]),
     ).not.toThrow();
+  });
+});
+
+describe('a lab name libvirt already has', () => {
+  const domains = ['klab-lab_master', 'klab-lab_node1', 'klab-lab2_master', 'other_vm'];
+
+  it('refuses VMs of the same name that this directory did not make, with the way out', () => {
+    const finding = labNameFinding({ name: 'lab' }, domains, false);
+    expect(finding.status).toBe('fail');
+    // Only this lab's prefix counts: "lab2" is another lab.
+    expect(finding.detail).toContain('(klab-lab_master, klab-lab_node1)');
+    expect(finding.fix).toContain('klab destroy --yes');
+    expect(() => assertNoFailures([finding])).toThrow(
+      expect.objectContaining({ code: 'KLAB_LAB_NAME_TAKEN' }),
+    );
+  });
+
+  it('passes for VMs this directory made (a resumed create) and for a name nobody has', () => {
+    expect(labNameFinding({ name: 'lab' }, domains, true).status).toBe('ok');
+    expect(labNameFinding({ name: 'lab3' }, domains, false).status).toBe('ok');
+    expect(labNameFinding({ name: 'lab2' }, domains, false).detail).toContain('klab-lab2_master');
   });
 });
