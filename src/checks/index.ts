@@ -338,10 +338,86 @@ export function transientApiError(output: string): boolean {
   );
 }
 
+/** Waiting reasons that do not clear by waiting: the pod needs a fix. */
+const STUCK =
+  /^(CrashLoopBackOff|ErrImageNeverPull|ErrImagePull|ImagePullBackOff|InvalidImageName|CreateContainerConfigError|CreateContainerError|RunContainerError)$/;
+
+interface PodState {
+  metadata: { name: string };
+  status?: {
+    phase?: string;
+    conditions?: { type: string; status: string; reason?: string }[];
+    containerStatuses?: {
+      ready: boolean;
+      restartCount?: number;
+      state?: { waiting?: { reason?: string }; running?: object };
+    }[];
+  };
+}
+
+/**
+ * When a rollout wait ran out: are the workload's pods (named `<name>-...`) still starting
+ * (slow: a loaded host), or stuck where waiting does not help (broken, with the reason)?
+ */
+export function rolloutProgress(podsJson: string, name: string): { slow: boolean; said: string } {
+  let items: PodState[];
+  try {
+    items = (JSON.parse(podsJson) as { items?: PodState[] }).items ?? [];
+  } catch {
+    return { slow: false, said: 'the pods could not be read' };
+  }
+  const pods = items.filter((pod) => pod.metadata.name.startsWith(`${name}-`));
+  if (pods.length === 0) {
+    return {
+      slow: false,
+      said: `no pod of ${name} exists (is kube-controller-manager running? klab ssh master -- systemctl status kube-controller-manager)`,
+    };
+  }
+  let ready = 0;
+  const starting: string[] = [];
+  for (const pod of pods) {
+    const status = pod.status ?? {};
+    const containers = status.containerStatuses ?? [];
+    const unschedulable = status.conditions?.find(
+      (c) => c.type === 'PodScheduled' && c.status === 'False',
+    );
+    if (unschedulable) {
+      return {
+        slow: false,
+        said: `${pod.metadata.name} cannot be scheduled (${unschedulable.reason ?? 'PodScheduled=False'})`,
+      };
+    }
+    if (status.phase === 'Failed') return { slow: false, said: `${pod.metadata.name} failed` };
+    for (const container of containers) {
+      const reason = container.state?.waiting?.reason ?? '';
+      if (STUCK.test(reason)) return { slow: false, said: `${pod.metadata.name}: ${reason}` };
+      if ((container.restartCount ?? 0) >= 5 && !container.ready) {
+        return {
+          slow: false,
+          said: `${pod.metadata.name} restarted ${container.restartCount} times and is not ready`,
+        };
+      }
+    }
+    if (containers.length > 0 && containers.every((container) => container.ready)) {
+      ready += 1;
+    } else {
+      const waiting = containers.find((container) => container.state?.waiting)?.state?.waiting;
+      starting.push(
+        `${pod.metadata.name} ${waiting?.reason ?? (containers.some((c) => c.state?.running) ? 'running, not ready yet' : (status.phase ?? 'Pending'))}`,
+      );
+    }
+  }
+  return {
+    slow: true,
+    said: `${ready} of ${pods.length} pod(s) ready${starting.length ? `; starting: ${starting.join(', ')}` : ''}`,
+  };
+}
+
 async function rolloutOf(ctx: StepContext, namespace: string, what: string): Promise<void> {
   const limit = ctx.spec.timeouts.check;
-  const deadline = ctx.clock.now() + limit * 1000;
+  let deadline = ctx.clock.now() + limit * 1000;
   let retried = 0;
+  let extended = false;
   for (;;) {
     const left = Math.max(1, Math.round((deadline - ctx.clock.now()) / 1000));
     const result = await kubectl(
@@ -358,8 +434,32 @@ async function rolloutOf(ctx: StepContext, namespace: string, what: string): Pro
       await ctx.clock.sleep(5000);
       continue;
     }
+    // Out of time: pods still starting are slow (wait once more, twice as long, and say
+    // so); pods stuck on something waiting does not mend are broken (say why).
+    let why = '';
+    if (!extended && /timed out waiting/i.test(said)) {
+      const pods = await kubectl(ctx, ['-n', namespace, 'get', 'pods', '-o', 'json'], {
+        allowFailure: true,
+      });
+      const progress =
+        pods.exitCode === 0
+          ? rolloutProgress(pods.stdout, what.split('/').pop() ?? what)
+          : undefined;
+      if (progress?.slow) {
+        extended = true;
+        deadline = ctx.clock.now() + 2 * limit * 1000;
+        ctx.sink.emit({
+          kind: 'notice',
+          code: 'CHECK_SLOW',
+          level: 'warn',
+          text: `${namespace}/${what} is slow, not broken, after ${limit} s (${progress.said}); klab waits up to ${2 * limit} s more. A loaded host or software emulation does this; raise timeouts.check in klab.yaml to wait longer from the start.`,
+        });
+        continue;
+      }
+      if (progress) why = `; ${progress.said}`;
+    }
     fail(
-      `${namespace}/${what} not rolled out within ${limit} s (timeouts.check)${retried ? `, after ${retried} API server timeout(s)` : ''}: ${said}`,
+      `${namespace}/${what} not rolled out within ${extended ? 3 * limit : limit} s (timeouts.check${extended ? ', and twice that again as it was starting' : ''})${retried ? `, after ${retried} API server timeout(s)` : ''}: ${said}${why}`,
     );
   }
 }

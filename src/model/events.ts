@@ -42,6 +42,8 @@ export const EVENT_CODES = {
   DRIFT_AFTER_RESTART: 'after a restart, a provisioned part is not as it was',
   STEP_SLOW:
     'a step hit timeouts.health while its part runs and is still getting there: klab waits longer',
+  CHECK_SLOW:
+    'a cluster check hit timeouts.check while its pods were still starting: klab waits longer',
   NODE_RESUMED: 'klab node add found the VM in klab.yaml already: it finishes the join',
   SPEC_UPDATED: 'klab changed klab.yaml (a node added or removed)',
   DRAIN_INCOMPLETE: 'kubectl drain did not finish; the pods go with the Node object',

@@ -5,6 +5,7 @@ import {
   findDeployment,
   leaderChangesFromMetrics,
   readyEndpointAddresses,
+  rolloutProgress,
   runChecks,
   stoppedUnits,
   transientApiError,
@@ -478,5 +479,102 @@ describe('a rollout wait on a starved API server', () => {
       stderr: 'error: error validating "STDIN": error validating data: unknown field',
     });
     await expect(findDeployment('test-app')?.apply(ctx)).rejects.toThrow(/unknown field/);
+  });
+});
+
+describe('a rollout that runs out of time: slow or broken', () => {
+  const pod = (name: string, container: object, extra: object = {}) => ({
+    metadata: { name },
+    status: { phase: 'Running', containerStatuses: [container], ...extra },
+  });
+  const pods = (...items: object[]) => JSON.stringify({ items });
+  const READY = { ready: true, state: { running: {} } };
+  const STARTING = { ready: false, state: { running: {} } };
+
+  it('pods still starting on a loaded host are slow, with how far they got', () => {
+    const verdict = rolloutProgress(
+      pods(
+        pod('traefik-ingress-52bwj', READY),
+        pod('traefik-ingress-d92lk', STARTING),
+        pod('traefik-ingress-pkp2x', {
+          ready: false,
+          state: { waiting: { reason: 'ContainerCreating' } },
+        }),
+        pod('php-apache-1', READY),
+      ),
+      'traefik-ingress',
+    );
+    expect(verdict).toEqual({
+      slow: true,
+      said: '1 of 3 pod(s) ready; starting: traefik-ingress-d92lk running, not ready yet, traefik-ingress-pkp2x ContainerCreating',
+    });
+  });
+
+  it('pods stuck where waiting does not help are broken, and the reason is said', () => {
+    const stuck = (container: object, extra: object = {}) =>
+      rolloutProgress(
+        pods(pod('php-apache-1', READY), pod('php-apache-2', container, extra)),
+        'php-apache',
+      );
+    expect(stuck({ ready: false, state: { waiting: { reason: 'ErrImageNeverPull' } } })).toEqual({
+      slow: false,
+      said: 'php-apache-2: ErrImageNeverPull',
+    });
+    expect(stuck({ ready: false, state: { waiting: { reason: 'CrashLoopBackOff' } } }).slow).toBe(
+      false,
+    );
+    expect(stuck({ ready: false, restartCount: 6, state: { running: {} } }).said).toContain(
+      'restarted 6 times',
+    );
+    expect(
+      stuck(STARTING, {
+        phase: 'Pending',
+        conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable' }],
+      }).said,
+    ).toBe('php-apache-2 cannot be scheduled (Unschedulable)');
+    expect(rolloutProgress(pods(pod('coredns-1', READY)), 'php-apache').said).toContain(
+      'no pod of php-apache exists',
+    );
+    expect(rolloutProgress('not json', 'php-apache').slow).toBe(false);
+  });
+
+  it('waits once more, twice as long, while the pods start; then fails naming the limit', async () => {
+    const events: KlabEvent[] = [];
+    const { ctx } = context(() => undefined, 100);
+    ctx.sink = { emit: (event) => events.push(event) };
+    const starting = pods(pod('php-apache-1', STARTING));
+    const asked: string[][] = [];
+    ctx.adminKubectl = async (args) => {
+      asked.push([...args]);
+      if (args.includes('pods')) return { exitCode: 0, stdout: starting, stderr: '' };
+      await ctx.clock.sleep(Number(args.at(-1)?.replace(/\D/g, '')) * 1000);
+      return { exitCode: 1, stdout: '', stderr: 'error: timed out waiting for the condition' };
+    };
+    await expect(findDeployment('test-app')?.rollout(ctx)).rejects.toThrow(
+      /not rolled out within 300 s \(timeouts\.check, and twice that again as it was starting\)/,
+    );
+    expect(asked.filter((args) => args.includes('rollout')).map((args) => args.at(-1))).toEqual([
+      '--timeout=100s',
+      '--timeout=200s',
+    ]);
+    expect(events.filter((event) => event.code === 'CHECK_SLOW')).toHaveLength(1);
+
+    // A stuck pod ends the wait at the first limit, with its reason.
+    ctx.adminKubectl = async (args) =>
+      args.includes('pods')
+        ? {
+            exitCode: 0,
+            stdout: pods(
+              pod('php-apache-1', {
+                ready: false,
+                state: { waiting: { reason: 'ErrImageNeverPull' } },
+              }),
+            ),
+            stderr: '',
+          }
+        : { exitCode: 1, stdout: '', stderr: 'error: timed out waiting for the condition' };
+    await expect(findDeployment('test-app')?.rollout(ctx)).rejects.toThrow(
+      /within 100 s \(timeouts\.check\): error: timed out waiting for the condition; php-apache-1: ErrImageNeverPull/,
+    );
   });
 });
