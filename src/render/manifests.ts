@@ -25,6 +25,22 @@ function binding(name: string, role: string, subject: string, kind: 'Group' | 'U
 }
 
 /** The binding that lets kube-apiserver use the kubelets' API (logs, exec, node proxy). */
+/**
+ * An HTTP probe with room for a starved node: Kubernetes' defaults (1 s timeout, every
+ * 10 s, 3 failures) flap pods in and out of the Endpoints on a host under software
+ * emulation, and every flap is an etcd write, Events, and an iptables rewrite on every VM,
+ * which starves the host further.
+ */
+function httpProbe(path: string, port: number, delay = 0) {
+  return {
+    httpGet: { path, port, scheme: 'HTTP' },
+    ...(delay > 0 ? { initialDelaySeconds: delay } : {}),
+    periodSeconds: 10,
+    timeoutSeconds: 5,
+    failureThreshold: 5,
+  };
+}
+
 export const APISERVER_TO_KUBELET_BINDING = 'klab:apiserver-to-kubelet';
 
 export function apiserverToKubeletBinding(): object {
@@ -208,7 +224,7 @@ export function renderTestApp(input: TestAppInput): string {
                 // Offline: the image was loaded on every node; never ask a registry.
                 imagePullPolicy: 'Never',
                 ports: [{ containerPort: 80 }],
-                readinessProbe: { httpGet: { path: '/index.php', port: 80 }, periodSeconds: 5 },
+                readinessProbe: httpProbe('/index.php', 80),
                 volumeMounts: [
                   { name: 'page', mountPath: '/var/www/html/index.php', subPath: 'index.php' },
                   { name: 'page', mountPath: '/var/www/html/dns.php', subPath: 'dns.php' },
@@ -309,7 +325,7 @@ export function renderIngress(profile: InstallProfile): string {
                 imagePullPolicy: 'Never',
                 args,
                 ports: [{ name: 'http', containerPort: 80, hostPort: 80 }],
-                readinessProbe: { httpGet: { path: '/ping', port: 8080 }, periodSeconds: 5 },
+                readinessProbe: httpProbe('/ping', 8080),
               },
             ],
           },
@@ -398,13 +414,6 @@ export function renderClusterDns(spec: LabSpec, profile: InstallProfile): string
         ]),
   ];
   // Generous under software emulation: a late answer must not restart the only DNS server.
-  const probe = (path: string, port: number, delay: number) => ({
-    httpGet: { path, port, scheme: 'HTTP' },
-    initialDelaySeconds: delay,
-    periodSeconds: 10,
-    timeoutSeconds: 5,
-    failureThreshold: 5,
-  });
   return documents([
     { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: CLUSTER_DNS, namespace } },
     {
@@ -463,8 +472,8 @@ export function renderClusterDns(spec: LabSpec, profile: InstallProfile): string
                   capabilities: { add: ['NET_BIND_SERVICE'], drop: ['all'] },
                   readOnlyRootFilesystem: true,
                 },
-                livenessProbe: probe('/health', 8080, 60),
-                readinessProbe: v1 ? probe('/health', 8080, 5) : probe('/ready', 8181, 5),
+                livenessProbe: httpProbe('/health', 8080, 60),
+                readinessProbe: v1 ? httpProbe('/health', 8080, 5) : httpProbe('/ready', 8181, 5),
               },
             ],
             volumes: [
