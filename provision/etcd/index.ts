@@ -28,6 +28,10 @@ export function renderEtcdUnit(
     initialCluster: etcdInitialCluster(spec),
     // etcd 3.4 serves the v2 API only when asked; flannel 0.10 needs it.
     enableV2: profile.flannelEtcdApi === 'v2' && profile.etcd.kind === 'deb',
+    // Debian's etcd 3.4.23 with its default logger (capnslog) has no zap logger, and a
+    // linearizable read that times out (a starved member) logs through it and panics
+    // (etcd-io/etcd#14402, fixed in 3.4.30). 3.3 has no --logger flag.
+    zapLogger: profile.etcd.kind === 'deb',
   });
 }
 
