@@ -338,9 +338,12 @@ export function transientApiError(output: string): boolean {
   );
 }
 
-/** Waiting reasons that do not clear by waiting: the pod needs a fix. */
+/**
+ * Waiting reasons that do not clear by waiting: the pod needs a fix. Not CreateContainerError
+ * or RunContainerError: a starved node's Docker times out with those, and the kubelet retries.
+ */
 const STUCK =
-  /^(CrashLoopBackOff|ErrImageNeverPull|ErrImagePull|ImagePullBackOff|InvalidImageName|CreateContainerConfigError|CreateContainerError|RunContainerError)$/;
+  /^(CrashLoopBackOff|ErrImageNeverPull|ErrImagePull|ImagePullBackOff|InvalidImageName|CreateContainerConfigError)$/;
 
 interface PodState {
   metadata: { name: string };

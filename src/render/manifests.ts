@@ -24,7 +24,6 @@ function binding(name: string, role: string, subject: string, kind: 'Group' | 'U
   };
 }
 
-/** The binding that lets kube-apiserver use the kubelets' API (logs, exec, node proxy). */
 /**
  * An HTTP probe with room for a starved node: Kubernetes' defaults (1 s timeout, every
  * 10 s, 3 failures) flap pods in and out of the Endpoints on a host under software
@@ -41,6 +40,7 @@ function httpProbe(path: string, port: number, delay = 0) {
   };
 }
 
+/** The binding that lets kube-apiserver use the kubelets' API (logs, exec, node proxy). */
 export const APISERVER_TO_KUBELET_BINDING = 'klab:apiserver-to-kubelet';
 
 export function apiserverToKubeletBinding(): object {

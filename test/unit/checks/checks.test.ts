@@ -520,6 +520,10 @@ describe('a rollout that runs out of time: slow or broken', () => {
       slow: false,
       said: 'php-apache-2: ErrImageNeverPull',
     });
+    // Docker timing out on a starved node: the kubelet tries again, so it is still starting.
+    expect(
+      stuck({ ready: false, state: { waiting: { reason: 'CreateContainerError' } } }).slow,
+    ).toBe(true);
     expect(stuck({ ready: false, state: { waiting: { reason: 'CrashLoopBackOff' } } }).slow).toBe(
       false,
     );
