@@ -18,23 +18,46 @@ const LAB = process.argv[2] ?? '/var/tmp/klab-bench-lab';
 const WINDOW_S = Number(process.argv[3] ?? 60);
 const TOP = 8;
 
-// One snapshot: the clock tick, the "cpu" line, then "pid stat-line" for every process.
-// Taken twice, WINDOW_S apart, in one SSH command so every VM measures the same window.
+// One snapshot: the clock tick, the "cpu" line, counters ("= name value": context switches,
+// page faults, timer interrupts and the inter-processor interrupts that stop other vCPUs),
+// then the stat line of every process. Taken twice, WINDOW_S apart, in one SSH command so
+// every VM measures the same window.
+const COUNTERS =
+  'awk \'/^ctxt /{print "= ctxt", $2}\' /proc/stat; ' +
+  'awk \'/^pgfault /{print "= pgfault", $2}\' /proc/vmstat; ' +
+  'awk \'$1 ~ /^(LOC|RES|CAL|TLB):$/ {s=0; for (i=2; i<=NF; i++) if ($i ~ /^[0-9]+$/) s+=$i; print "=", substr($1, 1, 3), s}\' /proc/interrupts';
 const SNAPSHOT =
-  'getconf CLK_TCK; head -n1 /proc/stat; ' +
+  `getconf CLK_TCK; head -n1 /proc/stat; ${COUNTERS}; ` +
   'for p in /proc/[0-9]*; do s=$(cat $p/stat 2>/dev/null) && echo "$s"; done';
 const SCRIPT = `${SNAPSHOT}; echo ---; sleep ${WINDOW_S}; ${SNAPSHOT}`;
 
 interface Snapshot {
   tick: number;
   cpu: number[];
+  counters: Map<string, number>;
   procs: Map<string, { name: string; user: number; system: number }>;
 }
+
+// What each counter is, in the report.
+const COUNTER_NAMES: [string, string][] = [
+  ['ctxt', 'context switches'],
+  ['pgfault', 'page faults'],
+  ['LOC', 'timer interrupts'],
+  ['RES', 'reschedule IPIs'],
+  ['CAL', 'function-call IPIs'],
+  ['TLB', 'TLB shootdowns'],
+];
 
 function parseSnapshot(text: string): Snapshot {
   const [tick = '100', cpuLine = '', ...rest] = text.trim().split('\n');
   const procs = new Map<string, { name: string; user: number; system: number }>();
+  const counters = new Map<string, number>();
   for (const line of rest) {
+    if (line.startsWith('= ')) {
+      const [, name = '', value = '0'] = line.split(' ');
+      counters.set(name, Number(value));
+      continue;
+    }
     // pid (comm) state ppid ... utime(14) stime(15): comm may hold spaces and parentheses.
     const open = line.indexOf('(');
     const close = line.lastIndexOf(')');
@@ -50,7 +73,12 @@ function parseSnapshot(text: string): Snapshot {
       system: fields[12] ?? 0,
     });
   }
-  return { tick: Number(tick), cpu: cpuLine.split(/\s+/).slice(1).map(Number), procs };
+  return {
+    tick: Number(tick),
+    cpu: cpuLine.split(/\s+/).slice(1).map(Number),
+    counters,
+    procs,
+  };
 }
 
 const pct = (part: number, whole: number) => `${((100 * part) / whole).toFixed(0)} %`.padStart(5);
@@ -73,6 +101,11 @@ async function measure(vm: string): Promise<string> {
     `${vm} (${vcpus} vCPU): user ${pct(user + nice, total)}, system ${pct(system + irq, total)}, ` +
       `softirq ${pct(softirq, total)}, iowait ${pct(iowait, total)}, idle ${pct(idle, total)}, steal ${pct(steal, total)}`,
   ];
+  const rates = COUNTER_NAMES.filter(([key]) => b.counters.has(key)).map(
+    ([key, label]) =>
+      `${label} ${(((b.counters.get(key) ?? 0) - (a.counters.get(key) ?? 0)) / WINDOW_S).toFixed(0)}/s`,
+  );
+  lines.push(`  ${rates.join(', ')}`);
   const used = [...b.procs]
     .map(([pid, now]) => {
       const before = a.procs.get(pid);
