@@ -18,21 +18,24 @@ const LAB = process.argv[2] ?? '/var/tmp/klab-bench-lab';
 const WINDOW_S = Number(process.argv[3] ?? 60);
 const TOP = 8;
 
-// One snapshot: the clock tick, the "cpu" line, counters ("= name value": context switches,
+// One snapshot: the clock tick, the vCPUs, the uptime, the "cpu" line, counters ("= name value": context switches,
 // page faults, timer interrupts and the inter-processor interrupts that stop other vCPUs),
-// then the stat line of every process. Taken twice, WINDOW_S apart, in one SSH command so
-// every VM measures the same window.
+// then the stat line of every process (one cat: a fork per process takes seconds on a busy
+// guest). Taken twice, WINDOW_S apart, in one SSH command so every VM measures the same
+// window; the guest's uptime says how long the window really was.
 const COUNTERS =
   'awk \'/^ctxt /{print "= ctxt", $2}\' /proc/stat; ' +
   'awk \'/^pgfault /{print "= pgfault", $2}\' /proc/vmstat; ' +
   'awk \'$1 ~ /^(LOC|RES|CAL|TLB):$/ {s=0; for (i=2; i<=NF; i++) if ($i ~ /^[0-9]+$/) s+=$i; print "=", substr($1, 1, 3), s}\' /proc/interrupts';
 const SNAPSHOT =
-  `getconf CLK_TCK; head -n1 /proc/stat; ${COUNTERS}; ` +
-  'for p in /proc/[0-9]*; do s=$(cat $p/stat 2>/dev/null) && echo "$s"; done';
+  `getconf CLK_TCK; nproc; cut -d' ' -f1 /proc/uptime; head -n1 /proc/stat; ${COUNTERS}; ` +
+  'cat /proc/[0-9]*/stat 2>/dev/null; true';
 const SCRIPT = `${SNAPSHOT}; echo ---; sleep ${WINDOW_S}; ${SNAPSHOT}`;
 
 interface Snapshot {
   tick: number;
+  vcpus: number;
+  uptime: number;
   cpu: number[];
   counters: Map<string, number>;
   procs: Map<string, { name: string; user: number; system: number }>;
@@ -49,7 +52,7 @@ const COUNTER_NAMES: [string, string][] = [
 ];
 
 function parseSnapshot(text: string): Snapshot {
-  const [tick = '100', cpuLine = '', ...rest] = text.trim().split('\n');
+  const [tick = '100', vcpus = '1', uptime = '0', cpuLine = '', ...rest] = text.trim().split('\n');
   const procs = new Map<string, { name: string; user: number; system: number }>();
   const counters = new Map<string, number>();
   for (const line of rest) {
@@ -75,6 +78,8 @@ function parseSnapshot(text: string): Snapshot {
   }
   return {
     tick: Number(tick),
+    vcpus: Number(vcpus),
+    uptime: Number(uptime),
     cpu: cpuLine.split(/\s+/).slice(1).map(Number),
     counters,
     procs,
@@ -88,7 +93,8 @@ async function measure(vm: string): Promise<string> {
     env: { CI: 'true' },
     reject: false,
   });
-  if (result.exitCode !== 0) return `${vm}: could not measure (${String(result.stderr).trim()})`;
+  if (result.exitCode !== 0)
+    return `${vm}: could not measure (exit ${result.exitCode}: ${String(result.stderr).trim()})`;
   const [first = '', second = ''] = String(result.stdout).split('\n---\n');
   const a = parseSnapshot(first);
   const b = parseSnapshot(second);
@@ -96,14 +102,15 @@ async function measure(vm: string): Promise<string> {
   const d = b.cpu.map((value, i) => value - (a.cpu[i] ?? 0));
   const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = d;
   const total = d.slice(0, 8).reduce((sum, value) => sum + value, 0) || 1;
-  const vcpus = Math.max(1, Math.round(total / (WINDOW_S * b.tick)));
+  const window = b.uptime - a.uptime || WINDOW_S;
+  const vcpus = b.vcpus;
   const lines = [
-    `${vm} (${vcpus} vCPU): user ${pct(user + nice, total)}, system ${pct(system + irq, total)}, ` +
+    `${vm} (${vcpus} vCPU, ${window.toFixed(0)} s): user ${pct(user + nice, total)}, system ${pct(system + irq, total)}, ` +
       `softirq ${pct(softirq, total)}, iowait ${pct(iowait, total)}, idle ${pct(idle, total)}, steal ${pct(steal, total)}`,
   ];
   const rates = COUNTER_NAMES.filter(([key]) => b.counters.has(key)).map(
     ([key, label]) =>
-      `${label} ${(((b.counters.get(key) ?? 0) - (a.counters.get(key) ?? 0)) / WINDOW_S).toFixed(0)}/s`,
+      `${label} ${(((b.counters.get(key) ?? 0) - (a.counters.get(key) ?? 0)) / window).toFixed(0)}/s`,
   );
   lines.push(`  ${rates.join(', ')}`);
   const used = [...b.procs]
@@ -118,7 +125,7 @@ async function measure(vm: string): Promise<string> {
     })
     .filter((p) => p.user + p.system > 0)
     .sort((x, y) => y.user + y.system - (x.user + x.system));
-  const oneCpu = WINDOW_S * b.tick;
+  const oneCpu = window * b.tick;
   for (const p of used.slice(0, TOP)) {
     lines.push(
       `  ${p.name.padEnd(24)} ${pct(p.user + p.system, oneCpu)} of a vCPU (user ${pct(p.user, oneCpu)}, system ${pct(p.system, oneCpu)})`,
