@@ -5,7 +5,7 @@
  */
 import { GUEST } from '../../src/model/guest-paths.js';
 import type { LabSpec, VmPlan } from '../../src/model/spec.js';
-import { etcdEndpoints } from '../../src/model/topology.js';
+import { apiserverEtcdEndpoints, isEtcdMember } from '../../src/model/topology.js';
 import type { ClusterTuning } from '../../src/model/tuning.js';
 import type { InstallProfile } from '../../src/stacks/install.js';
 import { controlPlaneHealthy } from '../lib/probes.js';
@@ -19,7 +19,8 @@ export function renderApiserverUnit(spec: LabSpec, profile: InstallProfile, vm: 
     spec,
     vm,
     paths: GUEST,
-    etcdEndpoints: etcdEndpoints(spec),
+    etcdEndpoints: apiserverEtcdEndpoints(spec, vm),
+    localEtcd: isEtcdMember(spec, vm),
     v11: profile.kubernetesMinor < 13,
   });
 }

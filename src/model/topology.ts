@@ -53,6 +53,17 @@ export function etcdEndpoints(spec: LabSpec): string {
     .join(',');
 }
 
+/**
+ * The etcd a master's kube-apiserver talks to: the member on its own VM when it has one (as
+ * kubeadm's stacked control plane does), else every member. Every member still holds every
+ * write (Raft), but only the local one serves the apiserver's reads and watches: under
+ * software emulation the nodes' members served them over TLS with the nodes' single vCPU,
+ * beside the kubelet and Docker (docs/performance.md, 2026-12-03).
+ */
+export function apiserverEtcdEndpoints(spec: LabSpec, master: VmPlan): string {
+  return isEtcdMember(spec, master) ? `https://${master.ip}:2379` : etcdEndpoints(spec);
+}
+
 /** --initial-cluster: name=peer URL of every member. */
 export function etcdInitialCluster(spec: LabSpec): string {
   return etcdMembers(spec)

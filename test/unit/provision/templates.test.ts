@@ -43,7 +43,7 @@ function moduleFiles(stack: 'debian' | 'v1.11.1'): [string, string, string][] {
   return [
     ['etcd', 'etcd.service', renderEtcdUnit(spec, profile, master, tcg)],
     ['flannel', 'flannel-network.json', renderFlannelConfig(spec)],
-    ['flannel', 'flanneld.service', renderFlannelUnit(spec, node1)],
+    ['flannel', 'flanneld.service', renderFlannelUnit(spec, node1, profile, tcg)],
     ['docker', 'klab.conf', renderDockerDropIn(profile)],
     ['docker', 'daemon.json', renderDockerDaemonJson()],
     ['control-plane', 'kube-apiserver.service', renderApiserverUnit(spec, profile, master)],
@@ -81,7 +81,7 @@ describe('provisioner module templates', () => {
     const profile = installProfile('debian');
     for (const text of [
       renderEtcdUnit(spec, profile, master, tcg),
-      renderFlannelUnit(spec, node1),
+      renderFlannelUnit(spec, node1, installProfile('debian'), tcg),
       renderApiserverUnit(spec, profile, master),
       renderControllerManagerUnit(spec, tcg),
       renderSchedulerUnit(),
@@ -107,6 +107,33 @@ describe('provisioner module templates', () => {
     expect(waitS + 10 + 30).toBeLessThan(startS); // the last try: its timeout and a slow start
     expect(pre).not.toMatch(/[^$]\$[a-z(]/); // systemd would expand a lone $end or $(...)
     expect(pre).not.toMatch(/[^%]%s/); // nor a lone %s (a unit specifier)
+  });
+
+  it('the apiserver reads and watches through the etcd member on its own VM; without one, through every member', () => {
+    const local = renderApiserverUnit(spec, installProfile('debian'), master);
+    expect(local).toContain(`--etcd-servers=https://${master.ip}:2379 \\`);
+    expect(local).toContain('only this one answers the API server');
+    // A lab whose members are the nodes only: the master has no member of its own.
+    const away = { ...spec, etcdMembers: ['node1', 'node2', 'node3'] };
+    const remote = renderApiserverUnit(away, installProfile('debian'), master);
+    const servers = /--etcd-servers=(\S+) /.exec(remote)?.[1];
+    expect(servers).toBe(
+      ['node1', 'node2', 'node3'].map((name) => `https://${vm(name).ip}:2379`).join(','),
+    );
+    expect(remote).not.toContain('only this one answers');
+  });
+
+  it("flanneld checks its iptables rules every minute under TCG (the debian stack's flannel), as flannel does by default with KVM", () => {
+    const debian = installProfile('debian');
+    expect(renderFlannelUnit(spec, node1, debian, tcg)).toMatch(
+      /-ip-masq \\\n {2}-iptables-resync=60\n/,
+    );
+    const kvm = clusterTuning(spec, 'kvm');
+    expect(renderFlannelUnit(spec, node1, debian, kvm)).not.toContain('-iptables-resync');
+    // flannel 0.10 (the v1.11.1 stack) keeps its own default.
+    expect(renderFlannelUnit(spec, node1, installProfile('v1.11.1'), tcg)).not.toContain(
+      '-iptables-resync',
+    );
   });
 
   it('the apiserver has no insecure port, anonymous access or plain Secrets; flags follow the stack', () => {
@@ -156,7 +183,9 @@ describe('provisioner module templates', () => {
   });
 
   it('pins every component to the private network', () => {
-    expect(renderFlannelUnit(spec, node1)).toContain(`-iface=${node1.ip}`);
+    expect(renderFlannelUnit(spec, node1, installProfile('debian'), tcg)).toContain(
+      `-iface=${node1.ip}`,
+    );
     expect(renderKubeletUnit(installProfile('debian'), node1)).toContain(`--node-ip=${node1.ip}`);
     expect(renderKubeProxyConfig(spec, node1)).toContain(`bindAddress: ${node1.ip}`);
     expect(renderEtcdUnit(spec, installProfile('debian'), master, tcg)).toContain(
