@@ -8,6 +8,8 @@ import { GUEST } from '../../src/model/guest-paths.js';
 import { cidrOfAddress, isIpv4 } from '../../src/model/net.js';
 import type { LabSpec, VmPlan } from '../../src/model/spec.js';
 import { etcdEndpoints, firstEtcdMember } from '../../src/model/topology.js';
+import type { ClusterTuning } from '../../src/model/tuning.js';
+import type { InstallProfile } from '../../src/stacks/install.js';
 import { etcdctl } from '../lib/cluster.js';
 import { commandOk, etcdKeyIs, etcdValue, type Probe } from '../lib/probes.js';
 import { serviceStep } from '../lib/service-step.js';
@@ -139,12 +141,23 @@ export function renderFlannelConfig(spec: LabSpec): string {
   });
 }
 
-export function renderFlannelUnit(spec: LabSpec, vm: VmPlan): string {
+/**
+ * flannel's own default resync is 5 s. A longer one is set for the debian stack's flannel
+ * only, whose --help lists the flag (checked on the VMs); 0.10 keeps its default.
+ */
+export function renderFlannelUnit(
+  spec: LabSpec,
+  vm: VmPlan,
+  profile: Pick<InstallProfile, 'stack'>,
+  tuning: Pick<ClusterTuning, 'flannelIptablesResyncS'>,
+): string {
+  const resync = tuning.flannelIptablesResyncS;
   return renderTemplate('flannel', 'flanneld.service.ejs', {
     vm,
     paths: GUEST,
     etcdEndpoints: etcdEndpoints(spec),
     prefix: FLANNEL_PREFIX,
+    iptablesResyncS: profile.stack === 'debian' && resync !== 5 ? resync : undefined,
   });
 }
 
@@ -172,7 +185,7 @@ export const flannelStep = serviceStep({
   files: (ctx, vm) => [
     {
       path: `${GUEST.units}/flanneld.service`,
-      content: renderFlannelUnit(ctx.spec, vm),
+      content: renderFlannelUnit(ctx.spec, vm, ctx.profile, ctx.tuning),
       mode: 0o644,
     },
   ],

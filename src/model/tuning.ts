@@ -16,11 +16,29 @@ export interface ClusterTuning {
   etcdElectionMs: number;
   /** kube-controller-manager --node-monitor-grace-period: how long before a silent node is NotReady. */
   nodeMonitorGracePeriodS: number;
+  /**
+   * flanneld --iptables-resync: how often it checks its iptables rules, one `iptables`
+   * process per rule. Under TCG each of those costs a busy guest about a tenth of a second:
+   * measured on an idle node of the 4-VM lab (flanneld its only service), 65 % of the vCPU
+   * busy with flannel's 5 s, 13 % with 60 s (docs/performance.md, 2026-12-03). A rule
+   * somebody deletes comes back within that time.
+   */
+  flannelIptablesResyncS: number;
 }
 
 const BY_ACCELERATOR: Record<Accelerator, Omit<ClusterTuning, 'accelerator'>> = {
-  kvm: { etcdHeartbeatMs: 100, etcdElectionMs: 1000, nodeMonitorGracePeriodS: 40 },
-  tcg: { etcdHeartbeatMs: 1000, etcdElectionMs: 10_000, nodeMonitorGracePeriodS: 120 },
+  kvm: {
+    etcdHeartbeatMs: 100,
+    etcdElectionMs: 1000,
+    nodeMonitorGracePeriodS: 40,
+    flannelIptablesResyncS: 5,
+  },
+  tcg: {
+    etcdHeartbeatMs: 1000,
+    etcdElectionMs: 10_000,
+    nodeMonitorGracePeriodS: 120,
+    flannelIptablesResyncS: 60,
+  },
 };
 
 /** The lab's timing; an unknown accelerator (a lab from before klab recorded it) counts as TCG. */
@@ -37,6 +55,7 @@ export function clusterTuning(spec: LabSpec, accelerator: Accelerator | undefine
     etcdHeartbeatMs: heartbeat,
     etcdElectionMs: election,
     nodeMonitorGracePeriodS: base.nodeMonitorGracePeriodS,
+    flannelIptablesResyncS: base.flannelIptablesResyncS,
   };
 }
 
