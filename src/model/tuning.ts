@@ -17,10 +17,10 @@ export interface ClusterTuning {
   /** kube-controller-manager --node-monitor-grace-period: how long before a silent node is NotReady. */
   nodeMonitorGracePeriodS: number;
   /**
-   * flanneld --iptables-resync: how often it checks its iptables rules, one `iptables`
-   * process per rule. Under TCG each of those costs a busy guest about a tenth of a second:
-   * measured on an idle node of the 4-VM lab (flanneld its only service), 65 % of the vCPU
-   * busy with flannel's 5 s, 13 % with 60 s (docs/performance.md, 2026-12-03). A rule
+   * flanneld --iptables-resync: how often it checks its iptables rules, one short-lived
+   * `iptables` process per rule (about 1.5 new processes a second with flannel's 5 s).
+   * Measured under TCG on an idle node of the 4-VM lab (flanneld its only service): 65 % of
+   * the vCPU busy with 5 s, 13 % with 60 s (docs/performance.md, 2026-12-03). A rule
    * somebody deletes comes back within that time.
    */
   flannelIptablesResyncS: number;
