@@ -2,20 +2,14 @@
  * What the cluster steps do on a VM, in one place: put managed files (only those that
  * differ), start systemd units, and wait for something with a named timeout.
  */
-import path from 'node:path';
 import { KlabError } from '../../src/model/errors.js';
 import { sha256 } from '../../src/model/hash.js';
 import { interrupt } from '../../src/model/interrupt.js';
-import type { RemoteHost } from '../../src/model/remote.js';
+import type { RemoteHost, RootFile } from '../../src/model/remote.js';
 import type { StepContext } from './step.js';
 
-export interface ManagedFile {
-  path: string;
-  content: string | Buffer;
-  mode: number;
-  /** user:group, root:root when omitted. */
-  owner?: string;
-}
+/** A file klab keeps on a VM, root-owned unless it names an owner. */
+export type ManagedFile = RootFile;
 
 /** SHA-256 of each path on the VM; missing files are absent from the map. */
 export async function remoteHashes(
@@ -50,14 +44,7 @@ export async function changedFiles(
 /** Writes the files that differ (creating their directories); returns what it wrote. */
 export async function putFiles(host: RemoteHost, files: readonly ManagedFile[]): Promise<string[]> {
   const changed = await changedFiles(host, files);
-  const dirs = [...new Set(changed.map((file) => path.posix.dirname(file.path)))];
-  if (dirs.length > 0) await host.run(['mkdir', '-p', ...dirs], { sudo: true });
-  for (const file of changed) {
-    await host.writeFile(file.path, file.content, { sudo: true, mode: file.mode });
-    if (file.owner && file.owner !== 'root:root') {
-      await host.run(['chown', file.owner, file.path], { sudo: true });
-    }
-  }
+  await host.writeFilesAsRoot(changed);
   return changed.map((file) => file.path);
 }
 

@@ -181,6 +181,42 @@ describe('host preparation over SSH in systemd containers', () => {
       await host.close();
     }
   });
+  it('writes files as root in one go: new directories, each mode and owner, content exact, nothing left in /tmp', async () => {
+    const host = hosts.master;
+    if (!host) throw new Error('no master');
+    const binary = Buffer.from([0, 1, 2, 255, 10, 13]);
+    await host.writeFilesAsRoot([
+      { path: '/etc/klab-batch/a/one.key', content: 'KEY\n', mode: 0o600, owner: 'nobody:nogroup' },
+      { path: '/etc/klab-batch/two.conf', content: 'it\'s "quoted" $HOME\n', mode: 0o644 },
+      { path: '/etc/klab-batch/a/three.bin', content: binary, mode: 0o640 },
+    ]);
+    expect(
+      (
+        await sh(
+          'master',
+          'cd /etc/klab-batch && stat -c "%n %a %U:%G %s" a/one.key two.conf a/three.bin',
+        )
+      )
+        .trim()
+        .split('\n'),
+    ).toEqual([
+      'a/one.key 600 nobody:nogroup 4',
+      'two.conf 644 root:root 20',
+      'a/three.bin 640 root:root 6',
+    ]);
+    expect(await host.readFile('/etc/klab-batch/two.conf', { sudo: true })).toBe(
+      'it\'s "quoted" $HOME\n',
+    );
+    expect((await sh('master', 'ls -a /tmp | grep -c klab-upload || true')).trim()).toBe('0');
+    // A failure names the files and leaves no staging directory behind.
+    await expect(
+      host.writeFilesAsRoot([
+        { path: '/etc/klab-batch/bad', content: 'x', mode: 0o644, owner: 'no-such-user:x' },
+      ]),
+    ).rejects.toMatchObject({ code: 'KLAB_STEP_FAILED' });
+    expect((await sh('master', 'ls -a /tmp | grep -c klab-upload || true')).trim()).toBe('0');
+    await sh('master', 'rm -rf /etc/klab-batch');
+  });
   it('a lost connection (a guest starved for minutes, sshd gone) is dialled again for the next command', async () => {
     const logged: string[] = [];
     const node = nodes.node1;

@@ -4,6 +4,7 @@ import type {
   RemoteHost,
   RemoteResult,
   RemoteRunOptions,
+  RootFile,
 } from '../../src/model/remote.js';
 
 export type Handler = (
@@ -53,6 +54,16 @@ export class FakeHost implements RemoteHost {
     this.files.set(path, content.toString());
     this.writes.push({ path, mode: options.mode, sudo: options.sudo ?? false });
   }
+
+  /** Recorded like writeFile with sudo; a named owner also as the chown it implies. */
+  async writeFilesAsRoot(files: readonly RootFile[]): Promise<void> {
+    for (const file of files) {
+      await this.writeFile(file.path, file.content, { sudo: true, mode: file.mode });
+      if (file.owner) this.owners.set(file.path, file.owner);
+    }
+  }
+
+  readonly owners = new Map<string, string>();
 
   readonly downloads: { path: string; localPath: string }[] = [];
 
