@@ -29,16 +29,16 @@ type Sftp = Parameters<Parameters<Ssh2Client['sftp']>[0]>[1];
  */
 const PUT_AS_ROOT = [
   'set -e',
-  'staging=$1; shift',
+  'prefix=$1; shift',
+  'trap \'rm -f "$prefix"*\' EXIT',
   'while [ $# -ge 4 ]; do',
   // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion
   '  case $2 in */*) mkdir -p "${2%/*}" ;; esac',
-  '  cp --no-preserve=mode,ownership "$staging/$1" "$2"',
+  '  cp --no-preserve=mode,ownership "$1" "$2"',
   '  chmod "$3" "$2"',
   '  chown "$4" "$2"',
   '  shift 4',
   'done',
-  'rm -rf "$staging"',
 ].join('\n');
 
 export interface SshTarget {
@@ -375,35 +375,33 @@ export class SshHost implements RemoteHost {
 
   async writeFilesAsRoot(files: readonly RootFile[]): Promise<void> {
     if (files.length === 0) return;
+    // Uploads go to /tmp as the login user (0600), named by one prefix; the root command
+    // moves them into place and removes what is left of them.
     const staging = `/tmp/.klab-upload-${randomBytes(6).toString('hex')}`;
-    try {
-      const sftp = await this.sftp();
-      await new Promise<void>((resolve, reject) => {
-        sftp.mkdir(staging, { mode: 0o700 }, (error) => (error ? reject(error) : resolve()));
-      });
-      // One SFTP session carries the uploads side by side (its requests are pipelined).
-      await Promise.all(
-        files.map((file, i) => this.upload(`${staging}/${i}`, file.content, 0o600)),
-      );
-    } catch (error) {
-      await this.run(['rm', '-rf', staging], { allowFailure: true, quiet: true }).catch(() => {});
-      throw new KlabError(
-        'KLAB_SSH_FAILED',
-        `cannot write ${files.map((file) => file.path).join(', ')} on ${this.name}: ${(error as Error).message}`,
-        { vm: this.name, cause: error },
-      );
-    }
     const args = files.flatMap((file, i) => [
-      String(i),
+      `${staging}-${i}`,
       file.path,
       file.mode.toString(8),
       file.owner ?? 'root:root',
     ]);
     try {
-      await this.run(['sh', '-c', PUT_AS_ROOT, 'klab-put', staging, ...args], { sudo: true });
-    } finally {
-      // (The script removes it when it gets to its end.)
-      await this.run(['rm', '-rf', staging], { allowFailure: true, quiet: true }).catch(() => {});
+      // One SFTP session carries the uploads side by side (its requests are pipelined).
+      await Promise.all(
+        files.map((file, i) => this.upload(`${staging}-${i}`, file.content, 0o600)),
+      );
+      await this.run(['sh', '-c', PUT_AS_ROOT, 'klab-put', `${staging}-`, ...args], {
+        sudo: true,
+      });
+    } catch (error) {
+      await this.run(['sh', '-c', `rm -f ${staging}-*`], { allowFailure: true, quiet: true }).catch(
+        () => {},
+      );
+      if (error instanceof KlabError) throw error;
+      throw new KlabError(
+        'KLAB_SSH_FAILED',
+        `cannot write ${files.map((file) => file.path).join(', ')} on ${this.name}: ${(error as Error).message}`,
+        { vm: this.name, cause: error },
+      );
     }
   }
 
