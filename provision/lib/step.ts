@@ -6,7 +6,8 @@ import type { Clock, EventSink } from '../../src/model/events.js';
 import type { RemoteHost, RemoteResult, RemoteRunOptions } from '../../src/model/remote.js';
 import type { LabSpec, VmPlan } from '../../src/model/spec.js';
 import type { ClusterTuning } from '../../src/model/tuning.js';
-import type { InstallProfile } from '../../src/stacks/install.js';
+import type { ImageStore } from '../../src/stacks/image-store.js';
+import type { ImageInstall, InstallProfile } from '../../src/stacks/install.js';
 
 export interface StepContext {
   spec: LabSpec;
@@ -30,6 +31,15 @@ export interface StepContext {
    * and kubectl then runs on the first master).
    */
   adminKubectl?(args: readonly string[], options: RemoteRunOptions): Promise<RemoteResult>;
+  /**
+   * A Docker image store with these images, made on the host (once) for VMs whose Docker
+   * is `guestDocker`; undefined when the host cannot make one (the reason goes to the log),
+   * and the VM loads each image itself. Unit tests and the containers tier leave it out.
+   */
+  imageStore?(
+    images: readonly ImageInstall[],
+    guestDocker: string,
+  ): Promise<ImageStore | undefined>;
 }
 
 export interface Step {

@@ -21,6 +21,7 @@ import { artifactPath } from '../stacks/cache.js';
 import { hostRunsGuestPrograms, hostTool, kubectlMember } from '../stacks/host-tools.js';
 import { loadStack } from '../stacks/index.js';
 import { installProfile } from '../stacks/install.js';
+import { hostImageStore } from './image-store.js';
 import { connectAll, type HostPool } from './session.js';
 import { rememberSshConfig } from './ssh-config-cache.js';
 
@@ -108,6 +109,7 @@ export function stepContext(lab: Lab, pool: HostPool): StepContext {
       return artifactPath(artifact);
     },
   };
+  ctx.imageStore = hostImageStore(ctx.artifactFile, lab.sink);
   const program = hostKubectl(ctx, lab.sink);
   ctx.adminKubectl = async (args, options) => {
     const file = await program();

@@ -36,6 +36,8 @@ export const EVENT_CODES = {
   FALLBACK_STACK: "the pinned stack's sources are unreachable: the mirror-only stack is used",
   FALLBACK_CHECKPOINTS: 'not enough disk for a checkpoint after every step',
   FALLBACK_HYPERVISOR: 'KVM cannot be used: software emulation (TCG) instead',
+  IMAGE_STORE_UNUSED:
+    'no Docker image store could be made on the host: each VM loads the images itself (the reason follows)',
   HOST_WARNING: 'the host check found something to watch (not a failure)',
   LOCK_TAKEN_OVER: "the lab's lock was left by a run that no longer exists",
   VMS_RESUMED: 'VMs left paused by an interrupted run were resumed',

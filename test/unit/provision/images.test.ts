@@ -4,7 +4,13 @@ import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { imagesStep } from '../../../provision/images/index.js';
+import {
+  imagesStep,
+  parseDockerFacts,
+  storeRefusal,
+  UNPACK_STORE,
+} from '../../../provision/images/index.js';
+import type { ImageStore } from '../../../src/stacks/image-store.js';
 import { FakeHost } from '../../helpers/fake-host.js';
 import { twoVmSpec } from '../../helpers/specs.js';
 import { testStepContext } from '../../helpers/step-context.js';
@@ -67,5 +73,103 @@ describe('the images step', () => {
     expect(await imagesStep.problems?.(ctx, vm)).toEqual([
       'the Docker images on node1 could not be listed',
     ]);
+  });
+});
+
+describe('the images step with an image store from the host', () => {
+  const profile = testStepContext(spec, {}).profile;
+  const wanted = [profile.pauseImage, profile.testAppImage, profile.ingressImage, profile.dnsImage];
+  const VERSION = '20.10.24+dfsg1';
+  const store: ImageStore = {
+    file: '/cache/store.tar.gz',
+    dockerVersion: VERSION,
+    driver: 'overlay2',
+    images: wanted.map((image) => image.image),
+  };
+
+  /** A node whose Docker starts with `loaded` and `docker info` says `facts`. */
+  function nodeWith(facts: string, loaded: string[] = [], unpackWorks = true) {
+    const have = new Set(loaded);
+    const host = new FakeHost('node1', (argv, options) => {
+      const script = argv[0] === 'sh' ? (argv[2] ?? '') : '';
+      if (script.includes('docker image inspect')) {
+        const missing = wanted.filter((image) => !have.has(image.image));
+        return {
+          stdout: `${missing.map((image) => image.image).join('\n')}\nklab-images-listed\n`,
+        };
+      }
+      if (script === UNPACK_STORE) {
+        if (!unpackWorks) return { stdout: 'klab-store-unpacked: no\n' };
+        for (const image of wanted) have.add(image.image);
+        return { stdout: 'klab-store-unpacked: yes\n' };
+      }
+      if (argv[0] === 'docker' && argv[1] === 'info') return { stdout: `${facts}\n` };
+      if (argv[0] === 'docker' && (argv[1] === 'load' || argv[1] === 'import')) {
+        const image = wanted.find((entry) => options.stdinFile === `/c/${entry.artifact}`);
+        if (image) have.add(image.image);
+        return {};
+      }
+      return undefined;
+    });
+    const asked: string[] = [];
+    const ctx = testStepContext(
+      spec,
+      { node1: host },
+      {
+        artifactFile: (id) => `/c/${id}`,
+        imageStore: async (_images, guestDocker) => {
+          asked.push(guestDocker);
+          return guestDocker === VERSION ? store : undefined;
+        },
+      },
+    );
+    const vm = spec.vms.find((entry) => entry.name === 'node1');
+    if (!vm) throw new Error('no node1');
+    const loads = () =>
+      host.calls.filter((call) => call.argv[0] === 'docker' && call.argv[1] !== 'info');
+    return { host, ctx, vm, asked, loads };
+  }
+
+  it("a fresh Docker of the store's version unpacks it, with its data root, and loads nothing", async () => {
+    const { host, ctx, vm, asked, loads } = nodeWith(`${VERSION} overlay2 /var/lib/docker 0 0`);
+    await imagesStep.apply(ctx, vm);
+    expect(asked).toEqual([VERSION]);
+    const unpack = host.calls.find((call) => call.argv[2] === UNPACK_STORE);
+    expect(unpack).toMatchObject({ sudo: true, stdinFile: store.file });
+    expect(unpack?.argv.at(-1)).toBe('/var/lib/docker');
+    expect(loads()).toEqual([]);
+    expect(await imagesStep.problems?.(ctx, vm)).toEqual([]);
+  });
+
+  it('another Docker version, a failed unpack or images already there: each missing image is loaded', async () => {
+    const cases = [
+      nodeWith(`24.0.5 overlay2 /var/lib/docker 0 0`),
+      nodeWith(`${VERSION} overlay2 /var/lib/docker 0 0`, [], false),
+      nodeWith(`${VERSION} overlay2 /var/lib/docker 0 1`, [profile.pauseImage.image]),
+    ];
+    const loaded = [4, 4, 3];
+    for (const [i, { host, ctx, vm, loads }] of cases.entries()) {
+      await imagesStep.apply(ctx, vm);
+      expect(loads()).toHaveLength(loaded[i] ?? -1);
+      expect(await imagesStep.problems?.(ctx, vm)).toEqual([]);
+      if (i !== 1) expect(host.calls.some((call) => call.argv[2] === UNPACK_STORE)).toBe(false);
+    }
+  });
+
+  it("reads docker info's line and refuses a store another Docker made, or a Docker in use", () => {
+    const facts = parseDockerFacts(`${VERSION} overlay2 /var/lib/docker 0 0\n`);
+    expect(facts).toEqual({
+      version: VERSION,
+      driver: 'overlay2',
+      root: '/var/lib/docker',
+      containers: 0,
+      images: 0,
+    });
+    expect(parseDockerFacts('Cannot connect to the Docker daemon')).toBeUndefined();
+    if (!facts) throw new Error('no facts');
+    expect(storeRefusal(facts, store)).toBeUndefined();
+    expect(storeRefusal({ ...facts, version: '18.03.0-ce' }, store)).toMatch(/Docker 18\.03/);
+    expect(storeRefusal({ ...facts, driver: 'vfs' }, store)).toMatch(/storage driver vfs/);
+    expect(storeRefusal({ ...facts, containers: 2 }, store)).toMatch(/2 containers/);
   });
 });
