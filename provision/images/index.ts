@@ -30,26 +30,46 @@ function images(ctx: StepContext): ImageInstall[] {
 
 /** Marks a complete answer: a lost connection is not "every image is there". */
 const LISTED = 'klab-images-listed';
+/** Starts the line that says Docker did not answer (its first error line follows). */
+const DOCKER_ERROR = 'klab-docker-error:';
+
+type Listing = { missing: ImageInstall[] } | { dockerError: string };
 
 /**
- * The images Docker on the VM lacks, in one SSH exec (each `sudo docker` over SSH costs 5-9 s
- * on a software-emulated node, and this runs at every create, reset and lesson check), or
- * undefined when the VM gave no complete answer.
+ * The images Docker on the VM lacks, from one `docker images` in one SSH exec (each docker
+ * command costs 1.5-2 s on a software-emulated node, and this runs at every create, reset
+ * and lesson check); Docker's own error when it did not answer; undefined when the VM gave
+ * no complete answer (a lost connection).
  */
-async function missingImages(
-  ctx: StepContext,
-  vm: { name: string },
-): Promise<ImageInstall[] | undefined> {
+async function listImages(ctx: StepContext, vm: { name: string }): Promise<Listing | undefined> {
   const wanted = images(ctx);
   const names = wanted.map((image) => quote(image.image)).join(' ');
-  const script = `for image in ${names}; do docker image inspect --format . "$image" >/dev/null 2>&1 || echo "$image"; done; echo ${LISTED}`;
+  const script = [
+    "if have=$(docker images --format '{{.Repository}}:{{.Tag}}' 2>&1); then",
+    `  for image in ${names}; do printf '%s\\n' "$have" | grep -qxF -- "$image" || echo "$image"; done`,
+    `  echo ${LISTED}`,
+    'else',
+    `  echo "${DOCKER_ERROR} $(printf '%s\\n' "$have" | head -n 1)"`,
+    'fi',
+  ].join('\n');
   const result = await ctx
     .host(vm.name)
     .run(['sh', '-c', script], { sudo: true, allowFailure: true });
   const lines = result.stdout.split('\n').map((line) => line.trim());
+  const error = lines.find((line) => line.startsWith(DOCKER_ERROR));
+  if (error !== undefined) return { dockerError: error.slice(DOCKER_ERROR.length).trim() };
   if (!lines.includes(LISTED)) return undefined;
   const missing = new Set(lines);
-  return wanted.filter((image) => missing.has(image.image));
+  return { missing: wanted.filter((image) => missing.has(image.image)) };
+}
+
+/** The images Docker lacks; undefined when that could not be known. */
+async function missingImages(
+  ctx: StepContext,
+  vm: { name: string },
+): Promise<ImageInstall[] | undefined> {
+  const listing = await listImages(ctx, vm);
+  return listing && 'missing' in listing ? listing.missing : undefined;
 }
 
 /** What `docker info` says that decides whether a store may be unpacked. */
@@ -138,9 +158,14 @@ export const imagesStep = probeStep({
   title: 'Load the pause, test-app, ingress and cluster DNS images into Docker (offline)',
   on: 'nodes',
   async problems(ctx, vm) {
-    const missing = await missingImages(ctx, vm);
-    if (!missing) return [`the Docker images on ${vm.name} could not be listed`];
-    return missing.map((image) => `image ${image.image} is not loaded`);
+    const listing = await listImages(ctx, vm);
+    if (!listing) return [`the Docker images on ${vm.name} could not be listed`];
+    if ('dockerError' in listing) {
+      return [
+        `Docker on ${vm.name} did not answer \`docker images\` (${listing.dockerError || 'no message'}): is it running? sudo systemctl status docker`,
+      ];
+    }
+    return listing.missing.map((image) => `image ${image.image} is not loaded`);
   },
   async apply(ctx, vm) {
     const host = ctx.host(vm.name);

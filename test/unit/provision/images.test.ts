@@ -21,12 +21,14 @@ const spec = twoVmSpec();
  * A node whose `sh -c` scripts run in a real shell, with a `docker` that knows the images
  * listed (or, lost, a connection that drops before any answer).
  */
-async function node(loaded: string[], options: { lost?: boolean } = {}) {
+async function node(loaded: string[], options: { lost?: boolean; dockerDown?: boolean } = {}) {
   const bin = await mkdtemp(path.join(os.tmpdir(), 'klab-images-'));
-  await writeFile(
-    path.join(bin, 'docker'),
-    `#!/bin/sh\n# docker image inspect --format . NAME\nfor known in ${loaded.map((n) => `'${n}'`).join(' ')}; do [ "$known" = "$5" ] && exit 0; done\necho "Error: No such image: $5" >&2\nexit 1\n`,
-  );
+  // docker images --format '{{.Repository}}:{{.Tag}}' (the only docker command asked),
+  // with one more image than klab wants, whose name contains a wanted one's.
+  const docker = options.dockerDown
+    ? 'echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?" >&2\nexit 1'
+    : `[ "$1 $2" = "images --format" ] || exit 64\nprintf '%s\\n' ${[...loaded, 'klab/pause:klab-1-old'].map((n) => `'${n}'`).join(' ')}`;
+  await writeFile(path.join(bin, 'docker'), `#!/bin/sh\n${docker}\n`);
   await chmod(path.join(bin, 'docker'), 0o755);
   const host = new FakeHost('node1', (argv) => {
     if (argv[0] !== 'sh') return undefined;
@@ -63,9 +65,25 @@ describe('the images step', () => {
     expect(host.calls[0]?.sudo).toBe(true);
   });
 
+  it('matches whole names: an image whose name only contains a wanted one does not count', async () => {
+    const { ctx, vm } = await node([]);
+    expect(await imagesStep.problems?.(ctx, vm)).toEqual(
+      all().map((image) => `image ${image} is not loaded`),
+    );
+  });
+
   it('passes when every image is there', async () => {
     const { ctx, vm } = await node(all());
     expect(await imagesStep.problems?.(ctx, vm)).toEqual([]);
+  });
+
+  it('says Docker did not answer, with its error and what to look at, not that images are missing', async () => {
+    const { ctx, vm } = await node([], { dockerDown: true });
+    const problems = (await imagesStep.problems?.(ctx, vm)) ?? [];
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(
+      /^Docker on node1 did not answer `docker images` \(Cannot connect to the Docker daemon.*\): is it running\? sudo systemctl status docker$/,
+    );
   });
 
   it('does not take a lost connection for "every image is there"', async () => {
@@ -92,7 +110,7 @@ describe('the images step with an image store from the host', () => {
     const have = new Set(loaded);
     const host = new FakeHost('node1', (argv, options) => {
       const script = argv[0] === 'sh' ? (argv[2] ?? '') : '';
-      if (script.includes('docker image inspect')) {
+      if (script.includes('docker images --format')) {
         const missing = wanted.filter((image) => !have.has(image.image));
         return {
           stdout: `${missing.map((image) => image.image).join('\n')}\nklab-images-listed\n`,
