@@ -28,7 +28,7 @@ if [ -z "$work" ] || [ -z "$out" ] || [ $((${#loads[@]} + ${#imports[@]})) -eq 0
   echo "usage: image-store.sh --work DIR --out FILE.tar.gz [--load ARCHIVE]... [--import ARCHIVE NAME ENTRYPOINT]..." >&2
   exit 64
 fi
-for program in dockerd docker tar; do
+for program in dockerd docker tar unshare; do
   command -v "$program" >/dev/null || { echo "image-store.sh: no $program on this host" >&2; exit 69; }
 done
 
@@ -39,7 +39,10 @@ echo '{}' >"$work/daemon.json"
 # limit of 107 bytes: they go to a short directory of their own, not under $work.
 run=$(mktemp -d /tmp/klab-dockerd.XXXXXX)
 sock="$run/docker.sock"
-dockerd --config-file "$work/daemon.json" --data-root "$work/data" --exec-root "$run/exec" \
+# In a network namespace of its own: a dockerd started with --bridge none deletes the
+# host's docker0 (the bridge of the host's own Docker and its containers) as it starts.
+# It needs no network to load images; its socket is a file, reachable from here.
+unshare --net -- dockerd --config-file "$work/daemon.json" --data-root "$work/data" --exec-root "$run/exec" \
   --pidfile "$run/dockerd.pid" --host "unix://$sock" --storage-driver overlay2 \
   --bridge none --iptables=false --ip-masq=false \
   --containerd-namespace klab-image-store --containerd-plugins-namespace klab-image-store-plugins \

@@ -26,6 +26,11 @@ const artifactFile = (id: string) => {
   return artifactPath(artifact);
 };
 
+/** Whether the host's Docker bridge is there (the other container tests run on it). */
+async function hostBridge(): Promise<boolean> {
+  return (await execa('ip', ['link', 'show', 'docker0'], { reject: false })).exitCode === 0;
+}
+
 let dir = '';
 let dockerd: ReturnType<typeof execa> | undefined;
 
@@ -52,6 +57,7 @@ describe('the image store made on the host', () => {
         root: path.join(dir, 'stores'),
       },
     );
+    const bridgeBefore = await hostBridge();
     const store = await make(images, version);
     expect(events.filter((event) => event.kind === 'notice')).toEqual([]);
     expect(store).toMatchObject({ dockerVersion: version, driver: 'overlay2' });
@@ -71,9 +77,14 @@ describe('the image store made on the host', () => {
     ]);
     const sock = path.join(dir, 'docker.sock');
     await writeFile(path.join(dir, 'daemon.json'), '{}');
+    // Its own network namespace, as the builder's: a dockerd with --bridge none deletes the
+    // host's docker0 as it starts.
     dockerd = execa(
-      'dockerd',
+      'unshare',
       [
+        '--net',
+        '--',
+        'dockerd',
         '--config-file',
         path.join(dir, 'daemon.json'),
         '--data-root',
@@ -120,5 +131,7 @@ describe('the image store made on the host', () => {
       `docker --host unix://${sock} save ${profile.testAppImage.image} | tar -t | grep -c layer.tar`,
     ]);
     expect(Number(saved.stdout.trim())).toBeGreaterThan(0);
+    // Neither private dockerd touched the host's Docker bridge (its containers need it).
+    expect(await hostBridge()).toBe(bridgeBefore);
   }, 300_000);
 });
