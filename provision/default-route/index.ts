@@ -79,6 +79,8 @@ export function routeIsRight(routes: DefaultRoute[], want: DefaultRoute): boolea
 export const defaultRouteStep: Step = {
   id: 'default-route',
   title: 'Default route (exactly one per VM, kept across reboots)',
+  // The address under it is leased by DHCP: a lease can run out while the lab is saved.
+  live: true,
 
   async check(ctx, vm) {
     const host = ctx.host(vm.name);

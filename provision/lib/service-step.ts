@@ -96,6 +96,7 @@ export function serviceStep(definition: ServiceStepDefinition): Step {
   return {
     ...step,
     outcome: serviceOutcome(definition),
+    live: true,
     ...(definition.oneAtATime ? { oneAtATime: definition.oneAtATime } : {}),
   };
 }

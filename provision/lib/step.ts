@@ -78,4 +78,12 @@ export interface Step {
   apply(ctx: StepContext, vm: VmPlan): Promise<void>;
   /** Throws a KlabError (KLAB_STEP_FAILED) when the result is not what it should be. */
   verify(ctx: StepContext, vm: VmPlan): Promise<void>;
+  /**
+   * Whether the step's health can change while the lab stands still: it runs something that
+   * holds leases or heartbeats, talks to the other VMs or keeps a DHCP address (etcd, the
+   * apiserver, kubelets, the default route). A reset brings every disk and every guest's
+   * memory back byte for byte, but the clock jumps: only these steps are waited for after
+   * it. The others (files, programs, images, loaded modules) are exactly as they were saved.
+   */
+  live?: boolean;
 }

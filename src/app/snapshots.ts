@@ -15,6 +15,7 @@ import {
   labSnapshots,
   validateSnapshotName,
 } from '../model/snapshots.js';
+import type { LabSpec } from '../model/spec.js';
 import { type LabState, saveState } from '../model/state.js';
 import { stepGuestClock } from './guest-clock.js';
 import { zeroFreeMemory } from './guest-memory.js';
@@ -233,18 +234,25 @@ export function stepClocksTask(lab: Lab, pool: HostPool): Promise<number> {
   });
 }
 
+/** The steps a health wait looks at: all, or only those whose health can change (Step.live). */
+export function stepsToWaitFor(spec: LabSpec, liveOnly: boolean): readonly Step[] {
+  return provisioningSteps(spec).filter((step) => !liveOnly || step.live === true);
+}
+
 /**
  * Waits (each step's verify, bounded by timeouts.health) until every step done on a VM is
  * healthy again. Returns what is not; with stopAtFirst, stops after the first step that has
- * failures (a later step only waits out its timeout on a broken base).
+ * failures (a later step only waits out its timeout on a broken base); with liveOnly, looks
+ * only at the steps whose health can change while the lab stands still (Step.live): after
+ * a revert, the rest is byte for byte as it was saved.
  */
 export async function unhealthySteps(
   lab: Lab,
   ctx: StepContext,
-  options: { stopAtFirst?: boolean } = {},
+  options: { stopAtFirst?: boolean; liveOnly?: boolean } = {},
 ): Promise<{ vm: string; step: string; error: unknown }[]> {
   const failures: { vm: string; step: string; error: unknown }[] = [];
-  for (const step of provisioningSteps(lab.spec)) {
+  for (const step of stepsToWaitFor(lab.spec, options.liveOnly === true)) {
     const done = lab.spec.vms.filter((vm) => lab.state.steps[vm.name]?.[step.id]);
     const results = await Promise.allSettled(done.map((vm) => step.verify(ctx, vm)));
     results.forEach((result, index) => {
@@ -347,7 +355,9 @@ export async function resetOpenLab(lab: Lab, name: string | undefined): Promise<
     sink,
     `Revert every VM to "${snapshot.name}"`,
     async () => {
-      for (const d of domains) await lab.libvirt.revertSnapshot(d.domain, snapshot.name);
+      // All at once (each loads its own saved state; libvirt runs one job per domain), and
+      // every one paused until the last is back.
+      await Promise.all(domains.map((d) => lab.libvirt.revertSnapshot(d.domain, snapshot.name)));
       // Resume together, so no VM (no etcd member) runs ahead of the others.
       for (const d of domains) {
         if ((await lab.libvirt.domainState(d.domain)) === 'paused')
@@ -371,7 +381,12 @@ export async function resetOpenLab(lab: Lab, name: string | undefined): Promise<
         sink,
         'Wait until the lab is healthy again',
         async () => {
-          const [first] = await unhealthySteps(lab, stepContext(lab, pool), { stopAtFirst: true });
+          // The disks and memory are as saved; what runs may have lost its leases or peers
+          // while the clock jumped: those parts are waited for, in order.
+          const [first] = await unhealthySteps(lab, stepContext(lab, pool), {
+            stopAtFirst: true,
+            liveOnly: true,
+          });
           if (first) throw first.error;
         },
         { code: () => 'LAB_HEALTHY' },

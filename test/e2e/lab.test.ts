@@ -969,6 +969,15 @@ describe('a 2-VM lab on real VMs', () => {
     const node1 = await statusOf('node1');
     expect(node1).toMatchObject({ state: 'running', routeOk: true });
     expect(node1.stepsDone).toBe(node1.stepsTotal);
+    // The reset waited only for what runs (the rest is the saved disk): the whole cluster
+    // checks out too, the test app by pod IP, ClusterIP and ingress included.
+    const verifyStarted = Date.now();
+    const verified = okJson(await klabJson(['verify'], DIR));
+    expect(verified.code).toBe('VERIFY_PASSED');
+    const resetSeconds = Math.round(Number(reset.seconds ?? 0));
+    console.log(
+      `verify after reset: reset ${resetSeconds} s, verify ${Math.round((Date.now() - verifyStarted) / 1000)} s`,
+    );
   });
 
   it('refuses to reset to a snapshot that only some VMs have, and deletes snapshots', async () => {

@@ -4,7 +4,12 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Lab } from '../../../src/app/lab.js';
 import { HostPool } from '../../../src/app/session.js';
-import { checkpointHook, resetOpenLab, saveSnapshot } from '../../../src/app/snapshots.js';
+import {
+  checkpointHook,
+  resetOpenLab,
+  saveSnapshot,
+  stepsToWaitFor,
+} from '../../../src/app/snapshots.js';
 import type { KlabError } from '../../../src/model/errors.js';
 import { nullSink } from '../../../src/model/events.js';
 import { labPaths } from '../../../src/model/lab-paths.js';
@@ -172,5 +177,22 @@ describe('a checkpoint after a step holds the lab just after that step', () => {
       'after-etcd',
       'after-flannel',
     ]);
+  });
+});
+
+describe('after a revert, klab waits only for the parts whose health can change', () => {
+  it('the running parts and the default route, in order; files, programs and images are as saved', () => {
+    const spec = twoVmSpec();
+    expect(stepsToWaitFor(spec, true).map((step) => step.id)).toEqual([
+      'default-route',
+      'etcd',
+      'flannel',
+      'docker',
+      'control-plane',
+      'kube-proxy',
+      'kubelet',
+    ]);
+    // After a restart (klab up), every step is looked at: a boot re-reads every file.
+    expect(stepsToWaitFor(spec, false).length).toBe(15);
   });
 });
