@@ -71,6 +71,27 @@ describe('ssh-config remembered per lab', () => {
     expect(machines.asked).toBe(5);
   });
 
+  it('a revert brings back the address saved with the snapshot; a VM unknown at the save is asked again', async () => {
+    const { machines, virt, cached, file } = await setup();
+    await cached.machines.sshConfig('master');
+    await cached.virt.createSnapshot('klab-t_master', 'base', '');
+    // node1 was not known when its part was saved.
+    await cached.virt.createSnapshot('klab-t_node1', 'base', '');
+    await cached.machines.up(['master', 'node1'], false, 1000);
+    expect((await cached.machines.sshConfig('master')).port).toBe(2201);
+    expect(machines.asked).toBe(2);
+    // Another klab command (its own wrapper) resets the lab.
+    const next = rememberSshConfig(machines, virt, { file, domain: (vm) => `klab-t_${vm}` });
+    await next.virt.revertSnapshot('klab-t_master', 'base');
+    await next.virt.revertSnapshot('klab-t_node1', 'base');
+    expect(virt.calls).toContain('revert klab-t_node1 base');
+    for (const domain of ['klab-t_master', 'klab-t_node1']) virt.states.set(domain, 'running');
+    expect((await next.machines.sshConfig('master')).port).toBe(2200);
+    expect(machines.asked).toBe(2);
+    expect((await next.machines.sshConfig('node1')).port).toBe(2201);
+    expect(machines.asked).toBe(3);
+  });
+
   it('asks Vagrant when the VM does not run (it says why) or when asked for a fresh answer', async () => {
     const { machines, virt, cached } = await setup();
     await cached.machines.sshConfig('master');
