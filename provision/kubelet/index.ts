@@ -20,7 +20,7 @@ import { yamlFile } from '../lib/yaml-file.js';
 export function renderKubeletConfig(
   spec: LabSpec,
   vm: VmPlan,
-  options: { resolvConf: string },
+  options: { resolvConf: string; runtimeRequestTimeoutS: number },
 ): string {
   return yamlFile('Managed by klab.', {
     kind: 'KubeletConfiguration',
@@ -44,6 +44,9 @@ export function renderKubeletConfig(
     rotateCertificates: true,
     failSwapOn: true,
     resolvConf: options.resolvConf,
+    // How long a call into Docker (a pod's sandbox starting) may take before the kubelet
+    // kills it and starts over: longer under software emulation (model/tuning.ts).
+    runtimeRequestTimeout: `${options.runtimeRequestTimeoutS}s`,
   });
 }
 
@@ -73,7 +76,10 @@ export const kubeletStep = serviceStep({
   files: async (ctx, vm) => [
     {
       path: `${GUEST.k8sDir}/kubelet-config.yaml`,
-      content: renderKubeletConfig(ctx.spec, vm, { resolvConf: await resolvConf(ctx, vm) }),
+      content: renderKubeletConfig(ctx.spec, vm, {
+        resolvConf: await resolvConf(ctx, vm),
+        runtimeRequestTimeoutS: ctx.tuning.kubeletRuntimeRequestTimeoutS,
+      }),
       mode: 0o644,
     },
     {

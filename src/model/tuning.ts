@@ -24,6 +24,14 @@ export interface ClusterTuning {
    * somebody deletes comes back within that time.
    */
   flannelIptablesResyncS: number;
+  /**
+   * The kubelet's runtimeRequestTimeout: how long one call into Docker may take. A pod's
+   * sandbox that takes longer to start is killed and made again, from the beginning. Under
+   * TCG, on a node that also runs an etcd member, starting one took more than the default
+   * 2 minutes: seen in two 4-VM runs (2026-12-04), the kubelet then killed and remade the
+   * same sandbox for 15 minutes, each try adding to the load that made it slow.
+   */
+  kubeletRuntimeRequestTimeoutS: number;
 }
 
 const BY_ACCELERATOR: Record<Accelerator, Omit<ClusterTuning, 'accelerator'>> = {
@@ -32,12 +40,14 @@ const BY_ACCELERATOR: Record<Accelerator, Omit<ClusterTuning, 'accelerator'>> = 
     etcdElectionMs: 1000,
     nodeMonitorGracePeriodS: 40,
     flannelIptablesResyncS: 5,
+    kubeletRuntimeRequestTimeoutS: 120,
   },
   tcg: {
     etcdHeartbeatMs: 1000,
     etcdElectionMs: 10_000,
     nodeMonitorGracePeriodS: 120,
     flannelIptablesResyncS: 60,
+    kubeletRuntimeRequestTimeoutS: 600,
   },
 };
 
@@ -56,6 +66,7 @@ export function clusterTuning(spec: LabSpec, accelerator: Accelerator | undefine
     etcdElectionMs: election,
     nodeMonitorGracePeriodS: base.nodeMonitorGracePeriodS,
     flannelIptablesResyncS: base.flannelIptablesResyncS,
+    kubeletRuntimeRequestTimeoutS: base.kubeletRuntimeRequestTimeoutS,
   };
 }
 
