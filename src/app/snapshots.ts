@@ -307,6 +307,43 @@ async function unusableSnapshots(
   return problems;
 }
 
+/**
+ * Reverts every domain to one snapshot, all at once; each is left paused (or shut off, if
+ * the snapshot held a halted VM). A revert that fails is tried once more (libvirt can refuse
+ * while a job of the domain is still ending). If one still fails, nothing is resumed: the
+ * VMs already back wait paused, so no VM runs beside another from a different moment, and
+ * the error says that running the reset again finishes it (every VM goes back again).
+ */
+export async function revertEvery(
+  lab: Lab,
+  domains: readonly { vm: string; domain: string }[],
+  name: string,
+): Promise<void> {
+  const revert = (domain: string) =>
+    lab.libvirt.revertSnapshot(domain, name).catch(() => lab.libvirt.revertSnapshot(domain, name));
+  const results = await Promise.allSettled(domains.map((d) => revert(d.domain)));
+  const failed = domains.filter((_, index) => results[index]?.status === 'rejected');
+  if (failed.length === 0) return;
+  const back = domains.filter((_, index) => results[index]?.status === 'fulfilled');
+  const first = results.find((result) => result.status === 'rejected') as PromiseRejectedResult;
+  const reason = first.reason as { outputTail?: string; message?: string } | undefined;
+  throw new KlabError(
+    'KLAB_RESET_INCOMPLETE',
+    `reset to "${name}" failed on ${failed.map((d) => d.vm).join(', ')}` +
+      (back.length > 0
+        ? `; ${back.map((d) => d.vm).join(', ')} went back and wait paused, so no VM runs out of step with the others`
+        : '; no VM went back'),
+    {
+      ...(reason?.outputTail || reason?.message
+        ? { outputTail: reason.outputTail ?? reason.message }
+        : {}),
+      details: failed.map((d) => `${d.vm}: ${d.domain} was not reverted`),
+      hint: `Run "klab reset ${name}" again: every VM goes back again and the lab runs once all are back. If it fails on the same VM again, pick another snapshot ("klab snapshot list").`,
+      cause: first.reason,
+    },
+  );
+}
+
 export interface ResetResult {
   snapshot: string;
   seconds: number;
@@ -357,7 +394,7 @@ export async function resetOpenLab(lab: Lab, name: string | undefined): Promise<
     async () => {
       // All at once (each loads its own saved state; libvirt runs one job per domain), and
       // every one paused until the last is back.
-      await Promise.all(domains.map((d) => lab.libvirt.revertSnapshot(d.domain, snapshot.name)));
+      await revertEvery(lab, domains, snapshot.name);
       // Resume together, so no VM (no etcd member) runs ahead of the others.
       for (const d of domains) {
         if ((await lab.libvirt.domainState(d.domain)) === 'paused')

@@ -44,6 +44,7 @@ export const ERROR_CODES = {
   KLAB_TIMEOUT: 'lab',
   KLAB_CLOCK_SKEW: 'lab',
   KLAB_SNAPSHOT_FAILED: 'lab',
+  KLAB_RESET_INCOMPLETE: 'lab',
   KLAB_LOCKED: 'lab',
   KLAB_CERTS_INVALID: 'lab',
   KLAB_VERIFY_FAILED: 'lab',

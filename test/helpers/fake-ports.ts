@@ -12,6 +12,8 @@ export class FakeVirt implements Virt {
   /** Snapshots libvirt lists whose disk state is gone (a damaged qcow2). */
   readonly damaged = new Set<string>();
   failCreateOn: string | undefined;
+  /** domain -> how many reverts of it fail before one works (a busy or broken domain). */
+  readonly failRevert = new Map<string, number>();
   revertKeepsShutOff = false;
 
   constructor(domains: readonly string[] = [], state = 'running') {
@@ -55,6 +57,13 @@ export class FakeVirt implements Virt {
   }
   async revertSnapshot(domain: string, name: string) {
     this.calls.push(`revert ${domain} ${name}`);
+    const failures = this.failRevert.get(domain) ?? 0;
+    if (failures > 0) {
+      this.failRevert.set(domain, failures - 1);
+      throw new KlabError('KLAB_LIBVIRT_FAILED', `virsh snapshot-revert ${domain} failed`, {
+        outputTail: 'error: Timed out during operation: cannot acquire state change lock',
+      });
+    }
     this.states.set(domain, this.revertKeepsShutOff ? 'shut off' : 'paused');
   }
   async deleteSnapshot(domain: string, name: string) {

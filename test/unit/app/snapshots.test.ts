@@ -96,6 +96,41 @@ describe('reset is all or nothing', () => {
     expect(libvirt.calls).toEqual(['revert klab-duo_master base', 'revert klab-duo_node1 base']);
   });
 
+  it('tries a failed revert once more, then goes on', async () => {
+    const { lab, libvirt } = await fakeLab();
+    for (const set of libvirt.snaps.values()) set.add('base');
+    libvirt.revertKeepsShutOff = true;
+    libvirt.failRevert.set('klab-duo_node1', 1);
+    await resetOpenLab(lab, 'base');
+    expect(libvirt.calls.filter((call) => call === 'revert klab-duo_node1 base')).toHaveLength(2);
+  });
+
+  it('when a VM will not go back, resumes none: the ones back wait paused, and a rerun finishes it', async () => {
+    const { lab, libvirt } = await fakeLab();
+    for (const set of libvirt.snaps.values()) set.add('base');
+    libvirt.failRevert.set('klab-duo_node1', 2);
+    const error = (await resetOpenLab(lab, 'base').catch((e: unknown) => e)) as KlabError;
+    expect(error.code).toBe('KLAB_RESET_INCOMPLETE');
+    expect(error.exitCode).toBe(4);
+    expect(error.message).toBe(
+      'reset to "base" failed on node1; master went back and wait paused, so no VM runs out of step with the others',
+    );
+    expect(error.outputTail).toBe(
+      'error: Timed out during operation: cannot acquire state change lock',
+    );
+    expect(error.hint).toMatch(/^Run "klab reset base" again/);
+    expect(libvirt.calls.filter((call) => call.startsWith('resume'))).toEqual([]);
+    expect(libvirt.states.get('klab-duo_master')).toBe('paused');
+
+    // Run again: every VM goes back, and all of them are resumed together.
+    libvirt.revertKeepsShutOff = true;
+    await resetOpenLab(lab, 'base');
+    expect(libvirt.calls.slice(-2)).toEqual([
+      'revert klab-duo_master base',
+      'revert klab-duo_node1 base',
+    ]);
+  });
+
   it('without a name, goes back to the newest snapshot', async () => {
     const { lab, libvirt } = await fakeLab();
     for (const [domain, set] of libvirt.snaps) {
