@@ -4,7 +4,7 @@ import path from 'node:path';
 import { provisioningSteps } from '../../provision/index.js';
 import type { Step, StepContext } from '../../provision/lib/step.js';
 import { KlabError } from '../model/errors.js';
-import { systemClock, task } from '../model/events.js';
+import { type Clock, systemClock, task } from '../model/events.js';
 import { interrupt } from '../model/interrupt.js';
 import { libvirtNames } from '../model/lab-paths.js';
 import {
@@ -307,6 +307,9 @@ async function unusableSnapshots(
   return problems;
 }
 
+/** Before a revert is tried again: time for the domain's previous libvirt job to end. */
+export const REVERT_RETRY_PAUSE_MS = 3000;
+
 /**
  * Reverts every domain to one snapshot, all at once; each is left paused (or shut off, if
  * the snapshot held a halted VM). A revert that fails is tried once more (libvirt can refuse
@@ -318,9 +321,13 @@ export async function revertEvery(
   lab: Lab,
   domains: readonly { vm: string; domain: string }[],
   name: string,
+  clock: Clock = systemClock,
 ): Promise<void> {
   const revert = (domain: string) =>
-    lab.libvirt.revertSnapshot(domain, name).catch(() => lab.libvirt.revertSnapshot(domain, name));
+    lab.libvirt.revertSnapshot(domain, name).catch(async () => {
+      await clock.sleep(REVERT_RETRY_PAUSE_MS);
+      return lab.libvirt.revertSnapshot(domain, name);
+    });
   const results = await Promise.allSettled(domains.map((d) => revert(d.domain)));
   const failed = domains.filter((_, index) => results[index]?.status === 'rejected');
   if (failed.length === 0) return;
@@ -331,7 +338,7 @@ export async function revertEvery(
     'KLAB_RESET_INCOMPLETE',
     `reset to "${name}" failed on ${failed.map((d) => d.vm).join(', ')}` +
       (back.length > 0
-        ? `; ${back.map((d) => d.vm).join(', ')} went back and wait paused, so no VM runs out of step with the others`
+        ? `; ${back.map((d) => d.vm).join(', ')} reverted and left paused (not resumed), so no VM runs out of step with the others`
         : '; no VM went back'),
     {
       ...(reason?.outputTail || reason?.message

@@ -6,7 +6,9 @@ import type { Lab } from '../../../src/app/lab.js';
 import { HostPool } from '../../../src/app/session.js';
 import {
   checkpointHook,
+  REVERT_RETRY_PAUSE_MS,
   resetOpenLab,
+  revertEvery,
   saveSnapshot,
   stepsToWaitFor,
 } from '../../../src/app/snapshots.js';
@@ -96,13 +98,23 @@ describe('reset is all or nothing', () => {
     expect(libvirt.calls).toEqual(['revert klab-duo_master base', 'revert klab-duo_node1 base']);
   });
 
-  it('tries a failed revert once more, then goes on', async () => {
+  it('tries a failed revert once more, after a pause, then goes on', async () => {
     const { lab, libvirt } = await fakeLab();
-    for (const set of libvirt.snaps.values()) set.add('base');
-    libvirt.revertKeepsShutOff = true;
     libvirt.failRevert.set('klab-duo_node1', 1);
-    await resetOpenLab(lab, 'base');
+    const pauses: number[] = [];
+    const clock = { now: () => 0, sleep: async (ms: number) => void pauses.push(ms) };
+    await revertEvery(
+      lab,
+      [
+        { vm: 'master', domain: 'klab-duo_master' },
+        { vm: 'node1', domain: 'klab-duo_node1' },
+      ],
+      'base',
+      clock,
+    );
     expect(libvirt.calls.filter((call) => call === 'revert klab-duo_node1 base')).toHaveLength(2);
+    expect(pauses).toEqual([REVERT_RETRY_PAUSE_MS]);
+    expect([...libvirt.states.values()]).toEqual(['paused', 'paused']);
   });
 
   it('when a VM will not go back, resumes none: the ones back wait paused, and a rerun finishes it', async () => {
@@ -113,7 +125,7 @@ describe('reset is all or nothing', () => {
     expect(error.code).toBe('KLAB_RESET_INCOMPLETE');
     expect(error.exitCode).toBe(4);
     expect(error.message).toBe(
-      'reset to "base" failed on node1; master went back and wait paused, so no VM runs out of step with the others',
+      'reset to "base" failed on node1; master reverted and left paused (not resumed), so no VM runs out of step with the others',
     );
     expect(error.outputTail).toBe(
       'error: Timed out during operation: cannot acquire state change lock',
