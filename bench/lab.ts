@@ -119,8 +119,12 @@ async function main(): Promise<void> {
       late = reset.seconds;
       console.log(
         `  reset / fresh provisioning: ${(reset.seconds / provisioning).toFixed(3)} (target < 0.05); ` +
-          `revert ${seconds(reset.doc.events, 'VMS_REVERTED').toFixed(1)} s, health ${seconds(reset.doc.events, 'LAB_HEALTHY').toFixed(1)} s`,
+          `revert ${seconds(reset.doc.events, 'VMS_REVERTED').toFixed(1)} s, clocks ${seconds(reset.doc.events, 'CLOCKS_STEPPED').toFixed(1)} s, health ${seconds(reset.doc.events, 'LAB_HEALTHY').toFixed(1)} s`,
       );
+      const perStep = reset.doc.events
+        .filter((e) => e.code === 'STEP_HEALTHY')
+        .map((e) => `${e.subject ?? '?'} ${((e.ms ?? 0) / 1000).toFixed(1)}`);
+      if (perStep.length > 0) console.log(`    health by step (s): ${perStep.join(', ')}`);
     }
     const verify = await klab('klab verify (after the late reset)', ['verify']);
     console.log(

@@ -239,6 +239,13 @@ export function stepsToWaitFor(spec: LabSpec, liveOnly: boolean): readonly Step[
   return provisioningSteps(spec).filter((step) => !liveOnly || step.live === true);
 }
 
+/** Carries a step's failed verifies out of its reported task (which then ends failed). */
+class UnhealthyStep extends Error {
+  constructor(readonly failures: StepFailure[]) {
+    super(`${failures.length} VM(s) not healthy`);
+  }
+}
+
 /**
  * Waits (each step's verify, bounded by timeouts.health) until every step done on a VM is
  * healthy again. Returns what is not; with stopAtFirst, stops after the first step that has
@@ -250,17 +257,56 @@ export async function unhealthySteps(
   lab: Lab,
   ctx: StepContext,
   options: { stopAtFirst?: boolean; liveOnly?: boolean } = {},
-): Promise<{ vm: string; step: string; error: unknown }[]> {
-  const failures: { vm: string; step: string; error: unknown }[] = [];
-  for (const step of stepsToWaitFor(lab.spec, options.liveOnly === true)) {
+): Promise<StepFailure[]> {
+  return waitStepsHealthy(
+    lab,
+    stepsToWaitFor(lab.spec, options.liveOnly === true),
+    ctx,
+    options.stopAtFirst === true,
+  );
+}
+
+export interface StepFailure {
+  vm: string;
+  step: string;
+  error: unknown;
+}
+
+/**
+ * The loop of unhealthySteps, over given steps: each step's verify on the VMs it is done on,
+ * all at once, as one reported task per step (STEP_HEALTHY, subject the step id, when it ends
+ * well): the user sees what is waited for, and the times say which part a slow reset waited on.
+ */
+export async function waitStepsHealthy(
+  lab: Pick<Lab, 'spec' | 'state' | 'sink'>,
+  steps: readonly Pick<Step, 'id' | 'verify'>[],
+  ctx: StepContext,
+  stopAtFirst: boolean,
+): Promise<StepFailure[]> {
+  const failures: StepFailure[] = [];
+  for (const step of steps) {
     const done = lab.spec.vms.filter((vm) => lab.state.steps[vm.name]?.[step.id]);
-    const results = await Promise.allSettled(done.map((vm) => step.verify(ctx, vm)));
-    results.forEach((result, index) => {
-      if (result.status === 'rejected') {
-        failures.push({ vm: done[index]?.name ?? '?', step: step.id, error: result.reason });
-      }
+    if (done.length === 0) continue;
+    const failed = await task(
+      lab.sink,
+      `${step.id} healthy on ${done.map((vm) => vm.name).join(', ')}`,
+      async () => {
+        const results = await Promise.allSettled(done.map((vm) => step.verify(ctx, vm)));
+        const found = results.flatMap((result, index): StepFailure[] =>
+          result.status === 'rejected'
+            ? [{ vm: done[index]?.name ?? '?', step: step.id, error: result.reason }]
+            : [],
+        );
+        if (found.length > 0) throw new UnhealthyStep(found);
+        return found;
+      },
+      { code: () => 'STEP_HEALTHY', subject: step.id },
+    ).catch((error: unknown) => {
+      if (error instanceof UnhealthyStep) return error.failures;
+      throw error;
     });
-    if (options.stopAtFirst && failures.length > 0) break;
+    failures.push(...failed);
+    if (stopAtFirst && failures.length > 0) break;
   }
   return failures;
 }

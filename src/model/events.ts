@@ -27,6 +27,8 @@ export const EVENT_CODES = {
     'every running guest dropped its page cache and zeroed its free memory before a snapshot',
   CLOCKS_STEPPED: 'every guest clock was set to the host clock',
   LAB_HEALTHY: 'every provisioned part is healthy again (after a reset or a restart)',
+  STEP_HEALTHY:
+    "after a reset or a restart, one step's part was found healthy on every VM it is done on (subject: the step id)",
   LESSON_FAULT_INJECTED: "a break/fix lesson's fault was injected (subject: the fault id)",
   LESSON_REPAIRED: "klab repaired a break/fix lesson's fault (subject: the fault id)",
   LESSON_DEPLOYED:

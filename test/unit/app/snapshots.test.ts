@@ -11,9 +11,10 @@ import {
   revertEvery,
   saveSnapshot,
   stepsToWaitFor,
+  waitStepsHealthy,
 } from '../../../src/app/snapshots.js';
 import type { KlabError } from '../../../src/model/errors.js';
-import { nullSink } from '../../../src/model/events.js';
+import { type KlabEvent, nullSink } from '../../../src/model/events.js';
 import { labPaths } from '../../../src/model/lab-paths.js';
 import { emptyState } from '../../../src/model/state.js';
 import { FakeHost } from '../../helpers/fake-host.js';
@@ -241,5 +242,58 @@ describe('after a revert, klab waits only for the parts whose health can change'
     ]);
     // After a restart (klab up), every step is looked at: a boot re-reads every file.
     expect(stepsToWaitFor(spec, false).length).toBe(15);
+  });
+});
+
+describe('the health wait after a reset reports each step, with its time', () => {
+  function step(id: string, verdict: (vm: string) => Promise<void>) {
+    return { id, verify: (_ctx: unknown, vm: { name: string }) => verdict(vm.name) };
+  }
+
+  it('one STEP_HEALTHY per step done somewhere; a failing step ends the wait with its VMs named', async () => {
+    const { lab } = await fakeLab();
+    const events: KlabEvent[] = [];
+    lab.sink = { emit: (event) => events.push(event) };
+    for (const vm of lab.spec.vms) lab.state.steps[vm.name] = { etcd: 'x', kubelet: 'x' };
+    lab.state.steps.master = { etcd: 'x' };
+    const asked: string[] = [];
+    const steps = [
+      step('etcd', async (vm) => void asked.push(`etcd ${vm}`)),
+      step('flannel', async (vm) => void asked.push(`flannel ${vm}`)),
+      step('kubelet', async (vm) => {
+        asked.push(`kubelet ${vm}`);
+        throw new Error(`${vm} is not Ready`);
+      }),
+      step('kube-proxy', async (vm) => void asked.push(`kube-proxy ${vm}`)),
+    ];
+    const ctx = {} as Parameters<typeof waitStepsHealthy>[2];
+    const failures = await waitStepsHealthy(lab, steps, ctx, true);
+    // flannel is done nowhere: not waited for; kube-proxy comes after the first failure.
+    expect(asked.sort()).toEqual(['etcd master', 'etcd node1', 'kubelet node1']);
+    expect(failures.map((f) => `${f.step} ${f.vm}`)).toEqual(['kubelet node1']);
+    const ends = events.filter(
+      (e): e is Extract<KlabEvent, { kind: 'task-end' }> => e.kind === 'task-end',
+    );
+    expect(ends.map((e) => [e.code, e.subject])).toEqual([
+      ['STEP_HEALTHY', 'etcd'],
+      ['TASK_FAILED', 'kubelet'],
+    ]);
+    expect(ends.every((e) => typeof e.ms === 'number')).toBe(true);
+  });
+
+  it('without stopAtFirst, goes on past a failure and returns every one', async () => {
+    const { lab } = await fakeLab();
+    for (const vm of lab.spec.vms) lab.state.steps[vm.name] = { a: 'x', b: 'x' };
+    const fail = async (vm: string) => {
+      throw new Error(vm);
+    };
+    const ctx = {} as Parameters<typeof waitStepsHealthy>[2];
+    const failures = await waitStepsHealthy(lab, [step('a', fail), step('b', fail)], ctx, false);
+    expect(failures.map((f) => `${f.step} ${f.vm}`)).toEqual([
+      'a master',
+      'a node1',
+      'b master',
+      'b node1',
+    ]);
   });
 });
