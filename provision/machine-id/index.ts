@@ -18,13 +18,20 @@ async function allMachineIds(ctx: StepContext): Promise<Map<string, string>> {
   return new Map(ctx.spec.vms.map((vm, index) => [vm.name, ids[index] ?? '']));
 }
 
-/** Names of VMs whose machine-id is missing, malformed or shared with another VM. */
+/**
+ * Names of VMs whose machine-id is missing, malformed or shared with a VM before them in
+ * the lab's order. The first VM of a sharing group keeps its id: which VMs change never
+ * depends on which VM's SSH call came first, and a node added later never changes the
+ * id of the master it copies.
+ */
 export function vmsNeedingNewId(ids: Map<string, string>): string[] {
-  const counts = new Map<string, number>();
-  for (const id of ids.values()) counts.set(id, (counts.get(id) ?? 0) + 1);
-  return [...ids.entries()]
-    .filter(([, id]) => !VALID.test(id) || (counts.get(id) ?? 0) > 1)
-    .map(([vm]) => vm);
+  const seen = new Set<string>();
+  const needing: string[] = [];
+  for (const [vm, id] of ids) {
+    if (!VALID.test(id) || seen.has(id)) needing.push(vm);
+    else seen.add(id);
+  }
+  return needing;
 }
 
 export const machineIdStep: Step = {
