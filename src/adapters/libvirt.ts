@@ -54,6 +54,24 @@ export function parseNetInfoBridge(text: string): string | undefined {
   return /^Bridge:\s+(\S+)/m.exec(text)?.[1];
 }
 
+/**
+ * `virsh snapshot-list DOMAIN` table -> snapshot name -> creation time (ms since the epoch):
+ *  Name          Creation Time               State
+ * ----------------------------------------------------
+ *  after-etcd    2026-12-05 14:53:45 +0000   running
+ */
+export function parseSnapshotTable(text: string): Map<string, number> {
+  const times = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const match = /^\s*(\S+)\s+(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d) ([+-]\d\d)(\d\d)\s/.exec(line);
+    if (!match) continue;
+    const [, name, day, time, zoneHours, zoneMinutes] = match;
+    const ms = Date.parse(`${day}T${time}${zoneHours}:${zoneMinutes}`);
+    if (name && !Number.isNaN(ms)) times.set(name, ms);
+  }
+  return times;
+}
+
 /** The Virt port over virsh (qemu:///system). */
 export const libvirt: Virt = {
   async reachable(): Promise<{ ok: boolean; detail: string }> {
@@ -102,10 +120,10 @@ export const libvirt: Virt = {
   async revertSnapshot(domain: string, name: string): Promise<void> {
     await virsh(['snapshot-revert', domain, name, '--paused']);
   },
-  async snapshotCreationTime(domain: string, name: string): Promise<number | undefined> {
-    const result = await virsh(['snapshot-dumpxml', domain, name], true);
-    const match = /<creationTime>(\d+)<\/creationTime>/.exec(result.stdout);
-    return match?.[1] ? Number(match[1]) * 1000 : undefined;
+  /** One `virsh snapshot-list` for the whole domain (not one snapshot-dumpxml per snapshot). */
+  async snapshotCreationTimes(domain: string): Promise<Map<string, number>> {
+    const result = await virsh(['snapshot-list', domain], true);
+    return result.exitCode === 0 ? parseSnapshotTable(result.stdout) : new Map();
   },
   /**
    * Bytes of saved machine state per internal snapshot of a domain's disk (qemu-img);

@@ -53,23 +53,28 @@ async function domainsOf(lab: Lab): Promise<{ vm: string; domain: string; state:
 export async function listSnapshots(lab: Lab): Promise<LabSnapshot[]> {
   const names = libvirtNames(lab.spec);
   const perVm = new Map<string, { name: string; createdAt: number; stateBytes: number }[]>();
-  for (const vm of lab.spec.vms) {
-    const domain = names.domain(vm.name);
-    const snaps = await lab.libvirt.snapshots(domain);
-    const sizes =
-      (snaps.length > 0 ? await lab.libvirt.snapshotStateSizes(domain) : undefined) ??
-      new Map<string, number>();
-    perVm.set(
-      vm.name,
-      await Promise.all(
-        snaps.map(async (name) => ({
+  // Three commands a VM, every VM at once: a reset or a checkpoint save starts with this
+  // list, and one command per snapshot (15 of them on a provisioned lab) cost seconds.
+  const listed = await Promise.all(
+    lab.spec.vms.map(async (vm) => {
+      const domain = names.domain(vm.name);
+      const snaps = await lab.libvirt.snapshots(domain);
+      if (snaps.length === 0) return { vm: vm.name, snaps: [] };
+      const [sizes, times] = await Promise.all([
+        lab.libvirt.snapshotStateSizes(domain),
+        lab.libvirt.snapshotCreationTimes(domain),
+      ]);
+      return {
+        vm: vm.name,
+        snaps: snaps.map((name) => ({
           name,
-          createdAt: (await lab.libvirt.snapshotCreationTime(domain, name)) ?? 0,
-          stateBytes: sizes.get(name) ?? 0,
+          createdAt: times.get(name) ?? 0,
+          stateBytes: sizes?.get(name) ?? 0,
         })),
-      ),
-    );
-  }
+      };
+    }),
+  );
+  for (const { vm, snaps } of listed) perVm.set(vm, snaps);
   return labSnapshots(perVm);
 }
 
@@ -335,22 +340,21 @@ async function unusableSnapshots(
   domains: readonly { vm: string; domain: string }[],
   name: string,
 ): Promise<{ vm: string; why: string }[]> {
-  const problems: { vm: string; why: string }[] = [];
-  for (const d of domains) {
-    if (!(await lab.libvirt.snapshots(d.domain)).includes(name)) {
-      problems.push({ vm: d.vm, why: 'no such snapshot' });
-      continue;
-    }
-    // libvirt keeps the metadata; the saved state lives in the qcow2 disk. Both must be there.
-    const onDisk = await lab.libvirt.snapshotStateSizes(d.domain);
-    if (onDisk && !onDisk.has(name)) {
-      problems.push({
-        vm: d.vm,
-        why: 'libvirt knows it, but the disk image holds no such snapshot',
-      });
-    }
-  }
-  return problems;
+  // Every domain at once; the problems keep the lab's VM order.
+  const checked = await Promise.all(
+    domains.map(async (d): Promise<{ vm: string; why: string } | undefined> => {
+      if (!(await lab.libvirt.snapshots(d.domain)).includes(name)) {
+        return { vm: d.vm, why: 'no such snapshot' };
+      }
+      // libvirt keeps the metadata; the saved state lives in the qcow2 disk. Both must be there.
+      const onDisk = await lab.libvirt.snapshotStateSizes(d.domain);
+      if (onDisk && !onDisk.has(name)) {
+        return { vm: d.vm, why: 'libvirt knows it, but the disk image holds no such snapshot' };
+      }
+      return undefined;
+    }),
+  );
+  return checked.filter((problem) => problem !== undefined);
 }
 
 /** Before a revert is tried again: time for the domain's previous libvirt job to end. */

@@ -61,7 +61,8 @@ export interface Virt {
   /** Revert and leave the domain paused (if the snapshot held a running machine). */
   revertSnapshot(domain: string, name: string): Promise<void>;
   deleteSnapshot(domain: string, name: string): Promise<void>;
-  snapshotCreationTime(domain: string, name: string): Promise<number | undefined>;
+  /** Snapshot name -> creation time (ms since the epoch), in one call for the domain. */
+  snapshotCreationTimes(domain: string): Promise<Map<string, number>>;
   /** Bytes of saved machine state per snapshot; undefined when the disk cannot be read. */
   snapshotStateSizes(domain: string): Promise<Map<string, number> | undefined>;
   suspend(domain: string): Promise<void>;

@@ -72,8 +72,12 @@ export class FakeVirt implements Virt {
   }
   /** "domain/name" -> creation time (s); 0 when not set. */
   readonly createdAt = new Map<string, number>();
-  async snapshotCreationTime(domain: string, name: string) {
-    return this.createdAt.get(`${domain}/${name}`) ?? 0;
+  async snapshotCreationTimes(domain: string) {
+    const times = new Map<string, number>();
+    for (const name of this.snaps.get(domain) ?? []) {
+      times.set(name, this.createdAt.get(`${domain}/${name}`) ?? 0);
+    }
+    return times;
   }
   async snapshotStateSizes(domain: string) {
     const sizes = new Map<string, number>();
