@@ -148,6 +148,13 @@ function notConnected(error: unknown): boolean {
   return error instanceof Error && /not connected/i.test(error.message);
 }
 
+/**
+ * Commands that run at once on one VM; the rest wait their turn. sshd's MaxSessions (10 by
+ * default) caps the channels of a connection, the SFTP session takes one: beyond that a
+ * channel is refused ("open failed"), which would read as a broken VM.
+ */
+export const MAX_COMMANDS_PER_VM = 8;
+
 export class SshHost implements RemoteHost {
   private sftpSession: Promise<Sftp> | undefined;
   private client: Ssh2Client;
@@ -201,16 +208,39 @@ export class SshHost implements RemoteHost {
   }
 
   async run(argv: readonly string[], options: RemoteRunOptions = {}): Promise<RemoteResult> {
+    const release = await this.sessionSlot();
     try {
       return await this.exec(await this.live(), argv, options);
     } catch (error) {
       // Closed between our last look and the exec: dial again, once.
       if (!notConnected(error) || !this.redial || this.closed) throw this.wrapped(error, argv);
       this.lost = true;
-      return this.exec(await this.live(), argv, options).catch((again) => {
+      return await this.exec(await this.live(), argv, options).catch((again) => {
         throw this.wrapped(again, argv);
       });
+    } finally {
+      release();
     }
+  }
+
+  private running = 0;
+  private readonly queued: (() => void)[] = [];
+
+  /**
+   * One of MAX_COMMANDS_PER_VM places; the command waits for one when all are taken.
+   * sshd refuses more than MaxSessions (10) channels on one connection, and SFTP holds one.
+   */
+  private async sessionSlot(): Promise<() => void> {
+    if (this.running < MAX_COMMANDS_PER_VM) this.running += 1;
+    else await new Promise<void>((resolve) => this.queued.push(resolve));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.queued.shift();
+      if (next) next();
+      else this.running -= 1;
+    };
   }
 
   private wrapped(error: unknown, argv: readonly string[]): unknown {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDefaultRoutes } from '../../provision/default-route/index.js';
 import { HOST_PREP_STEPS } from '../../provision/index.js';
 import type { StepContext } from '../../provision/lib/step.js';
-import type { SshHost } from '../../src/adapters/ssh.js';
+import { MAX_COMMANDS_PER_VM, type SshHost } from '../../src/adapters/ssh.js';
 import { runSteps } from '../../src/app/pipeline.js';
 import { validateSpec } from '../../src/model/spec-file.js';
 import { emptyState } from '../../src/model/state.js';
@@ -239,5 +239,33 @@ describe('host preparation over SSH in systemd containers', () => {
     }
     // Closed on purpose: no dialling again.
     await expect(host.run(['true'])).rejects.toMatchObject({ code: 'KLAB_SSH_FAILED' });
+  });
+
+  it("more commands at once than sshd's MaxSessions all run: the rest wait their turn", async () => {
+    const node = nodes.node1;
+    if (!node) throw new Error('no node1');
+    const host = await node.connect();
+    try {
+      // SFTP holds a channel too. sshd refuses the 11th channel of one connection.
+      expect(await host.readFile('/etc/hostname')).toMatch(/\S/);
+      const dir = `/tmp/klab-sessions-${Date.now()}`;
+      await host.run(['mkdir', '-p', dir]);
+      // Each command marks itself running for a second; the most marks seen at once is
+      // how many ran together.
+      const script = `touch ${dir}/$1; ls ${dir} | wc -l > ${dir}.$1; sleep 1; rm ${dir}/$1`;
+      const results = await Promise.all(
+        Array.from({ length: 24 }, (_, i) => host.run(['sh', '-c', script, 'sh', `c${i}`])),
+      );
+      expect(results.every((result) => result.exitCode === 0)).toBe(true);
+      const seen = (await host.run(['sh', '-c', `cat ${dir}.c*`])).stdout
+        .split('\n')
+        .filter(Boolean)
+        .map(Number);
+      expect(seen).toHaveLength(24);
+      expect(Math.max(...seen)).toBeGreaterThan(1);
+      expect(Math.max(...seen)).toBeLessThanOrEqual(MAX_COMMANDS_PER_VM);
+    } finally {
+      await host.close();
+    }
   });
 });
