@@ -9,6 +9,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
+          globalSetup: ['test/helpers/unit-tmpdir.ts'],
           // RSA key generation and openssl are slow on a loaded host: generous, not tight.
           testTimeout: 120_000,
           hookTimeout: 180_000,
