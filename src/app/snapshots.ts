@@ -253,23 +253,21 @@ class UnhealthyStep extends Error {
 
 /**
  * Waits (each step's verify, bounded by timeouts.health) until every step done on a VM is
- * healthy again. Returns what is not; with stopAtFirst, only the failures of the first step
- * (in provisioning order) that has any; with liveOnly, looks only at the steps whose health
- * can change while the lab stands still (Step.live): after a revert, the rest is byte for
- * byte as it was saved. With together, every step is waited for at once rather than one
- * after the other.
+ * healthy again. Returns what is not; with stopAtFirst, stops after the first step that has
+ * failures (a later step only waits out its timeout on a broken base); with liveOnly, looks
+ * only at the steps whose health can change while the lab stands still (Step.live): after
+ * a revert, the rest is byte for byte as it was saved.
  */
 export async function unhealthySteps(
   lab: Lab,
   ctx: StepContext,
-  options: { stopAtFirst?: boolean; liveOnly?: boolean; together?: boolean } = {},
+  options: { stopAtFirst?: boolean; liveOnly?: boolean } = {},
 ): Promise<StepFailure[]> {
   return waitStepsHealthy(
     lab,
     stepsToWaitFor(lab.spec, options.liveOnly === true),
     ctx,
     options.stopAtFirst === true,
-    options.together === true,
   );
 }
 
@@ -283,26 +281,18 @@ export interface StepFailure {
  * The loop of unhealthySteps, over given steps: each step's verify on the VMs it is done on,
  * all at once, as one reported task per step (STEP_HEALTHY, subject the step id, when it ends
  * well): the user sees what is waited for, and the times say which part a slow reset waited on.
- *
- * In order (together false), a step is asked only once the one before it is healthy, and
- * stopAtFirst ends the wait at the first step that is not (a later step would only wait out
- * its timeout on a broken base). Together, every step's wait runs at once: a step that
- * depends on an earlier one simply waits, bounded, until it comes back, so the whole wait
- * lasts as long as its slowest step, not the sum; the failures are still reported in step
- * order, so with stopAtFirst the first broken step is the one named. After a revert,
- * everything was running when the checkpoint was taken, and each part only has to catch up.
  */
 export async function waitStepsHealthy(
   lab: Pick<Lab, 'spec' | 'state' | 'sink'>,
   steps: readonly Pick<Step, 'id' | 'verify'>[],
   ctx: StepContext,
   stopAtFirst: boolean,
-  together = false,
 ): Promise<StepFailure[]> {
-  const waitFor = async (step: Pick<Step, 'id' | 'verify'>): Promise<StepFailure[]> => {
+  const failures: StepFailure[] = [];
+  for (const step of steps) {
     const done = lab.spec.vms.filter((vm) => lab.state.steps[vm.name]?.[step.id]);
-    if (done.length === 0) return [];
-    return task(
+    if (done.length === 0) continue;
+    const failed = await task(
       lab.sink,
       `${step.id} healthy on ${done.map((vm) => vm.name).join(', ')}`,
       async () => {
@@ -320,17 +310,7 @@ export async function waitStepsHealthy(
       if (error instanceof UnhealthyStep) return error.failures;
       throw error;
     });
-  };
-  const failures: StepFailure[] = [];
-  if (together) {
-    for (const failed of await Promise.all(steps.map(waitFor))) {
-      failures.push(...failed);
-      if (stopAtFirst && failures.length > 0) break;
-    }
-    return failures;
-  }
-  for (const step of steps) {
-    failures.push(...(await waitFor(step)));
+    failures.push(...failed);
     if (stopAtFirst && failures.length > 0) break;
   }
   return failures;
@@ -496,12 +476,10 @@ export async function resetOpenLab(lab: Lab, name: string | undefined): Promise<
         'Wait until the lab is healthy again',
         async () => {
           // The disks and memory are as saved; what runs may have lost its leases or peers
-          // while the clock jumped: those parts are waited for, all at once (each one bounded;
-          // the first broken one in provisioning order is the one reported).
+          // while the clock jumped: those parts are waited for, in order.
           const [first] = await unhealthySteps(lab, stepContext(lab, pool), {
             stopAtFirst: true,
             liveOnly: true,
-            together: true,
           });
           if (first) throw first.error;
         },
