@@ -70,7 +70,7 @@ export class FakeVirt implements Virt {
     this.calls.push(`delete ${domain} ${name}`);
     this.snaps.get(domain)?.delete(name);
   }
-  /** "domain/name" -> creation time (s); 0 when not set. */
+  /** "domain/name" -> creation time (ms since the epoch, like the real port); 0 when not set. */
   readonly createdAt = new Map<string, number>();
   async snapshotCreationTimes(domain: string) {
     const times = new Map<string, number>();
