@@ -40,6 +40,32 @@ stage="$work/debs"
 rm -rf "$stage"
 mkdir -p "$stage"
 cp "$root"/var/cache/apt/archives/*.deb "$stage/"
+# dpkg on a VM under software emulation spends most of an install undoing xz (a fifth of
+# Docker's binaries step). Debian 12's dpkg also reads zstd, which unpacks about 4x faster:
+# each package's data.tar is recompressed as it is (the same tar, the same files; the
+# control part untouched), in the member order dpkg requires.
+if command -v zstd >/dev/null; then
+  progress "recompressing the packages' data from xz to zstd (faster to unpack on the VMs)"
+  for deb in "$stage"/*.deb; do
+    members=$(ar t "$deb" | tr '\n' ' ')
+    case "$members" in
+      "debian-binary control.tar."*" data.tar.xz ") ;;
+      *) continue ;;
+    esac
+    parts="$work/deb-parts"
+    rm -rf "$parts"
+    mkdir -p "$parts"
+    (cd "$parts" && ar x "$deb")
+    control=$(cd "$parts" && echo control.tar.*)
+    xz -dc "$parts/data.tar.xz" | zstd -q -9 -T0 -o "$parts/data.tar.zst"
+    rm "$parts/data.tar.xz"
+    (cd "$parts" && ar rcD "$deb.zst" debian-binary "$control" data.tar.zst)
+    mv "$deb.zst" "$deb"
+  done
+  rm -rf "$work/deb-parts"
+else
+  progress "zstd is not installed on this host: the packages keep xz (slower to unpack on the VMs)"
+fi
 progress "packing $(find "$stage" -name '*.deb' | wc -l) packages into $out"
 tar -C "$stage" --owner=0 --group=0 -cf "$out.partial" .
 mv "$out.partial" "$out"

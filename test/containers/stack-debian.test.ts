@@ -98,6 +98,22 @@ describe('klab artifacts build --stack debian', () => {
     expect(listing).toMatch(/runc_/);
   });
 
+  it('its packages carry zstd data (quick to unpack on an emulated VM) that dpkg-deb reads', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-debs-'));
+    await run(['tar', '-xf', file('docker'), '-C', dir]);
+    const debs = (await readdir(dir)).filter((name) => name.endsWith('.deb'));
+    expect(debs.length).toBeGreaterThanOrEqual(4);
+    for (const deb of debs) {
+      const members = (await run(['ar', 't', path.join(dir, deb)])).split('\n').filter(Boolean);
+      expect(members, deb).toEqual(['debian-binary', 'control.tar.xz', 'data.tar.zst']);
+      await run(['dpkg-deb', '--info', path.join(dir, deb)]);
+    }
+    const docker = debs.find((name) => name.startsWith('docker.io_')) ?? '';
+    expect(await run(['dpkg-deb', '--contents', path.join(dir, docker)])).toMatch(
+      /\.\/usr\/(s?bin)\/dockerd/,
+    );
+  });
+
   it('the pause image loads into Docker and runs', async () => {
     expect(await run(['docker', 'load', '-i', file('pause-image')])).toContain('klab/pause:klab-1');
     const id = (
