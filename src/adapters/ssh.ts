@@ -57,10 +57,24 @@ export interface SshConnectOptions {
   onLine?: (line: string) => void;
 }
 
+/** ChaCha20 first; then ssh2's usual choices, for an sshd that lacks it. */
+const CIPHERS: ssh2.CipherAlgorithm[] = [
+  'chacha20-poly1305@openssh.com',
+  'aes128-gcm@openssh.com',
+  'aes256-gcm@openssh.com',
+  'aes128-ctr',
+  'aes192-ctr',
+  'aes256-ctr',
+];
+
+/** The cipher each connection agreed on (client to server), for tests and diagnosis. */
+const negotiatedCipher = new WeakMap<Ssh2Client, string>();
+
 function connectOnce(target: SshTarget): Promise<Ssh2Client> {
   return new Promise((resolve, reject) => {
     const client = new Client();
     client
+      .on('handshake', (negotiated) => negotiatedCipher.set(client, negotiated.cs.cipher))
       .on('ready', () => resolve(client))
       .on('error', (error) => reject(error))
       .connect({
@@ -71,6 +85,11 @@ function connectOnce(target: SshTarget): Promise<Ssh2Client> {
         readyTimeout: 30_000,
         keepaliveInterval: 15_000,
         keepaliveCountMax: 8,
+        // ssh2 picks AES-GCM first when the host has AES instructions, but a guest under
+        // software emulation (qemu64) has none: sshd there decrypts AES in plain code,
+        // ChaCha20 about twice as fast (50 MB in 2.9 s against 5.6 s, measured in a lab VM).
+        // With KVM both are fast, so ChaCha20 first costs nothing there.
+        algorithms: { cipher: CIPHERS },
       });
   });
 }
@@ -172,6 +191,11 @@ export class SshHost implements RemoteHost {
   ) {
     this.client = client;
     this.watch(client);
+  }
+
+  /** The cipher the current connection agreed on with the VM's sshd. */
+  get cipher(): string | undefined {
+    return negotiatedCipher.get(this.client);
   }
 
   private watch(client: Ssh2Client): void {

@@ -241,6 +241,18 @@ describe('host preparation over SSH in systemd containers', () => {
     await expect(host.run(['true'])).rejects.toMatchObject({ code: 'KLAB_SSH_FAILED' });
   });
 
+  it('the connection uses ChaCha20, which a guest without AES instructions decrypts fastest', async () => {
+    const node = nodes.node1;
+    if (!node) throw new Error('no node1');
+    const host = await node.connect();
+    try {
+      // ssh2 alone would pick AES-GCM here (this host has AES instructions; a TCG guest has not).
+      expect(host.cipher).toBe('chacha20-poly1305@openssh.com');
+    } finally {
+      await host.close();
+    }
+  });
+
   it("more commands at once than sshd's MaxSessions all run: the rest wait their turn", async () => {
     const node = nodes.node1;
     if (!node) throw new Error('no node1');
