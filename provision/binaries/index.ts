@@ -125,7 +125,12 @@ function unitsFor(ctx: StepContext, vm: VmPlan): Unit[] {
   return units;
 }
 
-/** install -m 0755 of members (paths under dir, or absolute when dir is '') into dest. */
+/**
+ * Moves members (paths under dir, or absolute when dir is '') into dest as root-owned
+ * programs (mode 0755). A rename, not a copy: the stage is on the same filesystem, and
+ * copying Kubernetes' programs again cost seconds of emulated memcpy per VM. A program
+ * that is running keeps its old file until it restarts.
+ */
 async function installPrograms(
   host: RemoteHost,
   dir: string,
@@ -134,7 +139,17 @@ async function installPrograms(
 ): Promise<void> {
   if (members.length === 0) return;
   const sources = members.map((member) => (dir ? `${dir}/${member}` : member));
-  await host.run(['install', '-m', '0755', ...sources, dest], { sudo: true });
+  await host.run(
+    [
+      'sh',
+      '-c',
+      'dest=$1; shift; chown 0:0 "$@" && chmod 0755 "$@" && mv -f "$@" "$dest"/',
+      'sh',
+      dest,
+      ...sources,
+    ],
+    { sudo: true },
+  );
 }
 
 /** Full paths of the regular files in a directory on the VM. */
