@@ -168,6 +168,34 @@ function notConnected(error: unknown): boolean {
 }
 
 /**
+ * sshd refused to open a session channel: nothing ran. OpenSSH answers "open failed" (reason
+ * CONNECT_FAILED) when MaxSessions is reached, and it frees a closed session only after it has
+ * read every packet that came with the close: a new channel that follows closely on several
+ * finished ones is counted with them. A moment later it opens. Only an unknown channel type
+ * (reason 3) will never open.
+ */
+function openRefused(error: unknown): boolean {
+  const reason = (error as { reason?: unknown } | undefined)?.reason;
+  return error instanceof Error && typeof reason === 'number' && reason !== 3;
+}
+
+/** How often, and after what pauses, a refused channel is asked for again (6.3 s in all). */
+export const CHANNEL_RETRY_DELAYS_MS = [100, 200, 400, 800, 1600, 3200];
+
+/** Asks again, after a pause, while sshd refuses the channel; any other outcome is final. */
+async function retryRefusedOpen<T>(open: () => Promise<T>): Promise<T> {
+  for (const delay of CHANNEL_RETRY_DELAYS_MS) {
+    try {
+      return await open();
+    } catch (error) {
+      if (!openRefused(error) && !openRefused((error as { cause?: unknown }).cause)) throw error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+  return open();
+}
+
+/**
  * Commands that run at once on one VM; the rest wait their turn. sshd's MaxSessions (10 by
  * default) caps the channels of a connection, the SFTP session takes one: beyond that a
  * channel is refused ("open failed"), which would read as a broken VM.
@@ -233,13 +261,14 @@ export class SshHost implements RemoteHost {
 
   async run(argv: readonly string[], options: RemoteRunOptions = {}): Promise<RemoteResult> {
     const release = await this.sessionSlot();
+    const attempt = () => retryRefusedOpen(async () => this.exec(await this.live(), argv, options));
     try {
-      return await this.exec(await this.live(), argv, options);
+      return await attempt();
     } catch (error) {
       // Closed between our last look and the exec: dial again, once.
       if (!notConnected(error) || !this.redial || this.closed) throw this.wrapped(error, argv);
       this.lost = true;
-      return await this.exec(await this.live(), argv, options).catch((again) => {
+      return await attempt().catch((again) => {
         throw this.wrapped(again, argv);
       });
     } finally {
@@ -289,6 +318,7 @@ export class SshHost implements RemoteHost {
             new KlabError('KLAB_SSH_FAILED', `SSH exec on ${this.name} failed: ${error.message}`, {
               vm: this.name,
               command: argv,
+              cause: error,
             }),
           );
           return;
@@ -371,13 +401,16 @@ export class SshHost implements RemoteHost {
 
   private async sftp(): Promise<Sftp> {
     const client = await this.live();
-    this.sftpSession ??= new Promise((resolve, reject) => {
-      try {
-        client.sftp((error, sftp) => (error ? reject(error) : resolve(sftp)));
-      } catch (error) {
-        reject(error);
-      }
-    });
+    this.sftpSession ??= retryRefusedOpen(
+      () =>
+        new Promise<Sftp>((resolve, reject) => {
+          try {
+            client.sftp((error, sftp) => (error ? reject(error) : resolve(sftp)));
+          } catch (error) {
+            reject(error);
+          }
+        }),
+    );
     const session = this.sftpSession;
     // A failed session is not kept: the next call opens one again.
     session.catch(() => {
