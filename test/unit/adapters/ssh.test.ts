@@ -54,4 +54,33 @@ describe('SshHost: channels sshd refuses', () => {
     });
     expect(opens()).toBe(1);
   });
+
+  it('asks again when sshd refuses the SFTP session, and the file is written', async () => {
+    let sftpOpens = 0;
+    const written: string[] = [];
+    const { client } = refusingClient(0, 2);
+    Object.assign(client, {
+      sftp: (callback: (error: Error | undefined, sftp?: unknown) => void) => {
+        sftpOpens += 1;
+        if (sftpOpens === 1) {
+          const error = Object.assign(new Error('(SSH) Channel open failure: open failed'), {
+            reason: 2,
+          });
+          setImmediate(() => callback(error));
+          return;
+        }
+        const sftp = {
+          writeFile: (path: string, _content: unknown, _options: unknown, done: () => void) => {
+            written.push(path);
+            done();
+          },
+        };
+        setImmediate(() => callback(undefined, sftp));
+      },
+    });
+    const host = new SshHost('node1', client);
+    await host.writeFile('/tmp/klab-note', 'hello\n');
+    expect(sftpOpens).toBe(2);
+    expect(written).toEqual(['/tmp/klab-note']);
+  });
 });
