@@ -417,16 +417,22 @@ describe('swap-on', () => {
     };
   const FSTAB = 'UUID=abc / ext4 errors=remount-ro 0 1\n';
 
-  it('fails while swap is on, names the fstab line that brings it back, and a kubelet that is down', async () => {
-    const { ctx } = lab(
-      node('/swapfile.klab\n', `${FSTAB}/swapfile.klab none swap sw 0 0\n`, 'activating'),
-      kubectlMaster(NOT_READY_NODE),
-    );
-    expect(await fault('swap-on').problems(ctx)).toEqual([
-      'swap is on on node1: /swapfile.klab',
-      '/etc/fstab on node1 turns swap on at boot: /swapfile.klab none swap sw 0 0',
-      'kubelet is not running on node1',
-    ]);
+  it('fails while swap is on and names the fstab line that brings it back: the same list whether the restarting kubelet is up at that moment or not', async () => {
+    for (const kubelet of ['activating', 'active']) {
+      const { ctx } = lab(
+        node('/swapfile.klab\n', `${FSTAB}/swapfile.klab none swap sw 0 0\n`, kubelet),
+        kubectlMaster(NOT_READY_NODE),
+      );
+      expect(await fault('swap-on').problems(ctx)).toEqual([
+        'swap is on on node1: /swapfile.klab',
+        '/etc/fstab on node1 turns swap on at boot: /swapfile.klab none swap sw 0 0',
+      ]);
+    }
+  });
+
+  it('with swap off for good, a kubelet that is down is named', async () => {
+    const { ctx } = lab(node('', FSTAB, 'activating'), kubectlMaster(NOT_READY_NODE));
+    expect(await fault('swap-on').problems(ctx)).toEqual(['kubelet is not running on node1']);
   });
 
   it('swapoff alone is not the fix: the fstab line would bring it back at boot', async () => {
