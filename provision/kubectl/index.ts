@@ -8,7 +8,7 @@ import path from 'node:path';
 import { GUEST } from '../../src/model/guest-paths.js';
 import type { VmPlan } from '../../src/model/spec.js';
 import { etcdEndpoints } from '../../src/model/topology.js';
-import { probeStep } from '../lib/cluster.js';
+import { etcdctlLines, probeStep } from '../lib/cluster.js';
 import { changedFiles, type ManagedFile, putFiles } from '../lib/guest.js';
 import type { Step, StepContext } from '../lib/step.js';
 
@@ -66,7 +66,7 @@ export async function kubectlOutcome(ctx: StepContext, vm: VmPlan): Promise<stri
   const etcd = await host.run(['bash', '-lc', 'etcdctl endpoint health'], { allowFailure: true });
   if (etcd.exitCode !== 0) {
     problems.push(
-      `etcdctl in a login shell of vagrant fails: ${(etcd.stderr || etcd.stdout).trim().split('\n')[0] ?? ''} (its ETCDCTL_* settings, /etc/profile.d)`,
+      `etcdctl in a login shell of vagrant fails: ${etcdctlLines(etcd.stderr || etcd.stdout)[0] ?? ''} (its ETCDCTL_* settings, /etc/profile.d)`,
     );
   }
   return problems;

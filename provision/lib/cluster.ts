@@ -75,6 +75,27 @@ export function etcdctl(
 }
 
 /**
+ * What etcdctl said, in its own words for a person: etcdctl 3.4 also writes its client
+ * library's retry warnings to stderr as JSON log lines ({"level":"warn",...}), which bury
+ * the line that matters ("https://...:2379 is unhealthy: failed to commit proposal: context
+ * deadline exceeded"). Those are dropped, and so is the closing "Error: unhealthy cluster"
+ * when a line says more; the rest is joined with "; ".
+ */
+export function etcdctlSays(output: string): string {
+  return etcdctlLines(output).join('; ');
+}
+
+/** etcdctlSays's lines, one by one. */
+export function etcdctlLines(output: string): string[] {
+  const lines = output
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line && !/^\{"level":/.test(line));
+  const specific = lines.filter((line) => !/^Error: unhealthy cluster$/.test(line));
+  return specific.length > 0 ? specific : lines;
+}
+
+/**
  * `etcdctl endpoint health` with a commit deadline fit for the lab: etcdctl's default 5 s is
  * short for three members on a loaded TCG host, where one commit takes 1-3 s and sometimes
  * more; a member that needs longer than an election timeout is not healthy anyway.

@@ -4,7 +4,7 @@
  */
 import type { VmPlan } from '../../src/model/spec.js';
 import { firstEtcdMember } from '../../src/model/topology.js';
-import { etcdctl, etcdHealthArgs, kubectl } from './cluster.js';
+import { etcdctl, etcdctlSays, etcdHealthArgs, kubectl } from './cluster.js';
 import { waitFor } from './guest.js';
 import type { StepContext } from './step.js';
 
@@ -55,7 +55,7 @@ export function etcdHealthy(): Probe {
     const health = await etcdctl(ctx, vm, etcdHealthArgs(ctx), { allowFailure: true });
     return health.exitCode === 0
       ? []
-      : [`etcd is not healthy: ${(health.stderr || health.stdout).trim()}`];
+      : [`etcd is not healthy: ${etcdctlSays(health.stderr || health.stdout)}`];
   };
 }
 

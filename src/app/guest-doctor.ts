@@ -14,7 +14,7 @@ import {
 } from '../../provision/default-route/index.js';
 import { ownPodsOnBridge } from '../../provision/flannel/index.js';
 import { KERNEL_MODULES, modulesAndSysctls } from '../../provision/kernel/index.js';
-import { etcdctl, etcdHealthArgs } from '../../provision/lib/cluster.js';
+import { etcdctl, etcdctlSays, etcdHealthArgs } from '../../provision/lib/cluster.js';
 import { unitStates } from '../../provision/lib/probes.js';
 import type { StepContext } from '../../provision/lib/step.js';
 import {
@@ -252,7 +252,7 @@ async function etcd({ ctx, vm, done }: GuestContext): Promise<Found[]> {
       {
         check: 'etcd',
         status: 'fail',
-        detail: `this member is not healthy: ${(health.stderr || health.stdout).trim().split('\n').pop() ?? ''}`,
+        detail: `this member is not healthy: ${etcdctlSays(health.stderr || health.stdout)}`,
         fix: `klab ssh ${vm.name} -- sudo systemctl start etcd; sudo journalctl -u etcd -n 50 (lessons: etcd-member-stopped, etcd-quorum-lost)`,
       },
     ];

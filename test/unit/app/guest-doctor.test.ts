@@ -107,7 +107,15 @@ function guest(name: string, ip: string, g: Guest = {}): Handler {
       };
     if (line.includes('endpoint health'))
       return g.etcdHealthy === false
-        ? { exitCode: 1, stderr: `https://${ip}:2379 is unhealthy: connection refused` }
+        ? {
+            exitCode: 1,
+            // etcdctl 3.4's words: its client's JSON retry warning, the member, a summary.
+            stderr: [
+              '{"level":"warn","ts":"2026-12-07T01:34:08.342Z","caller":"clientv3/retry_interceptor.go:62","msg":"retrying of unary invoker failed","attempt":0,"error":"rpc error: code = DeadlineExceeded desc = context deadline exceeded"}',
+              `https://${ip}:2379 is unhealthy: failed to commit proposal: context deadline exceeded`,
+              'Error: unhealthy cluster',
+            ].join('\n'),
+          }
         : { stdout: `https://${ip}:2379 is healthy: successfully committed proposal` };
     if (line.includes('member list'))
       return {
@@ -182,6 +190,8 @@ describe('klab doctor --guests', () => {
         vm: 'master',
         check: 'etcd',
         status: 'fail',
+        detail:
+          'this member is not healthy: https://10.77.0.10:2379 is unhealthy: failed to commit proposal: context deadline exceeded',
         fix: expect.stringContaining('etcd-member-stopped'),
       }),
       expect.objectContaining({

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { certFiles } from '../../../provision/certs/index.js';
 import { flannelSubnet } from '../../../provision/docker/index.js';
 import { CLUSTER_STEPS, provisioningSteps } from '../../../provision/index.js';
+import { etcdctlSays } from '../../../provision/lib/cluster.js';
 import { putFiles, waitFor } from '../../../provision/lib/guest.js';
 import {
   nodeReady,
@@ -245,6 +246,23 @@ describe('certificate distribution', () => {
 });
 
 describe('parsers of cluster answers', () => {
+  it("etcdctl's words keep the member's line, not its client's JSON warnings or the bare summary", () => {
+    const warn =
+      '{"level":"warn","ts":"2026-12-07T01:34:08.342Z","caller":"clientv3/retry_interceptor.go:62","msg":"retrying of unary invoker failed"}';
+    expect(
+      etcdctlSays(
+        `${warn}\nhttps://192.168.56.10:2379 is unhealthy: failed to commit proposal: context deadline exceeded\nError: unhealthy cluster\n`,
+      ),
+    ).toBe(
+      'https://192.168.56.10:2379 is unhealthy: failed to commit proposal: context deadline exceeded',
+    );
+    // Nothing more specific: the summary stays; plain words pass through.
+    expect(etcdctlSays(`${warn}\nError: unhealthy cluster`)).toBe('Error: unhealthy cluster');
+    expect(etcdctlSays('Error: context deadline exceeded\n')).toBe(
+      'Error: context deadline exceeded',
+    );
+  });
+
   it('componentstatuses: lists the unhealthy ones', () => {
     const json = JSON.stringify({
       items: [
