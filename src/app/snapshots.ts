@@ -114,28 +114,31 @@ export async function saveSnapshot(
       const taken: string[] = [];
       let failure: { vm: string; error: unknown } | undefined;
       try {
-        for (const d of running) await lab.libvirt.suspend(d.domain);
-        for (const d of domains) {
-          try {
-            await lab.libvirt.createSnapshot(
+        // Every VM paused together, then every VM saved at once: each domain's QEMU writes
+        // its own disk, so the saves share the host's cores instead of queueing.
+        await Promise.all(running.map((d) => lab.libvirt.suspend(d.domain)));
+        const saved = await Promise.allSettled(
+          domains.map((d) =>
+            lab.libvirt.createSnapshot(
               d.domain,
               name,
               `klab lab ${lab.spec.name}${options.automatic ? ' (checkpoint)' : ''}`,
-            );
-          } catch (error) {
-            failure = { vm: d.vm, error };
-            break;
-          }
-          taken.push(d.domain);
-        }
+            ),
+          ),
+        );
+        saved.forEach((result, index) => {
+          const d = domains[index] as (typeof domains)[number];
+          if (result.status === 'fulfilled') taken.push(d.domain);
+          else failure ??= { vm: d.vm, error: result.reason };
+        });
         if (failure) {
           // All or nothing: a snapshot of only some VMs (some etcd members) is worse than none.
-          for (const domain of taken) {
-            await lab.libvirt.deleteSnapshot(domain, name).catch(() => undefined);
-          }
+          await Promise.all(
+            taken.map((domain) => lab.libvirt.deleteSnapshot(domain, name).catch(() => undefined)),
+          );
         }
       } finally {
-        for (const d of running) await lab.libvirt.resume(d.domain).catch(() => undefined);
+        await Promise.all(running.map((d) => lab.libvirt.resume(d.domain).catch(() => undefined)));
       }
       if (failure) {
         const cause = failure.error;

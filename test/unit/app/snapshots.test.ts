@@ -52,6 +52,29 @@ describe('snapshot save is all or nothing', () => {
     ]);
   });
 
+  it('saves every VM at once, after every VM is paused', async () => {
+    const { lab, libvirt } = await fakeLab();
+    const save = libvirt.createSnapshot.bind(libvirt);
+    let inFlight = 0;
+    let most = 0;
+    const pausedAtSave: string[][] = [];
+    libvirt.createSnapshot = async (domain: string, name: string) => {
+      inFlight += 1;
+      most = Math.max(most, inFlight);
+      pausedAtSave.push([...libvirt.states.values()]);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      inFlight -= 1;
+      return save(domain, name);
+    };
+    await saveSnapshot(lab, 'before-etcd');
+    expect(most).toBe(2);
+    expect(pausedAtSave).toEqual([
+      ['paused', 'paused'],
+      ['paused', 'paused'],
+    ]);
+    expect([...libvirt.states.values()]).toEqual(['running', 'running']);
+  });
+
   it('when one VM fails (disk full), the VMs already saved are rolled back and every VM runs again', async () => {
     const { lab, libvirt } = await fakeLab();
     libvirt.failCreateOn = 'klab-duo_node1';
