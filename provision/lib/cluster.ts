@@ -142,6 +142,13 @@ export function probeStep(definition: {
     ctx: StepContext,
     vm: VmPlan,
   ): boolean | string | Promise<boolean | string>;
+  /**
+   * Problems no wait mends (a file klab manages that differs from what it writes: only
+   * apply rewrites it). verify fails at once on them, with `lastingHint`, instead of
+   * waiting out timeouts.health: broken, not slow.
+   */
+  lasting?(problem: string): boolean;
+  lastingHint?(vm: VmPlan): string;
 }): Step {
   return {
     id: definition.id,
@@ -172,8 +179,28 @@ export function probeStep(definition: {
         );
       }
       let last: string[] = [];
-      const probe = async (): Promise<true | string> => {
+      // The first look is kept for the wait's first probe (one look, not two).
+      let firstLook: string[] | undefined;
+      if (definition.lasting) {
         last = await definition.problems(ctx, vm);
+        if (last.length === 0) return;
+        firstLook = last;
+        const lasting = last.filter((problem) => definition.lasting?.(problem));
+        if (lasting.length > 0) {
+          throw new KlabError(
+            'KLAB_STEP_FAILED',
+            `${definition.id} on ${vm.name}: ${lasting.join('; ')}`,
+            {
+              vm: vm.name,
+              hint: definition.lastingHint?.(vm) ?? definition.hint(vm),
+              details: last,
+            },
+          );
+        }
+      }
+      const probe = async (): Promise<true | string> => {
+        last = firstLook ?? (await definition.problems(ctx, vm));
+        firstLook = undefined;
         return last.length === 0 ? true : last.join('; ');
       };
       const wait = (what: string, timeoutMs: number) =>

@@ -63,12 +63,26 @@ export function serviceOutcome(definition: ServiceStepDefinition): Probe {
   };
 }
 
+/** A managed file on the VM that is not what klab writes (as serviceProblems says it). */
+export function fileDiffers(path: string): string {
+  return `${path} differs`;
+}
+
+export function isFileDiffers(problem: string): boolean {
+  return /^\/\S+ differs$/.test(problem);
+}
+
+/** What to do about a managed file that differs: waiting does not change it. */
+export function fileDiffersHint(step: string): string {
+  return `klab writes this file differently: the lab, or the checkpoint it was reset to, was made by another klab version, or the file was edited by hand. "klab create" applies the ${step} step again (it writes the file and restarts the service); to keep a hand edit, compare first (klab ssh VM -- cat FILE).`;
+}
+
 export function serviceProblems(definition: ServiceStepDefinition): Probe {
   const outcome = serviceOutcome(definition);
   return async (ctx, vm) => {
     const files = await definition.files(ctx, vm);
-    const problems = (await changedFiles(ctx.host(vm.name), files)).map(
-      (file) => `${file.path} differs`,
+    const problems = (await changedFiles(ctx.host(vm.name), files)).map((file) =>
+      fileDiffers(file.path),
     );
     return [...problems, ...(await outcome(ctx, vm))];
   };
@@ -92,6 +106,8 @@ export function serviceStep(definition: ServiceStepDefinition): Step {
     hint: definition.hint ?? ((vm) => journalHint(vm, definition.units)),
     diagnose: (ctx, vm) => journalTail(ctx.host(vm.name), mainUnit),
     ...(definition.alive ? { alive: definition.alive } : {}),
+    lasting: isFileDiffers,
+    lastingHint: () => fileDiffersHint(definition.id),
   });
   return {
     ...step,
