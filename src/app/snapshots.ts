@@ -116,7 +116,10 @@ export async function saveSnapshot(
       try {
         // Every VM paused together, then every VM saved at once: each domain's QEMU writes
         // its own disk, so the saves share the host's cores instead of queueing.
-        await Promise.all(running.map((d) => lab.libvirt.suspend(d.domain)));
+        // (allSettled: every pause has ended, one way or the other, before the resume below.)
+        const paused = await Promise.allSettled(running.map((d) => lab.libvirt.suspend(d.domain)));
+        const notPaused = paused.find((result) => result.status === 'rejected');
+        if (notPaused) throw notPaused.reason;
         const saved = await Promise.allSettled(
           domains.map((d) =>
             lab.libvirt.createSnapshot(
