@@ -10,6 +10,7 @@ import type { VmPlan } from '../../src/model/spec.js';
 import { etcdEndpoints } from '../../src/model/topology.js';
 import { etcdctlLines, probeStep } from '../lib/cluster.js';
 import { changedFiles, type ManagedFile, putFiles } from '../lib/guest.js';
+import { fileDiffers } from '../lib/service-step.js';
 import type { Step, StepContext } from '../lib/step.js';
 
 async function files(ctx: StepContext): Promise<ManagedFile[]> {
@@ -78,7 +79,7 @@ const step = probeStep({
   on: 'masters',
   async problems(ctx, vm) {
     const host = ctx.host(vm.name);
-    const problems = (await changedFiles(host, await files(ctx))).map((f) => `${f.path} differs`);
+    const problems = (await changedFiles(host, await files(ctx))).map((f) => fileDiffers(f.path));
     if (problems.length > 0) return problems;
     // As the vagrant user, the way a learner types it.
     const version = await host.run(

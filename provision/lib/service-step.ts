@@ -73,8 +73,8 @@ export function isFileDiffers(problem: string): boolean {
 }
 
 /** What to do about a managed file that differs: waiting does not change it. */
-export function fileDiffersHint(step: string): string {
-  return `klab writes this file differently: the lab, or the checkpoint it was reset to, was made by another klab version, or the file was edited by hand. "klab create" applies the ${step} step again (it writes the file and restarts the service); to keep a hand edit, compare first (klab ssh VM -- cat FILE).`;
+export function fileDiffersHint(step: string, vm: string): string {
+  return `klab writes this file differently: the lab, or the checkpoint it was reset to, was made by another klab version, or the file was edited by hand. "klab create" applies the ${step} step again (it writes the file and restarts the service); to keep a hand edit, look at it first (klab ssh ${vm} -- cat <the file>).`;
 }
 
 export function serviceProblems(definition: ServiceStepDefinition): Probe {
@@ -107,7 +107,7 @@ export function serviceStep(definition: ServiceStepDefinition): Step {
     diagnose: (ctx, vm) => journalTail(ctx.host(vm.name), mainUnit),
     ...(definition.alive ? { alive: definition.alive } : {}),
     lasting: isFileDiffers,
-    lastingHint: () => fileDiffersHint(definition.id),
+    lastingHint: (vm) => fileDiffersHint(definition.id, vm.name),
   });
   return {
     ...step,

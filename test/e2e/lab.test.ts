@@ -1116,7 +1116,9 @@ describe('a 2-VM lab on real VMs', () => {
       const started = Date.now();
       const start = okJson(await klabJson(['lesson', 'start', lesson, '--here'], DIR));
       expect(start).toMatchObject({ code: 'LESSON_STARTED', id: lesson, here: true });
-      lessonTimes.push(`${lesson} (--here) ready ${Math.round((Date.now() - started) / 1000)} s`);
+      console.log(
+        `lesson start -> ready: ${lesson} (--here) ${Math.round((Date.now() - started) / 1000)} s`,
+      );
       const broken = await lessonCheck(lesson);
       expect(broken.passed).toBe(false);
       expect(broken.problems.join('\n')).toMatch(

@@ -58,7 +58,7 @@ function slowStep(
     waits: true,
     hint: () => 'look at the journal',
     ...(alive ? { alive } : {}),
-    ...(lasting ? { lasting, lastingHint: () => fileDiffersHint('control-plane') } : {}),
+    ...(lasting ? { lasting, lastingHint: (vm) => fileDiffersHint('control-plane', vm.name) } : {}),
   });
   const vm = spec.vms[0];
   if (!vm) throw new Error('no VM');
@@ -167,6 +167,7 @@ describe('slow, not broken', () => {
       'control-plane on master: /etc/systemd/system/kube-apiserver.service differs',
     );
     expect(error.hint).toMatch(/"klab create" applies the control-plane step again/);
+    expect(error.hint).toContain('klab ssh master -- cat');
     expect(run.elapsed()).toBe(0);
     expect(run.calls()).toBe(1);
   });
