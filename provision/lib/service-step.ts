@@ -5,7 +5,8 @@
  *              that reports something;
  *   apply    = `before` (data dirs, a key in etcd) + write what differs + start or restart
  *              + `after`;
- *   verify   = wait (timeouts.health) until there are no problems, then say which are left.
+ *   verify   = wait (timeouts.health) until there are no problems, then say which are left;
+ *   settle   = the same wait on the result alone (units and probes, files not compared).
  */
 
 import type { LabSpec, VmPlan } from '../../src/model/spec.js';
@@ -90,12 +91,12 @@ export function serviceProblems(definition: ServiceStepDefinition): Probe {
 
 export function serviceStep(definition: ServiceStepDefinition): Step {
   const [mainUnit = definition.id] = definition.units;
-  const step = probeStep({
+  const outcome = serviceOutcome(definition);
+  const common = {
     id: definition.id,
     title: definition.title,
     ...(definition.on ? { on: definition.on } : {}),
-    problems: serviceProblems(definition),
-    async apply(ctx, vm) {
+    async apply(ctx: StepContext, vm: VmPlan) {
       await definition.before?.(ctx, vm);
       const written = await putFiles(ctx.host(vm.name), await definition.files(ctx, vm));
       const restart = definition.restart === 'always' || written.length > 0;
@@ -103,15 +104,22 @@ export function serviceStep(definition: ServiceStepDefinition): Step {
       await definition.after?.(ctx, vm);
     },
     waits: true,
-    hint: definition.hint ?? ((vm) => journalHint(vm, definition.units)),
-    diagnose: (ctx, vm) => journalTail(ctx.host(vm.name), mainUnit),
+    hint: definition.hint ?? ((vm: VmPlan) => journalHint(vm, definition.units)),
+    diagnose: (ctx: StepContext, vm: VmPlan) => journalTail(ctx.host(vm.name), mainUnit),
     ...(definition.alive ? { alive: definition.alive } : {}),
+  };
+  const step = probeStep({
+    ...common,
+    problems: serviceProblems(definition),
     lasting: isFileDiffers,
     lastingHint: (vm) => fileDiffersHint(definition.id, vm.name),
   });
+  // The same bounded, slow-or-broken wait, on the result alone.
+  const settled = probeStep({ ...common, problems: outcome });
   return {
     ...step,
-    outcome: serviceOutcome(definition),
+    outcome,
+    settle: settled.verify,
     live: true,
     ...(definition.oneAtATime ? { oneAtATime: definition.oneAtATime } : {}),
   };

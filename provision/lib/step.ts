@@ -79,6 +79,12 @@ export interface Step {
   /** Throws a KlabError (KLAB_STEP_FAILED) when the result is not what it should be. */
   verify(ctx: StepContext, vm: VmPlan): Promise<void>;
   /**
+   * Waits like verify, but for the RESULT alone (`outcome`: files are not compared): what the
+   * wait after a reset uses, where every file is as it was saved, klab's or the learner's
+   * own from a step done by hand in a lesson. Without it, verify.
+   */
+  settle?(ctx: StepContext, vm: VmPlan): Promise<void>;
+  /**
    * Whether the step's health can change while the lab stands still: it runs something that
    * holds leases or heartbeats, talks to the other VMs or keeps a DHCP address (etcd, the
    * apiserver, kubelets, the default route). A reset brings every disk and every guest's

@@ -267,13 +267,14 @@ class UnhealthyStep extends Error {
 export async function unhealthySteps(
   lab: Lab,
   ctx: StepContext,
-  options: { stopAtFirst?: boolean; liveOnly?: boolean } = {},
+  options: { stopAtFirst?: boolean; liveOnly?: boolean; resultOnly?: boolean } = {},
 ): Promise<StepFailure[]> {
   return waitStepsHealthy(
     lab,
     stepsToWaitFor(lab.spec, options.liveOnly === true),
     ctx,
     options.stopAtFirst === true,
+    options.resultOnly === true,
   );
 }
 
@@ -287,12 +288,14 @@ export interface StepFailure {
  * The loop of unhealthySteps, over given steps: each step's verify on the VMs it is done on,
  * all at once, as one reported task per step (STEP_HEALTHY, subject the step id, when it ends
  * well): the user sees what is waited for, and the times say which part a slow reset waited on.
+ * With resultOnly, each step's settle (its result alone, files not compared) where it has one.
  */
 export async function waitStepsHealthy(
   lab: Pick<Lab, 'spec' | 'state' | 'sink'>,
-  steps: readonly Pick<Step, 'id' | 'verify'>[],
+  steps: readonly Pick<Step, 'id' | 'verify' | 'settle'>[],
   ctx: StepContext,
   stopAtFirst: boolean,
+  resultOnly = false,
 ): Promise<StepFailure[]> {
   const failures: StepFailure[] = [];
   for (const step of steps) {
@@ -302,7 +305,8 @@ export async function waitStepsHealthy(
       lab.sink,
       `${step.id} healthy on ${done.map((vm) => vm.name).join(', ')}`,
       async () => {
-        const results = await Promise.allSettled(done.map((vm) => step.verify(ctx, vm)));
+        const wait = (resultOnly && step.settle) || step.verify;
+        const results = await Promise.allSettled(done.map((vm) => wait(ctx, vm)));
         const found = results.flatMap((result, index): StepFailure[] =>
           result.status === 'rejected'
             ? [{ vm: done[index]?.name ?? '?', step: step.id, error: result.reason }]
@@ -482,10 +486,12 @@ export async function resetOpenLab(lab: Lab, name: string | undefined): Promise<
         'Wait until the lab is healthy again',
         async () => {
           // The disks and memory are as saved; what runs may have lost its leases or peers
-          // while the clock jumped: those parts are waited for, in order.
+          // while the clock jumped: those parts are waited for, in order, on their result
+          // (the files are as saved: klab's, or the learner's own from a lesson done by hand).
           const [first] = await unhealthySteps(lab, stepContext(lab, pool), {
             stopAtFirst: true,
             liveOnly: true,
+            resultOnly: true,
           });
           if (first) throw first.error;
         },

@@ -304,6 +304,32 @@ describe('the health wait after a reset reports each step, with its time', () =>
     expect(ends.every((e) => typeof e.ms === 'number')).toBe(true);
   });
 
+  it("with resultOnly, a step's settle is waited for instead of its verify (where it has one)", async () => {
+    const { lab } = await fakeLab();
+    for (const vm of lab.spec.vms) lab.state.steps[vm.name] = { etcd: 'x', route: 'x' };
+    const asked: string[] = [];
+    const steps = [
+      {
+        id: 'etcd',
+        verify: async () => {
+          throw new Error('/etc/systemd/system/etcd.service differs');
+        },
+        settle: async (_ctx: unknown, vm: { name: string }) => void asked.push(`settle ${vm.name}`),
+      },
+      step('route', async (vm) => void asked.push(`verify ${vm}`)),
+    ];
+    const ctx = {} as Parameters<typeof waitStepsHealthy>[2];
+    expect(await waitStepsHealthy(lab, steps, ctx, true, true)).toEqual([]);
+    expect(asked.sort()).toEqual([
+      'settle master',
+      'settle node1',
+      'verify master',
+      'verify node1',
+    ]);
+    const failures = await waitStepsHealthy(lab, steps, ctx, true);
+    expect(failures.map((f) => `${f.step} ${f.vm}`)).toEqual(['etcd master', 'etcd node1']);
+  });
+
   it('without stopAtFirst, goes on past a failure and returns every one', async () => {
     const { lab } = await fakeLab();
     for (const vm of lab.spec.vms) lab.state.steps[vm.name] = { a: 'x', b: 'x' };

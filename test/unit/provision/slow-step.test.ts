@@ -16,6 +16,7 @@ import {
   fileDiffers,
   fileDiffersHint,
   isFileDiffers,
+  serviceStep,
 } from '../../../provision/lib/service-step.js';
 import { KlabError } from '../../../src/model/errors.js';
 import type { KlabEvent } from '../../../src/model/events.js';
@@ -170,6 +171,49 @@ describe('slow, not broken', () => {
     expect(error.hint).toContain('klab ssh master -- cat');
     expect(run.elapsed()).toBe(0);
     expect(run.calls()).toBe(1);
+  });
+
+  it("a service step's settle waits for the result alone: a unit file of the learner's own passes, a stopped unit does not", async () => {
+    const step = serviceStep({
+      id: 'etcd',
+      title: 'etcd',
+      units: ['etcd'],
+      files: () => [
+        { path: '/etc/systemd/system/etcd.service', content: "klab's unit\n", mode: 0o644 },
+      ],
+    });
+    let active = true;
+    // sha256sum knows no file klab wrote: the unit on the VM is someone else's.
+    const host = new FakeHost('master', (argv) =>
+      argv[0] === 'systemctl' && argv[1] === 'is-active'
+        ? { exitCode: active ? 0 : 3, stdout: active ? 'active\n' : 'inactive\n' }
+        : undefined,
+    );
+    let now = 0;
+    const spec = { ...twoVmSpec(), timeouts: { ...twoVmSpec().timeouts, health: 30 } };
+    const ctx = testStepContext(
+      spec,
+      { master: host },
+      {
+        clock: {
+          now: () => now,
+          sleep: async (ms) => {
+            now += ms;
+          },
+        },
+      },
+    );
+    const vm = spec.vms[0];
+    if (!vm || !step.settle) throw new Error('no VM or no settle');
+    const error = (await step.verify(ctx, vm).catch((e: unknown) => e)) as KlabError;
+    expect(error.message).toBe('etcd on master: /etc/systemd/system/etcd.service differs');
+    await step.settle(ctx, vm);
+    expect(now).toBe(0);
+    active = false;
+    const stopped = (await step.settle(ctx, vm).catch((e: unknown) => e)) as KlabError;
+    expect(stopped.code).toBe('KLAB_TIMEOUT');
+    expect(stopped.message).toContain('etcd is not running');
+    expect(now).toBeGreaterThanOrEqual(30_000);
   });
 
   it('a step that can fail at once still waits for other problems, without an extra look', async () => {
