@@ -6,11 +6,15 @@
  */
 import path from 'node:path';
 import { provisioningSteps } from '../../provision/index.js';
-import { waitFor } from '../../provision/lib/guest.js';
 import type { Step, StepContext } from '../../provision/lib/step.js';
 import { type Deployment, findDeployment } from '../checks/index.js';
 import { findLesson, loadLessons } from '../lessons/catalog.js';
-import { type LessonCheckResult, runLessonCheck, stepOf } from '../lessons/check.js';
+import {
+  type LessonCheckResult,
+  runLessonCheck,
+  stepOf,
+  untilLessonPasses,
+} from '../lessons/check.js';
 import { findFault } from '../lessons/faults.js';
 import { KlabError } from '../model/errors.js';
 import { task } from '../model/events.js';
@@ -403,24 +407,7 @@ export async function solveLesson(request: LabRequest, id?: string): Promise<Les
   const result = await withHosts(lab, async (pool) => {
     const ctx = stepContext(lab, pool);
     await runSolution(lab, pool, ctx, lesson);
-    let last: LessonCheckResult = { passed: false, problems: [] };
-    await task(lab.sink, `Check "${lesson.title.en}"`, () =>
-      waitFor(
-        ctx,
-        {
-          what: `the check of lesson "${lesson.id}"`,
-          vm: lesson.steps[0]?.vm ?? 'master',
-          timeoutMs: lab.spec.timeouts.check * 1000,
-          intervalMs: 3000,
-          hint: 'klab could not finish this lesson: look at "klab verify" and the log.',
-        },
-        async () => {
-          last = await runLessonCheck(ctx, lesson);
-          return last.passed ? true : last.problems.join('; ');
-        },
-      ),
-    );
-    return last;
+    return task(lab.sink, `Check "${lesson.title.en}"`, () => untilLessonPasses(ctx, lesson));
   });
   await recordCheck(session, lesson, result, true);
   return { ...result, lesson };

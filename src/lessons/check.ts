@@ -4,6 +4,7 @@
  * Never the commands typed, never whether a file matches what klab would have written.
  */
 import { provisioningSteps } from '../../provision/index.js';
+import { waitFor } from '../../provision/lib/guest.js';
 import type { Step, StepContext } from '../../provision/lib/step.js';
 import { CHECKS, runChecks } from '../checks/index.js';
 import { KlabError } from '../model/errors.js';
@@ -83,4 +84,31 @@ export async function runLessonCheck(ctx: StepContext, lesson: Lesson): Promise<
     problems = await stepResultProblems(ctx, stepOf(ctx, ref.id));
   }
   return { passed: problems.length === 0, problems };
+}
+
+/**
+ * Waits, bounded by the lab's timeouts.check, until the lesson's check passes (what `klab
+ * lesson solve` does after the solution): the last result, or a timeout naming what is
+ * still not right.
+ */
+export async function untilLessonPasses(
+  ctx: StepContext,
+  lesson: Lesson,
+): Promise<LessonCheckResult> {
+  let last: LessonCheckResult = { passed: false, problems: [] };
+  await waitFor(
+    ctx,
+    {
+      what: `the check of lesson "${lesson.id}"`,
+      vm: lesson.steps[0]?.vm ?? 'master',
+      timeoutMs: ctx.spec.timeouts.check * 1000,
+      intervalMs: 3000,
+      hint: 'klab could not finish this lesson: look at "klab verify" and the log.',
+    },
+    async () => {
+      last = await runLessonCheck(ctx, lesson);
+      return last.passed ? true : last.problems.join('; ');
+    },
+  );
+  return last;
 }

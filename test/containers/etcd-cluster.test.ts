@@ -2,7 +2,10 @@
  * The binaries, certs and etcd steps over real SSH in three systemd containers built
  * from the box's root filesystem: the default lab's 3-member etcd cluster forms with
  * mutual TLS, refuses clients without a certificate, and comes back after its process
- * is killed (Restart=always). The e2e lab has one member only; this is where quorum is shown.
+ * is killed (Restart=always). The e2e lab has one member only; this is where quorum is shown,
+ * and where the two etcd break/fix lessons are walked: with the control plane on the master,
+ * each fault injected, its check failing with its reason, repaired (by hand, as the hints
+ * say, or by the lesson's solution), and its check passing again.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -11,11 +14,16 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { binariesStep } from '../../provision/binaries/index.js';
 import { certsStep } from '../../provision/certs/index.js';
+import { controlPlaneStep } from '../../provision/control-plane/index.js';
 import { etcdStep } from '../../provision/etcd/index.js';
-import { etcdctl } from '../../provision/lib/cluster.js';
+import { kubectlStep } from '../../provision/kubectl/index.js';
+import { etcdctl, kubectlOnMaster } from '../../provision/lib/cluster.js';
 import type { StepContext } from '../../provision/lib/step.js';
 import type { SshHost } from '../../src/adapters/ssh.js';
 import { runSteps } from '../../src/app/pipeline.js';
+import { findLesson, lessonProblems, loadLessons } from '../../src/lessons/catalog.js';
+import { runLessonCheck, untilLessonPasses } from '../../src/lessons/check.js';
+import { findFault } from '../../src/lessons/faults.js';
 import { validateSpec } from '../../src/model/spec-file.js';
 import { emptyState } from '../../src/model/state.js';
 import { generatePki } from '../../src/pki/generate.js';
@@ -202,5 +210,69 @@ describe('an etcd cluster of three over SSH in systemd containers', () => {
   it('a second run finds everything done', async () => {
     const outcomes = await runSteps([binariesStep, certsStep, etcdStep], context(), emptyState());
     expect(outcomes.every((o) => o.result === 'already-done')).toBe(true);
+  });
+
+  it('runs the control plane on the master, over the three members', async () => {
+    const outcomes = await runSteps([controlPlaneStep, kubectlStep], context(), emptyState());
+    expect(outcomes.map((o) => `${o.step}@${o.vm}:${o.result}`)).toEqual([
+      'control-plane@master:applied',
+      'kubectl@master:applied',
+    ]);
+  });
+
+  /** Inject the lesson's fault, as `klab lesson start --here` does; its check must then fail. */
+  async function injected(id: string) {
+    const lesson = findLesson(await loadLessons(spec), id);
+    expect(lessonProblems(lesson, spec)).toEqual([]);
+    const fault = findFault(id);
+    if (!fault) throw new Error(`no fault ${id}`);
+    expect(fault.unsupported?.(spec)).toBeUndefined();
+    expect(await runLessonCheck(context(), lesson)).toEqual({ passed: true, problems: [] });
+    await fault.inject(context());
+    return { lesson, fault, check: await runLessonCheck(context(), lesson) };
+  }
+
+  it('etcd-member-stopped: node2 stopped, quorum kept; started by hand as the hints say', async () => {
+    const { lesson, check } = await injected('etcd-member-stopped');
+    expect(check).toEqual({ passed: false, problems: ['etcd is not running on node2'] });
+    // The cluster still has its quorum: the apiserver reads and writes.
+    const write = await kubectlOnMaster(
+      context(),
+      ['create', 'configmap', 'written-with-two-members', '--from-literal=members=2'],
+      { allowFailure: true },
+    );
+    expect(write.exitCode, write.stderr).toBe(0);
+    // The last hint, typed by the learner on the stopped member.
+    await hosts.node2?.run(['systemctl', 'start', 'etcd'], { sudo: true });
+    const after = await untilLessonPasses(context(), lesson);
+    expect(after).toEqual({ passed: true, problems: [] });
+    // node2 caught up: it holds the write made while it was down.
+    const got = await etcdctl(context(), member('node2'), [
+      'get',
+      '/registry/configmaps/default/written-with-two-members',
+      '--keys-only',
+    ]);
+    expect(got.stdout.trim()).toBe('/registry/configmaps/default/written-with-two-members');
+  });
+
+  it('etcd-quorum-lost: node1 and node2 stopped, no writes; the solution restores it', async () => {
+    const { lesson, fault, check } = await injected('etcd-quorum-lost');
+    expect(check.passed).toBe(false);
+    expect(check.problems).toEqual(
+      expect.arrayContaining(['etcd is not running on node1', 'etcd is not running on node2']),
+    );
+    // The master's member runs but, alone, is no cluster: the check says so too.
+    expect(check.problems.find((problem) => problem.startsWith('master: '))).toMatch(
+      /^master: etcd is not healthy/,
+    );
+    const write = await kubectlOnMaster(
+      context(),
+      ['--request-timeout=10s', 'create', 'configmap', 'written-without-quorum'],
+      { allowFailure: true },
+    );
+    expect(write.exitCode).not.toBe(0);
+    // As `klab lesson solve` does: the repair, then the check, waited for.
+    await fault.repair(context());
+    expect(await untilLessonPasses(context(), lesson)).toEqual({ passed: true, problems: [] });
   });
 });
