@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { extendedDecision } from '../../helpers/budget.js';
+import { extendedDecision, MIN_PACE, runPace } from '../../helpers/budget.js';
 
 const NOW = 1_800_000_000_000; // ms
 
@@ -35,5 +35,37 @@ describe('extendedDecision (which extended e2e tests a run has time for)', () =>
       run: false,
       reason: "0 s left of the run's budget, needs up to 60 s",
     });
+  });
+
+  it("scales the slow-day estimates by the run's pace, and says so", () => {
+    const by = String(NOW / 1000 + 530);
+    // 2026-12-07 on an AMD host: 530 s left, the restore test's 420 + 120 s on a slow day.
+    expect(extendedDecision({ bySeconds: by }, NOW, 420, 120).run).toBe(false);
+    expect(extendedDecision({ bySeconds: by }, NOW, 420, 120, 0.6)).toEqual({
+      run: true,
+      reason:
+        "530 s left of the run's budget, needs up to 324 s (540 s on a slow day x 0.6, this run's pace)",
+    });
+    // Node add (1080 + 60 s on a slow day) still does not fit.
+    expect(extendedDecision({ bySeconds: by }, NOW, 1080, 60, 0.6).run).toBe(false);
+  });
+});
+
+describe("runPace (how fast this run goes against a slow day's)", () => {
+  it('is the ratio of a core test to its slow-day time, to the hundredth', () => {
+    expect(runPace(1050, 1400)).toBe(0.75);
+    expect(runPace(1233, 1400)).toBe(0.88);
+  });
+
+  it('never goes below MIN_PACE, nor above 1', () => {
+    expect(runPace(100, 1400)).toBe(MIN_PACE);
+    expect(runPace(779, 1400)).toBe(0.6);
+    expect(runPace(2000, 1400)).toBe(1);
+  });
+
+  it('is 1 when there is nothing to go by', () => {
+    expect(runPace(0, 1400)).toBe(1);
+    expect(runPace(Number.NaN, 1400)).toBe(1);
+    expect(runPace(700, 0)).toBe(1);
   });
 });
