@@ -5,10 +5,11 @@
  * the core tests still to come after it fit before that moment. KLAB_E2E_FULL=1 runs them
  * all; KLAB_E2E_FULL=0 none.
  *
- * The estimates are a slow day's figures (the 2-core Xeon of 2026-12-07 night). On a faster
- * host they would leave out tests the run has time for, so the tier scales them by its own
- * pace: how long a core test that always runs (the tutorial walk) took against its
- * slow-day time, never below MIN_PACE. The run's hard limit (KLAB_TEST_BUDGET_S in
+ * The estimates are a slow day's figures (the slowest runs on record, on 2-core hosts under
+ * TCG; the walk's own is the Xeon's of 2026-12-07 night). On a faster host they would leave
+ * out tests the run has time for, so the tier scales them by its own pace: how long a core
+ * test that always runs (the tutorial walk) took against its slow-day time, never below
+ * MIN_PACE. The run's hard limit (KLAB_TEST_BUDGET_S in
  * scripts/test-all) stays where it is, well after the moment the extended tests aim for.
  */
 
