@@ -9,6 +9,14 @@
  * A guest booted with init_on_free=1 (klab's own box) zeroes every page as it frees it:
  * there dropping the page cache is enough, and the fill (minutes under TCG on a busy
  * guest) is skipped.
+ *
+ * drop_caches leaves the page cache that programs have mapped: mostly their code. On a
+ * provisioned node that is about 200 MiB of the 500 it uses (kubelet, dockerd, Traefik and
+ * containerd map 50-60 MiB of their binaries each). Before dropping, klab asks the kernel to
+ * evict those pages too (MADV_PAGEOUT through process_madvise, Linux 5.10 and later: a
+ * clean file page is freed, nothing else is touched; without swap no program memory moves).
+ * The programs read back from disk the few pages they run next: 10-20 MiB in the seconds
+ * after, measured on the 2-VM lab (docs/performance.md).
  */
 import type { RemoteHost } from '../model/remote.js';
 
@@ -16,18 +24,64 @@ import type { RemoteHost } from '../model/remote.js';
 export const ZERO_FILL_MARGIN_MIB = 128;
 const MOUNT = '/run/klab-zero';
 
-/** The script (POSIX sh, as root). Prints "filled=<MiB> free=<MiB>" on its last line. */
+/**
+ * Perl (perl-base is in every Debian and Ubuntu guest): for every process that maps 8 MiB
+ * of files or more (the shared libraries' pages stay anyway: the kernel leaves a page that
+ * another process maps too), its file-backed mappings, advised MADV_PAGEOUT in batches; a batch the kernel refuses (a locked or special
+ * mapping) is advised range by range. A kernel without pidfd_open or process_madvise (before
+ * 5.10) refuses the first call and the program stops there. Syscall numbers: x86_64.
+ */
+export const PAGEOUT_PROGRAM = `use strict; no warnings;
+my ($pidfd_open, $process_madvise, $pageout) = (434, 440, 21);
+opendir(my $proc, '/proc') or exit 0;
+for my $pid (grep { /^\\d+$/ && $_ != $$ } readdir $proc) {
+  open(my $status, '<', "/proc/$pid/status") or next;
+  my ($file_kib) = map { /^RssFile:\\s+(\\d+)/ ? $1 : () } <$status>;
+  close $status;
+  next unless ($file_kib // 0) >= 8192;
+  open(my $maps, '<', "/proc/$pid/maps") or next;
+  my @ranges;
+  while (my $line = <$maps>) {
+    my ($span, $perms, $offset, $dev, $inode, $file) = split ' ', $line, 6;
+    next unless defined $file && $file =~ m{^/} && $inode ne '0';
+    my ($start, $end) = map { hex } split /-/, $span;
+    push @ranges, pack('QQ', $start, $end - $start);
+  }
+  close $maps;
+  next unless @ranges;
+  my $fd = syscall($pidfd_open, $pid + 0, 0);
+  exit 0 if $fd < 0 && $!{ENOSYS};
+  next if $fd < 0;
+  while (my @batch = splice(@ranges, 0, 512)) {
+    next if syscall($process_madvise, $fd + 0, join('', @batch), scalar(@batch), $pageout, 0) >= 0;
+    exit 0 if $!{ENOSYS};
+    syscall($process_madvise, $fd + 0, $_, 1, $pageout, 0) for @batch;
+  }
+  if (open(my $handle, '<&=', $fd)) { close $handle; }
+}
+`;
+
+/**
+ * The script (POSIX sh, as root). Prints "filled=<MiB> free=<MiB> released=<MiB>" on its
+ * last line (released: how much more was free after the page cache went).
+ */
 export function zeroFreeMemoryScript(marginMib = ZERO_FILL_MARGIN_MIB): string {
   return `set -u
 dir=${MOUNT}
 cleanup() { umount "$dir" 2>/dev/null; rmdir "$dir" 2>/dev/null; return 0; }
 trap cleanup EXIT HUP INT TERM
 cleanup
+memfree() { awk '/^MemFree:/ {print int($2/1024)}' /proc/meminfo; }
+before=$(memfree)
+if command -v perl >/dev/null 2>&1; then
+  perl - <<'KLAB_PAGEOUT' || true
+${PAGEOUT_PROGRAM}KLAB_PAGEOUT
+fi
 sync
 echo 3 > /proc/sys/vm/drop_caches
+released=$(($(memfree) - before))
 if grep -qw 'init_on_free=1' /proc/cmdline; then
-  free=$(awk '/^MemFree:/ {print int($2/1024)}' /proc/meminfo)
-  echo "filled=0 free=$free kernel=1"
+  echo "filled=0 free=$(memfree) released=$released kernel=1"
   exit 0
 fi
 avail=$(awk '/^MemAvailable:/ {print int($2/1024)}' /proc/meminfo)
@@ -43,8 +97,7 @@ if [ "$fill" -gt 16 ]; then
 else
   fill=0
 fi
-free=$(awk '/^MemFree:/ {print int($2/1024)}' /proc/meminfo)
-echo "filled=$fill free=$free"
+echo "filled=$fill free=$(memfree) released=$released"
 `;
 }
 
@@ -56,6 +109,8 @@ export interface ZeroFillResult {
   freeMib: number;
   /** The guest's kernel zeroes pages as it frees them (init_on_free): nothing to fill. */
   kernelZeroes: boolean;
+  /** MiB more free after its page cache went, mapped program code included. */
+  releasedMib: number;
 }
 
 export function parseZeroFill(vm: string, stdout: string): ZeroFillResult {
@@ -65,6 +120,7 @@ export function parseZeroFill(vm: string, stdout: string): ZeroFillResult {
     filledMib: match ? Math.max(0, Number(match[1])) : 0,
     freeMib: match ? Number(match[2]) : 0,
     kernelZeroes: /\bkernel=1\b/.test(stdout),
+    releasedMib: Math.max(0, Number(/\breleased=(-?\d+)/.exec(stdout)?.[1] ?? 0)),
   };
 }
 

@@ -169,13 +169,14 @@ export async function saveSnapshot(
 }
 
 /**
- * Every running guest drops its page cache and zeroes its free memory, so the saved state
- * holds what the guests use, not what they once read (see guest-memory.ts).
+ * Every running guest drops its page cache (the code its programs have mapped included) and
+ * zeroes its free memory, so the saved state holds what the guests use, not what they once
+ * read (see guest-memory.ts).
  */
 async function zeroGuestMemory(lab: Lab, pool: HostPool, vms: readonly string[]): Promise<void> {
   await task(
     lab.sink,
-    'Drop page caches and zero free guest memory (a smaller checkpoint)',
+    "Drop page caches (programs' mapped code too) and zero free guest memory (a smaller checkpoint)",
     async () => {
       return Promise.all(vms.map((vm) => zeroFreeMemory(pool.get(vm))));
     },
@@ -183,7 +184,9 @@ async function zeroGuestMemory(lab: Lab, pool: HostPool, vms: readonly string[])
       describe: (results) => {
         const mib = results.reduce((sum, result) => sum + result.filledMib, 0);
         const byKernel = results.filter((result) => result.kernelZeroes).length;
+        const released = results.reduce((sum, result) => sum + result.releasedMib, 0);
         return [
+          `${(released / 1024).toFixed(1)} GiB of page cache released`,
           ...(byKernel < results.length ? [`${(mib / 1024).toFixed(1)} GiB zeroed`] : []),
           ...(byKernel > 0 ? [`${byKernel} VM(s) zero freed pages themselves (init_on_free)`] : []),
         ].join('; ');
