@@ -186,7 +186,7 @@ async function zeroGuestMemory(lab: Lab, pool: HostPool, vms: readonly string[])
         const byKernel = results.filter((result) => result.kernelZeroes).length;
         const released = results.reduce((sum, result) => sum + result.releasedMib, 0);
         return [
-          `${(released / 1024).toFixed(1)} GiB of page cache released`,
+          `${released >= 1024 ? `${(released / 1024).toFixed(1)} GiB` : `${released} MiB`} of page cache released`,
           ...(byKernel < results.length ? [`${(mib / 1024).toFixed(1)} GiB zeroed`] : []),
           ...(byKernel > 0 ? [`${byKernel} VM(s) zero freed pages themselves (init_on_free)`] : []),
         ].join('; ');
