@@ -11,8 +11,8 @@
  * guest) is skipped.
  *
  * drop_caches leaves the page cache that programs have mapped: mostly their code. On a
- * provisioned node that is about 200 MiB of the 500 it uses (kubelet, dockerd, Traefik and
- * containerd map 50-60 MiB of their binaries each). Before dropping, klab asks the kernel to
+ * provisioned VM that is about 200 MiB of the 500-700 it uses (kubelet, Traefik, dockerd
+ * and kube-apiserver keep 47-66 MiB of their binaries resident each). Before dropping, klab asks the kernel to
  * evict those pages too (MADV_PAGEOUT through process_madvise, Linux 5.10 and later: a
  * clean file page is freed, nothing else is touched; without swap no program memory moves).
  * The programs read back from disk the few pages they run next: 10-20 MiB in the seconds
@@ -27,9 +27,10 @@ const MOUNT = '/run/klab-zero';
 /**
  * Perl (perl-base is in every Debian and Ubuntu guest): for every process that maps 8 MiB
  * of files or more (the shared libraries' pages stay anyway: the kernel leaves a page that
- * another process maps too), its file-backed mappings, advised MADV_PAGEOUT in batches; a batch the kernel refuses (a locked or special
- * mapping) is advised range by range. A kernel without pidfd_open or process_madvise (before
- * 5.10) refuses the first call and the program stops there. Syscall numbers: x86_64.
+ * another process maps too), its file-backed mappings, advised MADV_PAGEOUT in batches. The
+ * kernel stops a batch at a range it refuses (a locked or special mapping); such a batch is
+ * advised again range by range. A kernel without pidfd_open or process_madvise (before
+ * 5.10) answers ENOSYS and the program stops there. Syscall numbers: x86_64.
  */
 export const PAGEOUT_PROGRAM = `use strict; no warnings;
 my ($pidfd_open, $process_madvise, $pageout) = (434, 440, 21);
@@ -53,8 +54,11 @@ for my $pid (grep { /^\\d+$/ && $_ != $$ } readdir $proc) {
   exit 0 if $fd < 0 && $!{ENOSYS};
   next if $fd < 0;
   while (my @batch = splice(@ranges, 0, 512)) {
-    next if syscall($process_madvise, $fd + 0, join('', @batch), scalar(@batch), $pageout, 0) >= 0;
-    exit 0 if $!{ENOSYS};
+    my $total = 0;
+    $total += (unpack 'QQ', $_)[1] for @batch;
+    my $done = syscall($process_madvise, $fd + 0, join('', @batch), scalar(@batch), $pageout, 0);
+    next if $done == $total;
+    exit 0 if $done < 0 && $!{ENOSYS};
     syscall($process_madvise, $fd + 0, $_, 1, $pageout, 0) for @batch;
   }
   if (open(my $handle, '<&=', $fd)) { close $handle; }
