@@ -12,9 +12,10 @@
  *
  * drop_caches leaves the page cache that programs have mapped: mostly their code. On a
  * provisioned VM that is about 200 MiB of the 500-700 it uses (kubelet, Traefik, dockerd
- * and kube-apiserver keep 47-66 MiB of their binaries resident each). Before dropping, klab asks the kernel to
- * evict those pages too (MADV_PAGEOUT through process_madvise, Linux 5.10 and later: a
- * clean file page is freed, nothing else is touched; without swap no program memory moves).
+ * and kube-apiserver keep 47-66 MiB of their binaries resident each). Before dropping,
+ * klab asks the kernel to evict those pages too (MADV_PAGEOUT through process_madvise,
+ * Linux 5.10 and later: a clean file page is freed, nothing else is touched; without swap
+ * no program memory moves).
  * The programs read back from disk the few pages they run next: 10-20 MiB in the seconds
  * after, measured on the 2-VM lab (docs/performance.md).
  */
@@ -66,8 +67,9 @@ for my $pid (grep { /^\\d+$/ && $_ != $$ } readdir $proc) {
 `;
 
 /**
- * The script (POSIX sh, as root). Prints "filled=<MiB> free=<MiB> released=<MiB>" on its
- * last line (released: how much more was free after the page cache went).
+ * The script (POSIX sh, as root). Prints "filled=<MiB> free=<MiB> released=<MiB>
+ * paged=<MiB>" on its last line (released: how much more was free after the page cache
+ * went; paged: the part of it the page-out freed, before the drop).
  */
 export function zeroFreeMemoryScript(marginMib = ZERO_FILL_MARGIN_MIB): string {
   return `set -u
@@ -81,11 +83,12 @@ if command -v perl >/dev/null 2>&1; then
   perl - <<'KLAB_PAGEOUT' || true
 ${PAGEOUT_PROGRAM}KLAB_PAGEOUT
 fi
+paged=$(($(memfree) - before))
 sync
 echo 3 > /proc/sys/vm/drop_caches
 released=$(($(memfree) - before))
 if grep -qw 'init_on_free=1' /proc/cmdline; then
-  echo "filled=0 free=$(memfree) released=$released kernel=1"
+  echo "filled=0 free=$(memfree) released=$released paged=$paged kernel=1"
   exit 0
 fi
 avail=$(awk '/^MemAvailable:/ {print int($2/1024)}' /proc/meminfo)
@@ -101,7 +104,7 @@ if [ "$fill" -gt 16 ]; then
 else
   fill=0
 fi
-echo "filled=$fill free=$(memfree) released=$released"
+echo "filled=$fill free=$(memfree) released=$released paged=$paged"
 `;
 }
 
@@ -115,6 +118,8 @@ export interface ZeroFillResult {
   kernelZeroes: boolean;
   /** MiB more free after its page cache went, mapped program code included. */
   releasedMib: number;
+  /** Of releasedMib, what paging out the programs' mapped code freed (before the drop). */
+  pagedOutMib: number;
 }
 
 export function parseZeroFill(vm: string, stdout: string): ZeroFillResult {
@@ -124,8 +129,14 @@ export function parseZeroFill(vm: string, stdout: string): ZeroFillResult {
     filledMib: match ? Math.max(0, Number(match[1])) : 0,
     freeMib: match ? Number(match[2]) : 0,
     kernelZeroes: /\bkernel=1\b/.test(stdout),
-    releasedMib: Math.max(0, Number(/\breleased=(-?\d+)/.exec(stdout)?.[1] ?? 0)),
+    releasedMib: mibField(stdout, 'released'),
+    pagedOutMib: mibField(stdout, 'paged'),
   };
+}
+
+/** A "name=<MiB>" figure of the script's answer; 0 when missing or below 0. */
+function mibField(stdout: string, name: string): number {
+  return Math.max(0, Number(new RegExp(`\\b${name}=(-?\\d+)`).exec(stdout)?.[1] ?? 0));
 }
 
 /** Drops the page cache and zeroes the free memory of one guest; never throws. */

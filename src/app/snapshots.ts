@@ -185,8 +185,10 @@ async function zeroGuestMemory(lab: Lab, pool: HostPool, vms: readonly string[])
         const mib = results.reduce((sum, result) => sum + result.filledMib, 0);
         const byKernel = results.filter((result) => result.kernelZeroes).length;
         const released = results.reduce((sum, result) => sum + result.releasedMib, 0);
+        const paged = results.reduce((sum, result) => sum + result.pagedOutMib, 0);
+        const amount = (m: number) => (m >= 1024 ? `${(m / 1024).toFixed(1)} GiB` : `${m} MiB`);
         return [
-          `${released >= 1024 ? `${(released / 1024).toFixed(1)} GiB` : `${released} MiB`} of page cache released`,
+          `${amount(released)} of page cache released (${amount(paged)} of it programs' mapped code)`,
           ...(byKernel < results.length ? [`${(mib / 1024).toFixed(1)} GiB zeroed`] : []),
           ...(byKernel > 0 ? [`${byKernel} VM(s) zero freed pages themselves (init_on_free)`] : []),
         ].join('; ');

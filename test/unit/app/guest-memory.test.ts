@@ -27,6 +27,8 @@ describe('zeroing free guest memory before a snapshot', () => {
     // without perl, or whose perl fails, still drops its page cache.
     expect(script).toContain(`perl - <<'KLAB_PAGEOUT' || true\n${PAGEOUT_PROGRAM}KLAB_PAGEOUT\n`);
     expect(script.indexOf('KLAB_PAGEOUT\nfi')).toBeLessThan(script.indexOf('drop_caches'));
+    // What the page-out freed is measured before the drop, so the two are told apart.
+    expect(script).toMatch(/KLAB_PAGEOUT\nfi\npaged=\$\(\(\$\(memfree\) - before\)\)\nsync\n/);
   });
 
   it('pages out mapped files with a perl program that compiles, by pidfd and process_madvise', async () => {
@@ -49,13 +51,15 @@ describe('zeroing free guest memory before a snapshot', () => {
       freeMib: 1790,
       kernelZeroes: false,
       releasedMib: 0,
+      pagedOutMib: 0,
     });
-    expect(parseZeroFill('node1', 'filled=0 free=1790 released=212 kernel=1\n')).toEqual({
+    expect(parseZeroFill('node1', 'filled=0 free=1790 released=212 paged=180 kernel=1\n')).toEqual({
       vm: 'node1',
       filledMib: 0,
       freeMib: 1790,
       kernelZeroes: true,
       releasedMib: 212,
+      pagedOutMib: 180,
     });
     expect(parseZeroFill('node1', 'filled=-20 free=90')).toEqual({
       vm: 'node1',
@@ -63,6 +67,7 @@ describe('zeroing free guest memory before a snapshot', () => {
       freeMib: 90,
       kernelZeroes: false,
       releasedMib: 0,
+      pagedOutMib: 0,
     });
     expect(parseZeroFill('node1', 'sh: 1: cannot create')).toEqual({
       vm: 'node1',
@@ -70,6 +75,7 @@ describe('zeroing free guest memory before a snapshot', () => {
       freeMib: 0,
       kernelZeroes: false,
       releasedMib: 0,
+      pagedOutMib: 0,
     });
   });
 
@@ -83,6 +89,7 @@ describe('zeroing free guest memory before a snapshot', () => {
       freeMib: 0,
       kernelZeroes: false,
       releasedMib: 0,
+      pagedOutMib: 0,
     });
     expect(host.calls).toEqual([{ argv: ['sh', '-c', zeroFreeMemoryScript()], sudo: true }]);
   });
