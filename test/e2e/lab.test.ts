@@ -828,9 +828,10 @@ describe('a 2-VM lab on real VMs', () => {
     const creates = (await readdir(`${DIR}/.klab/logs`)).filter((f) => f.endsWith('-create.log'));
     const logs = await Promise.all(creates.map((f) => readFile(`${DIR}/.klab/logs/${f}`, 'utf8')));
     expect(logs.join('\n')).toContain('2 VM(s) zero freed pages themselves (init_on_free)');
-    // And they page out the code their programs map (drop_caches leaves it): once the
-    // control plane runs, that alone frees 100 MiB or more of the two VMs (about 200 on the
-    // master), measured before the drop.
+    // And they page out the code their programs map (drop_caches leaves it), measured before
+    // the drop: about 0 without the page-out; once the control plane has started, its fresh
+    // code alone is 100-150 MiB on the master (the checkpoints of every step page out only
+    // what came back since the last one, so the bound is 50).
     const every = (await readdir(`${DIR}/.klab/logs`)).filter((f) => f.endsWith('.log'));
     const text = (
       await Promise.all(every.map((f) => readFile(`${DIR}/.klab/logs/${f}`, 'utf8')))
@@ -838,7 +839,7 @@ describe('a 2-VM lab on real VMs', () => {
     const pagedOut = [
       ...text.matchAll(/\((\d+(?:\.\d)?) (MiB|GiB) of it programs' mapped code\)/g),
     ].map((match) => Number(match[1]) * (match[2] === 'GiB' ? 1024 : 1));
-    expect(Math.max(0, ...pagedOut)).toBeGreaterThanOrEqual(100);
+    expect(Math.max(0, ...pagedOut)).toBeGreaterThanOrEqual(50);
   });
 
   const setMarker = (vm: string, text: string) =>
