@@ -12,7 +12,7 @@ import { sha256File } from '../../src/model/hash.js';
 import type { RemoteHost } from '../../src/model/remote.js';
 import type { VmPlan } from '../../src/model/spec.js';
 import { isEtcdMember, isOn } from '../../src/model/topology.js';
-import { compressionFlag, subsetArchive } from '../../src/stacks/subset.js';
+import { compressionArgs, type SubsetCompression, subsetArchive } from '../../src/stacks/subset.js';
 import { probeStep } from '../lib/cluster.js';
 import { changedFiles, type ManagedFile, putFiles } from '../lib/guest.js';
 import type { Step, StepContext } from '../lib/step.js';
@@ -26,8 +26,8 @@ const PROFILE: ManagedFile = {
 
 interface Unit {
   artifact: string;
-  /** What is streamed to the VM: a subset archive or the artifact itself. */
-  source(ctx: StepContext): Promise<string>;
+  /** What is streamed to the VM: a subset archive (compressed as given) or the artifact itself. */
+  source(ctx: StepContext, compression: SubsetCompression): Promise<string>;
   install(host: RemoteHost, source: string): Promise<void>;
   /** Programs installed into /opt/k8s/bin (checked and linked onto PATH afterwards). */
   programs: string[];
@@ -89,9 +89,9 @@ function unitsFor(ctx: StepContext, vm: VmPlan): Unit[] {
       programs: members
         .map((member) => path.posix.basename(member))
         .filter((name) => !name.endsWith('.sh')),
-      async source(ctx) {
+      async source(ctx, compression) {
         const file = ctx.artifactFile(artifact);
-        return subsetArchive(file, await localSha(file), members);
+        return subsetArchive(file, await localSha(file), members, { compression });
       },
       async install(host, source) {
         await unpack(host, source, stage(artifact));
@@ -160,17 +160,26 @@ async function filesIn(host: RemoteHost, dir: string): Promise<string[]> {
 
 /**
  * Streams a local archive over SSH into tar on the VM (one pass, compressed as it is kept;
- * gzip's checksum and tar catch a damaged copy), unpacked into dir.
+ * gzip's or zstd's checksum and tar catch a damaged copy), unpacked into dir.
  */
 async function unpack(host: RemoteHost, source: string, dir: string): Promise<void> {
   await host.run(['rm', '-rf', dir], { sudo: true });
   await host.run(['mkdir', '-p', dir], { sudo: true });
-  const flag = compressionFlag(source);
-  await host.run(['tar', ...(flag ? [flag] : []), '-xf', '-', '-C', dir], {
+  await host.run(['tar', ...compressionArgs(source), '-xf', '-', '-C', dir], {
     sudo: true,
     stdinFile: source,
     timeoutMs: 15 * 60_000,
   });
+}
+
+/**
+ * How the programs travel: zstd when the VM has it (klab's box has; under software
+ * emulation it unpacks Kubernetes' programs several times faster than gzip), gzip otherwise
+ * (a box without zstd, such as Ubuntu 18.04's; or a host without it: see subsetArchive).
+ */
+async function subsetCompression(host: RemoteHost): Promise<SubsetCompression> {
+  const guest = await host.run(['sh', '-c', 'command -v zstd'], { allowFailure: true });
+  return guest.exitCode === 0 ? 'zstd' : 'gzip';
 }
 
 /**
@@ -327,9 +336,10 @@ const binariesProbeStep = probeStep({
     const current = await host.run(['cat', MANIFEST], { allowFailure: true });
     const installed = new Set(current.exitCode === 0 ? current.stdout.split('\n') : []);
     const units = unitsFor(ctx, vm);
+    const compression = await subsetCompression(host);
     for (const unit of units) {
       if (installed.has(await manifestLine(ctx, unit))) continue;
-      await unit.install(host, await unit.source(ctx));
+      await unit.install(host, await unit.source(ctx, compression));
       await host.run(['rm', '-rf', stage(unit.artifact)], { sudo: true });
     }
     // Also on the PATH of non-login shells (klab ssh master -- kubectl get nodes).

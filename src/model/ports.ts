@@ -109,4 +109,6 @@ export interface TarFailure {
 export interface Archiver {
   /** Runs `tar ARGS`; on failure throws a KlabError with `failure`'s code and words. */
   tar(args: readonly string[], failure: TarFailure, timeoutMs?: number): Promise<void>;
+  /** Whether tar can compress with zstd here (the zstd program is installed). */
+  hasZstd(): Promise<boolean>;
 }

@@ -11,7 +11,7 @@ import { tarArchiver } from '../adapters/tar.js';
 import { cachePath } from '../model/cache-paths.js';
 import { sha256 } from '../model/hash.js';
 import type { Archiver } from '../model/ports.js';
-import { cachedBuild, compressionFlag } from './subset.js';
+import { cachedBuild, compressionArgs } from './subset.js';
 
 /** The archive member that is kubectl in a stack's install profile (undefined if none). */
 export function kubectlMember(
@@ -59,8 +59,7 @@ export async function hostTool(
   const out = hostToolFile(archive, info.size, info.mtimeMs, member, options.root);
   const archiver = options.archiver ?? tarArchiver;
   return cachedBuild(out, async (work) => {
-    const flag = compressionFlag(archive);
-    await archiver.tar([...(flag ? [flag] : []), '-xf', archive, '-C', work, member], {
+    await archiver.tar([...compressionArgs(archive), '-xf', archive, '-C', work, member], {
       code: 'KLAB_ARTIFACT_UNAVAILABLE',
       what: `taking ${member} out of ${path.basename(archive)} for the host`,
       hint: 'Check the cache with "klab artifacts verify"; rebuild with "klab artifacts build --force".',

@@ -12,6 +12,7 @@ import type { Step } from '../../../provision/lib/step.js';
 import { STACKS } from '../../../src/model/spec.js';
 import { isOn } from '../../../src/model/topology.js';
 import { installProfile } from '../../../src/stacks/install.js';
+import { compressionArgs } from '../../../src/stacks/subset.js';
 import { FakeHost } from '../../helpers/fake-host.js';
 import { defaultSpec } from '../../helpers/specs.js';
 import { testStepContext } from '../../helpers/step-context.js';
@@ -76,10 +77,14 @@ describe('each VM receives only what its roles run, streamed into tar', () => {
     else process.env.KLAB_CACHE_DIR = savedCache;
   });
 
-  async function install(vmName: string): Promise<FakeHost> {
+  /** Installs on a VM that has the zstd program (klab's box) or not (Ubuntu 18.04's box). */
+  async function install(vmName: string, guestZstd = true): Promise<FakeHost> {
     const vm = spec.vms.find((v) => v.name === vmName);
     if (!vm) throw new Error(vmName);
     const host = new FakeHost(vmName, (argv) => {
+      if (argv[0] === 'sh' && argv[2] === 'command -v zstd') {
+        return guestZstd ? { stdout: '/usr/bin/zstd\n' } : { exitCode: 1 };
+      }
       if (argv[0] === 'sh' && String(argv[2]).includes('od -An')) {
         return {
           stdout: argv
@@ -109,8 +114,9 @@ describe('each VM receives only what its roles run, streamed into tar', () => {
     const files = host.calls.filter((call) => call.stdinFile).map((call) => call.stdinFile ?? '');
     const listed: string[] = [];
     for (const file of files) {
-      const flag = file.endsWith('.gz') ? ['-z'] : [];
-      listed.push(...(await execa('tar', [...flag, '-tf', file])).stdout.split('\n'));
+      listed.push(
+        ...(await execa('tar', [...compressionArgs(file), '-tf', file])).stdout.split('\n'),
+      );
     }
     return listed
       .filter((entry) => /\/(kube[-a-z]*|flanneld)$/.test(entry))
@@ -130,12 +136,16 @@ describe('each VM receives only what its roles run, streamed into tar', () => {
     ]);
     // Streamed: nothing is copied to the VM's disk first.
     expect(host.uploads).toEqual([]);
-    expect(host.commands()).toContain('sudo tar -z -xf - -C /opt/k8s/stage/kubernetes');
+    // zstd-compressed for a VM that has zstd (this host has it: the test tier installs it).
+    expect(host.commands()).toContain('sudo tar -I zstd -xf - -C /opt/k8s/stage/kubernetes');
+    expect(host.calls.some((call) => call.stdinFile?.endsWith('.tar.zst'))).toBe(true);
   });
 
-  it('a node gets the kubelet, kube-proxy and kubectl, never the apiserver', async () => {
-    const host = await install('node1');
+  it('a node gets the kubelet, kube-proxy and kubectl, never the apiserver; gzip where the VM has no zstd', async () => {
+    const host = await install('node1', false);
     expect(await programsSent(host)).toEqual(['flanneld', 'kube-proxy', 'kubectl', 'kubelet']);
+    expect(host.commands()).toContain('sudo tar -z -xf - -C /opt/k8s/stage/kubernetes');
+    expect(host.calls.some((call) => call.stdinFile?.endsWith('.tar.zst'))).toBe(false);
     expect(
       host.commands().some((c) => c.includes('dpkg -i --force-confold --force-unsafe-io')),
     ).toBe(true);
