@@ -46,6 +46,11 @@ export interface GuestClockPort {
   host: RemoteHost;
   /** Sets the guest clock through the guest agent; false when the VM has no agent. */
   setByAgent(): Promise<boolean>;
+  /**
+   * The agent set this clock a moment ago (right as the VM resumed, beside the SSH
+   * connection): the first attempt only measures, and sets again only if that is off.
+   */
+  alreadySet?: boolean;
 }
 
 export interface ClockResult {
@@ -67,7 +72,8 @@ export async function stepGuestClock(port: GuestClockPort, clock: Clock): Promis
   let last: ClockReading | undefined;
   let method: ClockResult['method'] = 'ssh';
   for (let attempt = 1; attempt <= ATTEMPTS; attempt += 1) {
-    const byAgent = await port.setByAgent().catch(() => false);
+    const byAgent =
+      attempt === 1 && port.alreadySet === true ? true : await port.setByAgent().catch(() => false);
     method = byAgent ? 'guest agent' : 'ssh';
     if (!byAgent) {
       // The time is taken as the command leaves; the round trip's first half is added

@@ -242,12 +242,37 @@ export async function pruneSnapshots(lab: Lab, all: boolean): Promise<string[]> 
   return victims.map((snap) => snap.name);
 }
 
-/** The clock step as a reported task (after a pause, a revert or a resume). */
-export function stepClocksTask(lab: Lab, pool: HostPool): Promise<number> {
-  return task(lab.sink, 'Step every guest clock to the host clock', () => stepClocks(lab, pool), {
-    describe: (skew) => `within ${skew.toFixed(1)} s`,
-    code: () => 'CLOCKS_STEPPED',
-  });
+/**
+ * The clock step as a reported task (after a pause, a revert or a resume). `preset`: the VMs
+ * whose clock the guest agent already set (setClocksByAgent), which are only measured.
+ */
+export function stepClocksTask(
+  lab: Lab,
+  pool: HostPool,
+  preset: ReadonlySet<string> = new Set(),
+): Promise<number> {
+  return task(
+    lab.sink,
+    'Step every guest clock to the host clock',
+    () => stepClocks(lab, pool, preset),
+    {
+      describe: (skew) => `within ${skew.toFixed(1)} s`,
+      code: () => 'CLOCKS_STEPPED',
+    },
+  );
+}
+
+/**
+ * Every guest clock set to the host's through its guest agent, all at once, with no SSH:
+ * started as the VMs resume after a revert, so it runs beside the SSH connections and the
+ * guests leave the saved moment's time seconds sooner. The VMs whose agent answered.
+ */
+export async function setClocksByAgent(lab: Pick<Lab, 'spec' | 'libvirt'>): Promise<Set<string>> {
+  const names = libvirtNames(lab.spec);
+  const set = await Promise.all(
+    lab.spec.vms.map((vm) => lab.libvirt.setGuestTimeNow(names.domain(vm.name)).catch(() => false)),
+  );
+  return new Set(lab.spec.vms.filter((_, index) => set[index]).map((vm) => vm.name));
 }
 
 /** The steps a health wait looks at: all, or only those whose health can change (Step.live). */
@@ -332,7 +357,11 @@ export async function waitStepsHealthy(
 }
 
 /** Step every guest clock to the host's; returns the worst remaining skew (s). */
-export async function stepClocks(lab: Lab, pool: HostPool): Promise<number> {
+export async function stepClocks(
+  lab: Lab,
+  pool: HostPool,
+  preset: ReadonlySet<string> = new Set(),
+): Promise<number> {
   const names = libvirtNames(lab.spec);
   const results = await Promise.all(
     lab.spec.vms.map((vm) =>
@@ -341,6 +370,7 @@ export async function stepClocks(lab: Lab, pool: HostPool): Promise<number> {
           vm: vm.name,
           host: pool.get(vm.name),
           setByAgent: () => lab.libvirt.setGuestTimeNow(names.domain(vm.name)),
+          alreadySet: preset.has(vm.name),
         },
         systemClock,
       ),
@@ -484,8 +514,10 @@ export async function resetOpenLab(lab: Lab, name: string | undefined): Promise<
     domains.map(async (d) => (await lab.libvirt.domainState(d.domain)) === 'running'),
   );
   if (running.every(Boolean)) {
+    // The clocks through the guest agents while SSH connects (neither waits on the other).
+    const preset = setClocksByAgent(lab);
     await withHosts(lab, async (pool) => {
-      await stepClocksTask(lab, pool);
+      await stepClocksTask(lab, pool, await preset);
       await task(
         sink,
         'Wait until the lab is healthy again',

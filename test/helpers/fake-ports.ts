@@ -94,7 +94,7 @@ export class FakeVirt implements Virt {
     this.calls.push(`resume ${domain}`);
     this.states.set(domain, 'running');
   }
-  async setGuestTimeNow() {
+  async setGuestTimeNow(_domain: string) {
     return true;
   }
   async removeDomain(domain: string) {

@@ -66,6 +66,38 @@ describe('stepping a guest clock', () => {
     expect(host.commands()[0]).toMatch(/^sudo date -u -s @\d+\.\d{3}$/);
   });
 
+  it('only measures a clock the agent set as the VM resumed, and sets it again when that is off', async () => {
+    const clock = tickingClock(1_000_000, 500);
+    let agentCalls = 0;
+    const right = new FakeHost('node1', (argv) =>
+      argv[1] === '+%s.%N' ? { stdout: '1000.8\n' } : undefined,
+    );
+    const setByAgent = async () => {
+      agentCalls += 1;
+      return true;
+    };
+    const result = await stepGuestClock(
+      { vm: 'node1', host: right, setByAgent, alreadySet: true },
+      clock,
+    );
+    expect(result).toMatchObject({ method: 'guest agent', skewS: 0 });
+    expect(agentCalls).toBe(0);
+    // A clock still off after the early set (the agent answered before the guest ran it):
+    // the next attempt sets it again.
+    let reads = 0;
+    const late = new FakeHost('node2', (argv) => {
+      if (argv[1] !== '+%s.%N') return undefined;
+      reads += 1;
+      return { stdout: reads === 1 ? '900.0\n' : '1003.3\n' };
+    });
+    const again = await stepGuestClock(
+      { vm: 'node2', host: late, setByAgent, alreadySet: true },
+      tickingClock(1_000_000, 500),
+    );
+    expect(again.skewS).toBeLessThanOrEqual(2);
+    expect(agentCalls).toBe(1);
+  });
+
   it('fails with KLAB_CLOCK_SKEW after three tries, naming the skew and the round trip', async () => {
     const clock = tickingClock(3_000_000, 200);
     const host = new FakeHost('node2', (argv) =>

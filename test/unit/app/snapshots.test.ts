@@ -10,6 +10,7 @@ import {
   resetOpenLab,
   revertEvery,
   saveSnapshot,
+  setClocksByAgent,
   stepsToWaitFor,
   waitStepsHealthy,
 } from '../../../src/app/snapshots.js';
@@ -179,6 +180,20 @@ describe('reset is all or nothing', () => {
     const result = await resetOpenLab(lab, undefined);
     expect(result.snapshot).toBe('base');
     expect(libvirt.calls).toEqual(['revert klab-duo_master base', 'revert klab-duo_node1 base']);
+  });
+});
+
+describe('after a revert, the clocks are set through the guest agents beside the SSH connections', () => {
+  it('names the VMs whose agent set the clock; one without an answer is left to SSH', async () => {
+    const { lab, libvirt } = await fakeLab();
+    const asked: string[] = [];
+    libvirt.setGuestTimeNow = async (domain: string) => {
+      asked.push(domain);
+      if (domain.endsWith('node1')) throw new Error('guest agent is not connected');
+      return true;
+    };
+    expect([...(await setClocksByAgent(lab))]).toEqual(['master']);
+    expect(asked.sort()).toEqual(['klab-duo_master', 'klab-duo_node1']);
   });
 });
 
