@@ -67,8 +67,29 @@ export function etcdKeyIs(key: string, value: (ctx: StepContext) => string): Pro
       : [`the value of ${key} in etcd is not the lab's`];
 }
 
-/** The value of a key in etcd, in the API the stack's flannel reads ('' when absent). */
-export async function etcdValue(ctx: StepContext, key: string): Promise<string> {
+/** Reads of a key under way, per context: the VMs of one wait share one etcdctl. */
+const readsUnderWay = new WeakMap<StepContext, Map<string, Promise<string>>>();
+
+/**
+ * The value of a key in etcd, in the API the stack's flannel reads ('' when absent). Callers
+ * that ask at the same moment with the same context share one read: every VM's flannel check
+ * asks for the network config, and each read is an etcdctl started on the first member,
+ * seconds of its emulated CPU.
+ */
+export function etcdValue(ctx: StepContext, key: string): Promise<string> {
+  let reads = readsUnderWay.get(ctx);
+  if (!reads) {
+    reads = new Map();
+    readsUnderWay.set(ctx, reads);
+  }
+  const under = reads.get(key);
+  if (under) return under;
+  const read = readEtcdValue(ctx, key).finally(() => reads.delete(key));
+  reads.set(key, read);
+  return read;
+}
+
+async function readEtcdValue(ctx: StepContext, key: string): Promise<string> {
   const member = firstEtcdMember(ctx.spec);
   const result =
     ctx.profile.flannelEtcdApi === 'v3'

@@ -12,6 +12,7 @@ import { etcdStep } from '../../../provision/etcd/index.js';
 import { flannelStep } from '../../../provision/flannel/index.js';
 import { kubeProxyStep } from '../../../provision/kube-proxy/index.js';
 import { kubeletStep } from '../../../provision/kubelet/index.js';
+import { etcdValue } from '../../../provision/lib/probes.js';
 import type { Step, StepContext } from '../../../provision/lib/step.js';
 import type { Clock } from '../../../src/model/events.js';
 import { sha256 } from '../../../src/model/hash.js';
@@ -291,5 +292,27 @@ describe('service steps on a simulated lab', () => {
         .commands()
         .filter((c) => c.includes(' set ') || c.includes(' put ')),
     ).toEqual(sets);
+  });
+});
+
+describe('a key in etcd asked for by every VM at once', () => {
+  it('is read once while the read is under way, and read again afterwards', async () => {
+    const spec = defaultSpec();
+    let reads = 0;
+    const master = new FakeHost('master', (argv) => {
+      if (!argv.includes('get')) return undefined;
+      reads += 1;
+      return { stdout: '{"Network":"172.30.0.0/16"}\n' };
+    });
+    const ctx = testStepContext(spec, { master });
+    const key = '/klab/network/config';
+    const values = await Promise.all(spec.vms.map(() => etcdValue(ctx, key)));
+    expect(values).toEqual(spec.vms.map(() => '{"Network":"172.30.0.0/16"}'));
+    expect(reads).toBe(1);
+    await etcdValue(ctx, key);
+    expect(reads).toBe(2);
+    // Another context (another wait) never shares a read with this one.
+    await Promise.all([etcdValue(ctx, key), etcdValue(testStepContext(spec, { master }), key)]);
+    expect(reads).toBe(4);
   });
 });
