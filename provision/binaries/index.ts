@@ -5,16 +5,19 @@
  * Docker packages are installed with their services held back, so nothing starts before
  * klab has configured it. A manifest on the VM records what was installed from which file.
  */
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { KlabError } from '../../src/model/errors.js';
+import { output } from '../../src/model/events.js';
 import { GUEST } from '../../src/model/guest-paths.js';
 import { sha256File } from '../../src/model/hash.js';
 import type { RemoteHost } from '../../src/model/remote.js';
+import { formatBytes } from '../../src/model/snapshots.js';
 import type { VmPlan } from '../../src/model/spec.js';
 import { isEtcdMember, isOn } from '../../src/model/topology.js';
 import { compressionArgs, type SubsetCompression, subsetArchive } from '../../src/stacks/subset.js';
 import { probeStep } from '../lib/cluster.js';
-import { changedFiles, type ManagedFile, putFiles } from '../lib/guest.js';
+import { changedFiles, hasProgram, type ManagedFile, putFiles } from '../lib/guest.js';
 import type { Step, StepContext } from '../lib/step.js';
 
 const MANIFEST = '/opt/k8s/installed.txt';
@@ -178,8 +181,7 @@ async function unpack(host: RemoteHost, source: string, dir: string): Promise<vo
  * (a box without zstd, such as Ubuntu 18.04's; or a host without it: see subsetArchive).
  */
 async function subsetCompression(host: RemoteHost): Promise<SubsetCompression> {
-  const guest = await host.run(['sh', '-c', 'command -v zstd'], { allowFailure: true });
-  return guest.exitCode === 0 ? 'zstd' : 'gzip';
+  return (await hasProgram(host, 'zstd')) ? 'zstd' : 'gzip';
 }
 
 /**
@@ -339,7 +341,13 @@ const binariesProbeStep = probeStep({
     const compression = await subsetCompression(host);
     for (const unit of units) {
       if (installed.has(await manifestLine(ctx, unit))) continue;
-      await unit.install(host, await unit.source(ctx, compression));
+      const source = await unit.source(ctx, compression);
+      output(
+        ctx.sink,
+        vm.name,
+        `binaries: ${unit.artifact}: ${path.basename(source)}, ${formatBytes((await stat(source)).size)}${unit.members.length > 0 ? ` (${unit.programs.join(', ')})` : ''}`,
+      );
+      await unit.install(host, source);
       await host.run(['rm', '-rf', stage(unit.artifact)], { sudo: true });
     }
     // Also on the PATH of non-login shells (klab ssh master -- kubectl get nodes).

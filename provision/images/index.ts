@@ -17,6 +17,7 @@ import { quote } from '../../src/model/shell.js';
 import type { ImageStore } from '../../src/stacks/image-store.js';
 import type { ImageInstall } from '../../src/stacks/install.js';
 import { probeStep } from '../lib/cluster.js';
+import { hasProgram } from '../lib/guest.js';
 import type { StepContext } from '../lib/step.js';
 
 function images(ctx: StepContext): ImageInstall[] {
@@ -103,14 +104,16 @@ export function storeRefusal(facts: DockerFacts, store: ImageStore): string | un
 
 /**
  * Docker stopped, its (empty) image store replaced by the host's, Docker started again;
- * on a failed unpack the half-written store goes and Docker starts empty. Root: $1.
+ * on a failed unpack the half-written store goes and Docker starts empty. Root: $1; how the
+ * store is compressed: $2 (zstd or gzip).
  */
 export const UNPACK_STORE = [
   'root=$1',
+  'if [ "$2" = zstd ]; then set -- -I zstd; else set -- -z; fi',
   'systemctl stop docker.socket 2>/dev/null',
   'systemctl stop docker || exit 1',
   'rm -rf "$root/image/overlay2" "$root/overlay2"',
-  'if tar -C "$root" --numeric-owner --xattrs --xattrs-include=\'trusted.*\' -xzpf -; then unpacked=yes',
+  'if tar -C "$root" --numeric-owner --xattrs --xattrs-include=\'trusted.*\' "$@" -xpf -; then unpacked=yes',
   'else unpacked=no; rm -rf "$root/image/overlay2" "$root/overlay2"; fi',
   'systemctl start docker || exit 1',
   'echo "klab-store-unpacked: $unpacked"',
@@ -140,17 +143,26 @@ async function unpackStore(
   if (!facts) return false;
   const store = await ctx.imageStore(wanted, facts.version);
   if (!store) return false;
-  const refusal = storeRefusal(facts, store);
+  const compression = store.file.endsWith('.zst') ? 'zstd' : 'gzip';
+  let refusal = storeRefusal(facts, store);
+  if (!refusal && compression === 'zstd' && !(await hasProgram(host, 'zstd'))) {
+    refusal = 'it is zstd-compressed and this VM has no zstd program';
+  }
   if (refusal) {
     output(ctx.sink, vm.name, `images: not unpacking the host's store: ${refusal}`);
     return false;
   }
-  const unpacked = await host.run(['sh', '-c', UNPACK_STORE, 'klab-unpack', facts.root], {
-    sudo: true,
-    stdinFile: store.file,
-    timeoutMs: 10 * 60_000,
-  });
-  return unpacked.stdout.includes('klab-store-unpacked: yes');
+  const unpacked = await host.run(
+    ['sh', '-c', UNPACK_STORE, 'klab-unpack', facts.root, compression],
+    {
+      sudo: true,
+      stdinFile: store.file,
+      timeoutMs: 10 * 60_000,
+    },
+  );
+  const done = unpacked.stdout.includes('klab-store-unpacked: yes');
+  if (done) output(ctx.sink, vm.name, `images: unpacked the host's image store (${compression})`);
+  return done;
 }
 
 export const imagesStep = probeStep({

@@ -96,7 +96,9 @@ async function makeStore(
     }),
   );
   const recipe = await readFile(RECIPE(), 'utf8');
-  const out = imageStoreFile(inputs, hostDocker, recipe, host.root);
+  const zstd = await host.run(['zstd', '--version']).catch(() => undefined);
+  const compression = zstd?.exitCode === 0 ? 'zstd' : 'gzip';
+  const out = imageStoreFile(inputs, hostDocker, recipe, host.root, compression);
   const meta = `${out}.json`;
   await cachedBuild(out, (work) =>
     task(
@@ -105,7 +107,8 @@ async function makeStore(
       async (update) => {
         let made: { dockerVersion: string; driver: string } | undefined;
         const lines = scriptLines(sink, 'image-store', update);
-        const packed = path.join(work, 'store.tar.gz');
+        // The recipe compresses as the name says (zstd for .tar.zst).
+        const packed = path.join(work, path.basename(out));
         const result = await host.run(
           ['bash', RECIPE(), '--work', work, '--out', packed, ...imageStoreArgs(inputs)],
           {

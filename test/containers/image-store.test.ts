@@ -16,6 +16,7 @@ import { artifactPath } from '../../src/stacks/cache.js';
 import { dockerdVersion } from '../../src/stacks/image-store.js';
 import { loadStack } from '../../src/stacks/index.js';
 import { installProfile } from '../../src/stacks/install.js';
+import { compressionArgs } from '../../src/stacks/subset.js';
 
 const stack = loadStack('debian');
 const profile = installProfile('debian');
@@ -63,6 +64,9 @@ describe('the image store made on the host', () => {
     expect(store).toMatchObject({ dockerVersion: version, driver: 'overlay2' });
     if (!store) throw new Error('no store');
 
+    // zstd-compressed: the test tier's host has zstd (scripts/setup-host installs it).
+    expect(store.file.endsWith('.tar.zst')).toBe(true);
+
     // What the VM does: unpack into the data root of a Docker that has no image yet.
     const data = path.join(dir, 'data');
     await mkdir(data);
@@ -72,7 +76,8 @@ describe('the image store made on the host', () => {
       '--numeric-owner',
       '--xattrs',
       '--xattrs-include=trusted.*',
-      '-xzpf',
+      ...compressionArgs(store.file),
+      '-xpf',
       store.file,
     ]);
     const sock = path.join(dir, 'docker.sock');

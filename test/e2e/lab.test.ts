@@ -840,6 +840,9 @@ describe('a 2-VM lab on real VMs', () => {
       ...text.matchAll(/\((\d+(?:\.\d)?) (MiB|GiB) of it programs' mapped code\)/g),
     ].map((match) => Number(match[1]) * (match[2] === 'GiB' ? 1024 : 1));
     expect(Math.max(0, ...pagedOut)).toBeGreaterThanOrEqual(50);
+    // klab's box has zstd: the programs and the host's image store travel zstd-compressed.
+    expect(text).toMatch(/\] binaries: kubernetes: \w+\.tar\.zst, /);
+    expect(text).toContain("[node1] images: unpacked the host's image store (zstd)");
   });
 
   const setMarker = (vm: string, text: string) =>

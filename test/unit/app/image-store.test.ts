@@ -16,7 +16,9 @@ function done(stdout: string, exitCode = 0): ProcessResult {
   return { command: [], exitCode, stdout, stderr: '', timedOut: false, notFound: false };
 }
 
-async function setup(options: { root?: boolean; dockerd?: string; recipeFails?: boolean } = {}) {
+async function setup(
+  options: { root?: boolean; dockerd?: string; recipeFails?: boolean; zstd?: boolean } = {},
+) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'klab-image-store-'));
   for (const name of ['pause.tar', 'app.tar.gz']) await writeFile(path.join(dir, name), name);
   const runs: string[][] = [];
@@ -30,6 +32,9 @@ async function setup(options: { root?: boolean; dockerd?: string; recipeFails?: 
         return options.dockerd === undefined
           ? { ...done('', 127), notFound: true }
           : done(`Docker version ${options.dockerd}, build 297e128\n`);
+      }
+      if (argv[0] === 'zstd') {
+        return options.zstd === false ? { ...done('', 127), notFound: true } : done('v1.5.4\n');
       }
       // The recipe: writes --out and says what made it.
       if (options.recipeFails) return { ...done('', 70), stderr: 'the private dockerd exited' };
@@ -57,6 +62,8 @@ describe("the host's image store", () => {
       images: ['klab/pause:klab-1', 'klab/php-apache:debian-12-slim'],
     });
     expect(await readFile(made?.file ?? '', 'utf8')).toBe('store');
+    // zstd-compressed, as the host has zstd: the recipe is told by the name of --out.
+    expect(made?.file.endsWith('/store.tar.zst')).toBe(true);
     const recipe = runs.find((argv) => argv[0] === 'bash') ?? [];
     expect(recipe.slice(recipe.indexOf('--load'))).toEqual([
       '--load',
@@ -68,6 +75,14 @@ describe("the host's image store", () => {
     expect(runs.filter((argv) => argv[0] === 'bash')).toHaveLength(1);
     expect(runs.filter((argv) => argv[0] === 'dockerd')).toHaveLength(1);
     expect(notices()).toEqual([]);
+  });
+
+  it('is gzip-compressed on a host without zstd', async () => {
+    const { store, runs } = await setup({ dockerd: VERSION, zstd: false });
+    const made = await store(images, VERSION);
+    expect(made?.file.endsWith('/store.tar.gz')).toBe(true);
+    const recipe = runs.find((argv) => argv[0] === 'bash') ?? [];
+    expect(recipe[recipe.indexOf('--out') + 1]?.endsWith('store.tar.gz')).toBe(true);
   });
 
   it('is not made, and why is said once, without root, without dockerd, or for another Docker', async () => {

@@ -77,8 +77,12 @@ describe('each VM receives only what its roles run, streamed into tar', () => {
     else process.env.KLAB_CACHE_DIR = savedCache;
   });
 
+  /** What the step wrote to the log ("[vm] line"), for the last install. */
+  let lines: string[] = [];
+
   /** Installs on a VM that has the zstd program (klab's box) or not (Ubuntu 18.04's box). */
   async function install(vmName: string, guestZstd = true): Promise<FakeHost> {
+    lines = [];
     const vm = spec.vms.find((v) => v.name === vmName);
     if (!vm) throw new Error(vmName);
     const host = new FakeHost(vmName, (argv) => {
@@ -99,6 +103,11 @@ describe('each VM receives only what its roles run, streamed into tar', () => {
       spec,
       { [vmName]: host },
       {
+        sink: {
+          emit: (event) => {
+            if (event.kind === 'output') lines.push(`[${event.source}] ${event.line}`);
+          },
+        },
         artifactFile: (id) => {
           const file = artifacts[id];
           if (!file) throw new Error(`no artifact ${id}`);
@@ -139,6 +148,10 @@ describe('each VM receives only what its roles run, streamed into tar', () => {
     // zstd-compressed for a VM that has zstd (this host has it: the test tier installs it).
     expect(host.commands()).toContain('sudo tar -I zstd -xf - -C /opt/k8s/stage/kubernetes');
     expect(host.calls.some((call) => call.stdinFile?.endsWith('.tar.zst'))).toBe(true);
+    // The log says what travelled, how compressed and how big.
+    expect(lines.join('\n')).toMatch(
+      /\[master\] binaries: kubernetes: \w+\.tar\.zst, \d+ KiB \(kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, kubectl\)/,
+    );
   });
 
   it('a node gets the kubelet, kube-proxy and kubectl, never the apiserver; gzip where the VM has no zstd', async () => {

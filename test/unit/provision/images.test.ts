@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import {
   imagesStep,
@@ -105,11 +106,21 @@ describe('the images step with an image store from the host', () => {
     images: wanted.map((image) => image.image),
   };
 
-  /** A node whose Docker starts with `loaded` and `docker info` says `facts`. */
-  function nodeWith(facts: string, loaded: string[] = [], unpackWorks = true) {
+  /**
+   * A node whose Docker starts with `loaded` and `docker info` says `facts`; the host's
+   * store is `offered` (gzip by default), and the node has zstd or not.
+   */
+  function nodeWith(
+    facts: string,
+    loaded: string[] = [],
+    unpackWorks = true,
+    { offered = store, guestZstd = true }: { offered?: ImageStore; guestZstd?: boolean } = {},
+  ) {
     const have = new Set(loaded);
     const host = new FakeHost('node1', (argv, options) => {
       const script = argv[0] === 'sh' ? (argv[2] ?? '') : '';
+      if (script === 'command -v zstd')
+        return guestZstd ? { stdout: '/usr/bin/zstd\n' } : { exitCode: 1 };
       if (script.includes('docker images --format')) {
         const missing = wanted.filter((image) => !have.has(image.image));
         return {
@@ -137,7 +148,7 @@ describe('the images step with an image store from the host', () => {
         artifactFile: (id) => `/c/${id}`,
         imageStore: async (_images, guestDocker) => {
           asked.push(guestDocker);
-          return guestDocker === VERSION ? store : undefined;
+          return guestDocker === VERSION ? offered : undefined;
         },
       },
     );
@@ -154,9 +165,45 @@ describe('the images step with an image store from the host', () => {
     expect(asked).toEqual([VERSION]);
     const unpack = host.calls.find((call) => call.argv[2] === UNPACK_STORE);
     expect(unpack).toMatchObject({ sudo: true, stdinFile: store.file });
-    expect(unpack?.argv.at(-1)).toBe('/var/lib/docker');
+    expect(unpack?.argv.slice(-2)).toEqual(['/var/lib/docker', 'gzip']);
     expect(loads()).toEqual([]);
     expect(await imagesStep.problems?.(ctx, vm)).toEqual([]);
+  });
+
+  it('a zstd store is unpacked with zstd where the node has it, and loaded image by image where not', async () => {
+    const zst = { ...store, file: '/cache/store.tar.zst' };
+    const facts = `${VERSION} overlay2 /var/lib/docker 0 0`;
+    const withZstd = nodeWith(facts, [], true, { offered: zst });
+    await imagesStep.apply(withZstd.ctx, withZstd.vm);
+    const unpack = withZstd.host.calls.find((call) => call.argv[2] === UNPACK_STORE);
+    expect(unpack).toMatchObject({ stdinFile: zst.file });
+    expect(unpack?.argv.at(-1)).toBe('zstd');
+    expect(withZstd.loads()).toEqual([]);
+
+    const without = nodeWith(facts, [], true, { offered: zst, guestZstd: false });
+    await imagesStep.apply(without.ctx, without.vm);
+    expect(without.host.calls.some((call) => call.argv[2] === UNPACK_STORE)).toBe(false);
+    expect(without.loads()).toHaveLength(4);
+    expect(await imagesStep.problems?.(without.ctx, without.vm)).toEqual([]);
+  });
+
+  it('the unpack script asks tar for the compression it is given', async () => {
+    const zstd = await execa('sh', [
+      '-c',
+      `${UNPACK_STORE.split('\n').slice(0, 2).join('\n')}; echo "$@"`,
+      'x',
+      '/r',
+      'zstd',
+    ]);
+    expect(zstd.stdout).toBe('-I zstd');
+    const gzip = await execa('sh', [
+      '-c',
+      `${UNPACK_STORE.split('\n').slice(0, 2).join('\n')}; echo "$@"`,
+      'x',
+      '/r',
+      'gzip',
+    ]);
+    expect(gzip.stdout).toBe('-z');
   });
 
   it('another Docker version, a failed unpack or images already there: each missing image is loaded', async () => {
