@@ -213,12 +213,18 @@ export class Vagrant implements Machines {
     return parseBoxList(result.stdout);
   }
 
-  /** Add a box from a file or a Vagrant Cloud name. Returns the failure instead of throwing. */
+  /**
+   * Add a box from a file, a box metadata file (.json: the name and version are in it) or a
+   * Vagrant Cloud name. Returns the failure instead of throwing.
+   */
   async boxAdd(name: string, source: string, timeoutMs: number): Promise<ProcessResult> {
-    const args =
-      source === name
-        ? ['box', 'add', name, '--provider', 'libvirt']
-        : ['box', 'add', '--force', '--name', name, source];
-    return this.run(args, { timeoutMs });
+    return this.run(boxAddArgs(name, source), { timeoutMs });
   }
+}
+
+/** `vagrant box add`'s arguments for a Vagrant Cloud name, a metadata file or a box file. */
+export function boxAddArgs(name: string, source: string): string[] {
+  if (source === name) return ['box', 'add', name, '--provider', 'libvirt'];
+  if (source.endsWith('.json')) return ['box', 'add', '--force', '--provider', 'libvirt', source];
+  return ['box', 'add', '--force', '--name', name, source];
 }

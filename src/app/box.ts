@@ -3,7 +3,7 @@
  * and the fallback when the default box cannot be downloaded.
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { cachePath, readJson, writeJson } from '../model/cache-paths.js';
 import { KlabError } from '../model/errors.js';
@@ -100,6 +100,54 @@ const BUILD_TOOLS = [
   'tar',
 ];
 
+/**
+ * Which build of each local box Vagrant has: its cache key, and the box version it was
+ * added as (absent for a registration of an older klab, added as version 0).
+ */
+type Registry = Record<string, string | { key: string; version: string }>;
+
+const registryFile = () => cachePath('boxes', 'registered.json');
+
+function registered(registry: Registry, name: string): { key?: string; version?: string } {
+  const entry = registry[name];
+  return typeof entry === 'string' ? { key: entry } : (entry ?? {});
+}
+
+/**
+ * The box version a build is added to Vagrant as: new with every registration (the time),
+ * so that vagrant-libvirt, which names its copy of a box in the storage pool after the box's
+ * name and version and never replaces one it has, uploads a rebuilt box instead of booting
+ * new VMs from the image of the build before. Labs made from that one keep it.
+ */
+export function boxVersionAt(nowMs: number): string {
+  return `1.${Math.floor(nowMs / 1000)}.0`;
+}
+
+/**
+ * Vagrant box metadata for one local build: `vagrant box add` of this file adds the box as
+ * this version (a plain file would be added as version 0).
+ */
+export function boxMetadata(name: string, version: string, boxFile: string): string {
+  return `${JSON.stringify(
+    {
+      name,
+      versions: [
+        { version, providers: [{ name: 'libvirt', url: `file://${path.resolve(boxFile)}` }] },
+      ],
+    },
+    null,
+    2,
+  )}\n`;
+}
+
+/**
+ * The version of `name` Vagrant should boot (the build klab registered last), for the
+ * Vagrantfile's box_version; undefined for other boxes and older registrations.
+ */
+export async function registeredBoxVersion(name: string): Promise<string | undefined> {
+  return registered((await readJson<Registry>(registryFile())) ?? {}, name).version;
+}
+
 /** Build (or reuse) a local box and make sure Vagrant has exactly that build registered. */
 export async function ensureLocalBox(
   recipe: LocalBoxRecipe,
@@ -107,8 +155,7 @@ export async function ensureLocalBox(
   options: { force?: boolean } = {},
 ): Promise<BoxBuildPaths> {
   const paths = await boxBuildPaths(recipe);
-  const registryFile = cachePath('boxes', 'registered.json');
-  const registry = (await readJson<Record<string, string>>(registryFile)) ?? {};
+  const registry = (await readJson<Registry>(registryFile())) ?? {};
   const built = existsSync(paths.box) && !options.force;
 
   if (!built) {
@@ -161,18 +208,31 @@ export async function ensureLocalBox(
   }
 
   const installed = await deps.installedBoxes();
-  if (!installed.includes(recipe.name) || registry[recipe.name] !== paths.key || !built) {
-    await task(deps.sink, `Register box ${recipe.name} with Vagrant`, async () => {
-      const added = await deps.addBox(recipe.name, paths.box);
-      if (!added.ok) {
-        throw new KlabError('KLAB_VAGRANT_FAILED', `vagrant box add ${recipe.name} failed`, {
-          outputTail: added.tail,
-          hint: `The box was built (${paths.box}); fix the cause above and run the command again to register it.`,
-        });
-      }
-    });
-    registry[recipe.name] = paths.key;
-    await writeJson(registryFile, registry);
+  const now = registered(registry, recipe.name);
+  if (
+    !installed.includes(recipe.name) ||
+    now.key !== paths.key ||
+    now.version === undefined ||
+    !built
+  ) {
+    const version = boxVersionAt(Date.now());
+    await task(
+      deps.sink,
+      `Register box ${recipe.name} with Vagrant (version ${version})`,
+      async () => {
+        const metadata = path.join(paths.dir, 'metadata.json');
+        await writeFile(metadata, boxMetadata(recipe.name, version, paths.box));
+        const added = await deps.addBox(recipe.name, metadata);
+        if (!added.ok) {
+          throw new KlabError('KLAB_VAGRANT_FAILED', `vagrant box add ${recipe.name} failed`, {
+            outputTail: added.tail,
+            hint: `The box was built (${paths.box}); fix the cause above and run the command again to register it.`,
+          });
+        }
+      },
+    );
+    registry[recipe.name] = { key: paths.key, version };
+    await writeJson(registryFile(), registry);
   }
   return paths;
 }

@@ -12,7 +12,7 @@ import { generatePki } from '../pki/generate.js';
 import { renderKlabYaml } from '../render/klab-yaml.js';
 import { renderVagrantfile } from '../render/vagrantfile.js';
 import { ensureStack } from './artifacts.js';
-import { boxBuildPaths, LOCAL_BOXES } from './box.js';
+import { boxBuildPaths, LOCAL_BOXES, localRecipe, registeredBoxVersion } from './box.js';
 import { resolveBox } from './box-choice.js';
 import { checkpointMode, resourceNeeds } from './host-check.js';
 import { detectHypervisor } from './hypervisor-detect.js';
@@ -56,9 +56,10 @@ export async function renderLabVagrantfile(
   box: string,
 ): Promise<boolean> {
   await mkdir(lab.paths.logDir, { recursive: true });
+  const version = localRecipe(box) ? await registeredBoxVersion(box) : undefined;
   return writeIfChanged(
     lab.paths.vagrantfile,
-    renderVagrantfile(lab.spec, hypervisor.settings, box),
+    renderVagrantfile(lab.spec, hypervisor.settings, box, version),
   );
 }
 

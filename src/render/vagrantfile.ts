@@ -16,10 +16,15 @@ function loadTemplate(): string {
   return template;
 }
 
+/**
+ * `boxVersion`: the version of the box to boot (a klab-built box, registered once per
+ * build); undefined lets Vagrant take the newest it has.
+ */
 export function renderVagrantfile(
   spec: LabSpec,
   hypervisor: HypervisorSettings,
   box: string = spec.box,
+  boxVersion?: string,
 ): string {
   const names = libvirtNames(spec);
   const subnet = parseCidr(spec.network.subnet);
@@ -37,6 +42,7 @@ export function renderVagrantfile(
       lab: {
         name: spec.name,
         box,
+        boxVersion,
         domainPrefix: names.domainPrefix,
         bootTimeout: spec.timeouts.boot,
       },

@@ -28,7 +28,13 @@ function vagrantValidate(content: string): { status: number; output: string } {
 
 describe('renderVagrantfile', () => {
   const defaultLab = renderVagrantfile(defaultSpec('klab'), hypervisorSettings('tcg'));
-  const duo = renderVagrantfile(twoVmSpec(), hypervisorSettings('kvm'));
+  // A klab-built box, pinned to the build klab registered.
+  const duo = renderVagrantfile(
+    twoVmSpec(),
+    hypervisorSettings('kvm'),
+    'klab/debian-12',
+    '1.1765130000.0',
+  );
 
   it('renders the default 4-VM lab (TCG) exactly as the golden file', () => {
     expectGolden('Vagrantfile.default-tcg', defaultLab);
@@ -44,6 +50,11 @@ describe('renderVagrantfile', () => {
       expect(result.output).toMatch(/Vagrantfile validated successfully/);
       expect(result.status).toBe(0);
     }
+  });
+
+  it('pins the box version only when one is given (a klab-built box)', () => {
+    expect(duo).toContain('config.vm.box_version = "1.1765130000.0"');
+    expect(defaultLab).not.toContain('box_version');
   });
 
   it('escapes Ruby interpolation and quotes in values', () => {
