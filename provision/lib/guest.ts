@@ -69,13 +69,13 @@ export async function startUnits(
   });
 }
 
-/** The tail of a unit's journal, for error messages. */
 /** Whether a program is on the VM's PATH (zstd: how archives can travel to it). */
 export async function hasProgram(host: RemoteHost, program: string): Promise<boolean> {
   const found = await host.run(['sh', '-c', `command -v ${program}`], { allowFailure: true });
   return found.exitCode === 0;
 }
 
+/** The tail of a unit's journal, for error messages. */
 export async function journalTail(host: RemoteHost, unit: string, lines = 15): Promise<string> {
   const result = await host.run(
     ['journalctl', '-u', unit, '-n', String(lines), '--no-pager', '-o', 'cat'],
