@@ -71,7 +71,9 @@ export async function startUnits(
 
 /** Whether a program is on the VM's PATH (zstd: how archives can travel to it). */
 export async function hasProgram(host: RemoteHost, program: string): Promise<boolean> {
-  const found = await host.run(['sh', '-c', `command -v ${program}`], { allowFailure: true });
+  const found = await host.run(['sh', '-c', 'command -v "$1"', 'sh', program], {
+    allowFailure: true,
+  });
   return found.exitCode === 0;
 }
 

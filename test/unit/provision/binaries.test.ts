@@ -86,7 +86,7 @@ describe('each VM receives only what its roles run, streamed into tar', () => {
     const vm = spec.vms.find((v) => v.name === vmName);
     if (!vm) throw new Error(vmName);
     const host = new FakeHost(vmName, (argv) => {
-      if (argv[0] === 'sh' && argv[2] === 'command -v zstd') {
+      if (argv[0] === 'sh' && argv[2] === 'command -v "$1"' && argv[4] === 'zstd') {
         return guestZstd ? { stdout: '/usr/bin/zstd\n' } : { exitCode: 1 };
       }
       if (argv[0] === 'sh' && String(argv[2]).includes('od -An')) {

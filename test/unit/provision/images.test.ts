@@ -119,7 +119,7 @@ describe('the images step with an image store from the host', () => {
     const have = new Set(loaded);
     const host = new FakeHost('node1', (argv, options) => {
       const script = argv[0] === 'sh' ? (argv[2] ?? '') : '';
-      if (script === 'command -v zstd')
+      if (script === 'command -v "$1"' && argv[4] === 'zstd')
         return guestZstd ? { stdout: '/usr/bin/zstd\n' } : { exitCode: 1 };
       if (script.includes('docker images --format')) {
         const missing = wanted.filter((image) => !have.has(image.image));
