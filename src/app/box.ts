@@ -117,7 +117,7 @@ function registered(registry: Registry, name: string): { key?: string; version?:
  * The box version a build is added to Vagrant as: new with every registration (the time),
  * so that vagrant-libvirt, which names its copy of a box in the storage pool after the box's
  * name and version and never replaces one it has, uploads a rebuilt box instead of booting
- * new VMs from the image of the build before. Labs made from that one keep it.
+ * new VMs from the image of the build before. VMs made from that one keep it.
  */
 export function boxVersionAt(nowMs: number): string {
   return `1.${Math.floor(nowMs / 1000)}.0`;
