@@ -148,7 +148,7 @@ export async function createLab(request: LabRequest, options: CreateOptions = {}
   );
 
   const resumed = await resumeLeftPaused(lab);
-  await bootVms(lab, hypervisor.accelerator);
+  await bootVms(lab);
   await withHosts(lab, async (pool) => {
     if (resumed.length > 0) await stepClocksTask(lab, pool);
     await runStepsWithCheckpoints(lab, pool, steps, stepContext(lab, pool));

@@ -394,7 +394,7 @@ async function runSolution(
 /** Every VM shut down and booted again, as "klab halt" then "klab up" do. */
 async function rebootLab(lab: Lab): Promise<void> {
   await haltOpenLab(lab);
-  await bootVms(lab, lab.state.accelerator ?? 'tcg');
+  await bootVms(lab);
 }
 
 /** klab does the lesson (its solution), then waits, bounded, until its check passes. */
