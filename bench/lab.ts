@@ -1,8 +1,8 @@
 /**
  * Benchmark: the default 4-VM lab (master, node1..node3, 2 GB each), as a learner gets it.
  * A fresh `klab create` (boot, every step with its checkpoint, verify), then the saved state
- * of every checkpoint, resets to an early, a middle and a late checkpoint (revert, clocks,
- * health) and `klab verify` after the late one. Prints figures and the issue's ratios;
+ * of every checkpoint, resets to an early, a middle and a late checkpoint (revert, SSH,
+ * clocks, health) and `klab verify` after the late one. Prints figures and the issue's ratios;
  * asserts nothing. About 25-45 minutes under software emulation.
  * The late reset runs three times (--late-runs N): on a loaded host the same reset of the
  * same lab varied 80-163 s within 40 minutes (docs/performance.md), so one figure says little.
@@ -15,6 +15,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
+import { CONNECT_TASK } from '../src/app/lab.js';
 
 const CLI = path.resolve(import.meta.dirname, '..', 'src', 'cli.js');
 const LAB = '/var/tmp/klab-bench-lab';
@@ -73,11 +74,19 @@ function secondsOf(events: RunEvent[], title: string): number {
   return events.filter((e) => e.title === title).reduce((sum, e) => sum + (e.ms ?? 0), 0) / 1000;
 }
 
-/** `--late-runs N` (default 3, at least 1). */
+/** `--late-runs N` (default 3); anything but a whole number from 1 stops the bench before it starts. */
 function lateRuns(): number {
   const index = process.argv.indexOf('--late-runs');
-  const value = index >= 0 ? Number(process.argv[index + 1]) : 3;
-  return Number.isInteger(value) && value >= 1 ? value : 3;
+  if (index < 0) return 3;
+  const given = process.argv[index + 1];
+  const value = Number(given);
+  if (!Number.isInteger(value) || value < 1) {
+    console.error(
+      `--late-runs wants how many times to reset to the late checkpoint (1 or more), not "${given ?? ''}"; e.g. npm run bench -- --late-runs 1`,
+    );
+    process.exit(2);
+  }
+  return value;
 }
 
 function gib(bytes: number): string {
@@ -86,6 +95,7 @@ function gib(bytes: number): string {
 
 async function main(): Promise<void> {
   const keep = process.argv.includes('--keep');
+  const runs = lateRuns();
   console.log(
     `machine: ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), ${(os.totalmem() / GiB).toFixed(0)} GiB RAM, ${os.release()}`,
   );
@@ -129,7 +139,6 @@ async function main(): Promise<void> {
 
     const provisioning = fresh - boot;
     console.log('');
-    const runs = lateRuns();
     const lateName = RESETS.at(-1) ?? 'after-kubelet';
     const lateTimes: number[] = [];
     const schedule = [...RESETS, ...Array.from({ length: runs - 1 }, () => lateName)];
@@ -143,7 +152,7 @@ async function main(): Promise<void> {
       if (name === lateName) lateTimes.push(reset.seconds);
       console.log(
         `  reset / fresh provisioning: ${(reset.seconds / provisioning).toFixed(3)} (target < 0.05); ` +
-          `revert ${seconds(reset.doc.events, 'VMS_REVERTED').toFixed(1)} s, SSH ${secondsOf(reset.doc.events, 'Connect to every VM over SSH').toFixed(1)} s, clocks ${seconds(reset.doc.events, 'CLOCKS_STEPPED').toFixed(1)} s, health ${seconds(reset.doc.events, 'LAB_HEALTHY').toFixed(1)} s`,
+          `revert ${seconds(reset.doc.events, 'VMS_REVERTED').toFixed(1)} s, SSH ${secondsOf(reset.doc.events, CONNECT_TASK).toFixed(1)} s, clocks ${seconds(reset.doc.events, 'CLOCKS_STEPPED').toFixed(1)} s, health ${seconds(reset.doc.events, 'LAB_HEALTHY').toFixed(1)} s`,
       );
       const perStep = reset.doc.events
         .filter((e) => e.code === 'STEP_HEALTHY')

@@ -198,13 +198,16 @@ async function runHostKubectl(
   return { exitCode: result.exitCode, stdout: result.stdout, stderr: result.stderr };
 }
 
+/** The task that opens SSH to the VMs, as the JSON output titles it (the bench reads it). */
+export const CONNECT_TASK = 'Connect to every VM over SSH';
+
 /** SSH sessions into the lab's VMs (or only the named ones), closed when fn ends. */
 export async function withHosts<T>(
   lab: Lab,
   fn: (pool: HostPool) => Promise<T>,
   vms: readonly string[] = lab.spec.vms.map((vm) => vm.name),
 ): Promise<T> {
-  const pool = await task(lab.sink, 'Connect to every VM over SSH', () =>
+  const pool = await task(lab.sink, CONNECT_TASK, () =>
     connectAll(lab.vagrant, vms, lab.sink, lab.spec.timeouts.ssh * 1000),
   );
   try {
